@@ -1,0 +1,35 @@
+"""Task 3: task 2 again with ``redis.asyncio``: every command is awaited, in order.
+
+The course wrapped node_redis's callbacks with ``promisify``; redis-py ships the
+async client, so ``async``/``await`` is all it takes.
+"""
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from course.connection import connect_async, run
+
+
+async def set_new_school(client: Redis, school_name: str, value: str) -> None:
+    reply = await client.set(school_name, value)
+    print(f"Reply: {'OK' if reply else reply}")
+
+
+async def display_school_value(client: Redis, school_name: str) -> None:
+    print(await client.get(school_name))
+
+
+async def lesson() -> None:
+    async with await connect_async() as client:
+        await display_school_value(client, "Holberton")
+        await set_new_school(client, "HolbertonSanFrancisco", "100")
+        await display_school_value(client, "HolbertonSanFrancisco")
+
+
+def main() -> None:
+    asyncio.run(lesson())
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,34 @@
+"""Task 4: a hash built one field at a time with HSET, then read back whole with HGETALL."""
+
+from redis import Redis
+
+from course.connection import connect, run
+
+HOLBERTON_SCHOOLS = {
+    "Portland": "50",
+    "Seattle": "80",
+    "New York": "20",
+    "Bogota": "20",
+    "Cali": "40",
+    "Paris": "2",
+}
+
+
+def create_hash(client: Redis, key: str, fields: dict[str, str]) -> None:
+    """One HSET per field, printing each reply: 1 for a new field, 0 for an existing one."""
+    for field, value in fields.items():
+        print(f"Reply: {client.hset(key, field, value)}")
+
+
+def display_hash(client: Redis, key: str) -> None:
+    print(client.hgetall(key))
+
+
+def main() -> None:
+    with connect() as client:
+        create_hash(client, "HolbertonSchools", HOLBERTON_SCHOOLS)
+        display_hash(client, "HolbertonSchools")
+
+
+if __name__ == "__main__":
+    run(main)

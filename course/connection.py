@@ -1,0 +1,96 @@
+"""One way into Redis for every script: the URL from ``REDIS_URL``, the course's lines.
+
+node_redis announced itself with ``connect`` and ``error`` events; here ``connect()``
+pings the server, prints the course's connected line, or prints the failed-connection
+line for each try and exits with status 1 (never a traceback: an unreachable server is
+an expected situation for a learner, not a bug).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import redis
+import redis.asyncio
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+CONNECTED = "Redis client connected to the server"
+NOT_CONNECTED = "Redis client not connected to the server: "
+
+CONNECT_ATTEMPTS = 3
+RETRY_DELAY_SECONDS = 0.5
+# Short enough that three tries against an unroutable host still end well within 10 s.
+SOCKET_CONNECT_TIMEOUT_SECONDS = 2.0
+
+
+def redis_url() -> str:
+    """The server every program uses: ``REDIS_URL``, or the local default."""
+    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def client_from_env(*, decode_responses: bool = True, **options) -> redis.Redis:
+    """A client for ``REDIS_URL`` that has not talked to the server yet.
+
+    RQ needs ``decode_responses=False``; the lessons read strings.
+    """
+    options.setdefault("socket_connect_timeout", SOCKET_CONNECT_TIMEOUT_SECONDS)
+    return redis.Redis.from_url(redis_url(), decode_responses=decode_responses, **options)
+
+
+def not_connected_line(error: BaseException) -> str:
+    return f"{NOT_CONNECTED}{error}"
+
+
+def connect(*, decode_responses: bool = True, attempts: int = CONNECT_ATTEMPTS) -> redis.Redis:
+    """Connect as node_redis did: the connected line, or one failure line per try, then exit 1."""
+    client = client_from_env(decode_responses=decode_responses)
+    for attempt in range(1, attempts + 1):
+        try:
+            client.ping()
+        except redis.RedisError as error:
+            print(not_connected_line(error), flush=True)
+            if attempt < attempts:
+                time.sleep(RETRY_DELAY_SECONDS)
+        else:
+            print(CONNECTED, flush=True)
+            return client
+    client.close()
+    raise SystemExit(1)
+
+
+async def connect_async(*, attempts: int = CONNECT_ATTEMPTS) -> redis.asyncio.Redis:
+    """``connect()`` for ``redis.asyncio``: same lines, same exit status."""
+    client = redis.asyncio.Redis.from_url(
+        redis_url(), decode_responses=True, socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_SECONDS
+    )
+    for attempt in range(1, attempts + 1):
+        try:
+            await client.ping()
+        except redis.RedisError as error:
+            print(not_connected_line(error), flush=True)
+            if attempt < attempts:
+                await asyncio.sleep(RETRY_DELAY_SECONDS)
+        else:
+            print(CONNECTED, flush=True)
+            return client
+    await client.aclose()
+    raise SystemExit(1)
+
+
+def run(main: Callable[[], object]) -> None:
+    """Run a lesson's ``main()`` the way a learner expects it to end.
+
+    A server lost mid-lesson gets the course's failed-connection line and status 1;
+    Ctrl-C ends quietly with status 130, as a shell expects. Neither shows a traceback.
+    """
+    try:
+        main()
+    except redis.ConnectionError as error:
+        print(not_connected_line(error), flush=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
