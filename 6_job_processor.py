@@ -1,0 +1,42 @@
+"""Task 6: a job processor. One RQ worker runs every job of ``push_notification_code``.
+
+Kue's ``queue.process(name, handler)`` becomes an RQ worker listening on that queue; the
+handler is the job function the creator named, ``send_notification_job``, which RQ calls
+with the job's data. It runs until Ctrl-C or SIGTERM, finishing the job in hand first.
+"""
+
+import argparse
+
+from course.connection import client_from_env, run
+from course.jobs import CourseWorker, rq_logging_level
+
+QUEUE_NAME = "push_notification_code"
+
+
+def send_notification(phone_number: str, message: str) -> None:
+    print(f"Sending notification to {phone_number}, with message: {message}", flush=True)
+
+
+def send_notification_job(data: dict) -> None:
+    """What a worker runs for each job: the course's handler, given the job's data."""
+    send_notification(data["phoneNumber"], data["message"])
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true", help="show RQ's own log lines")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    logging_level = rq_logging_level(args.verbose)
+    connection = client_from_env(decode_responses=False)
+    # Fail now, with the course's line, rather than inside RQ's start-up.
+    connection.ping()
+    worker = CourseWorker([QUEUE_NAME], connection=connection)
+    worker.work(logging_level=logging_level)
+
+
+if __name__ == "__main__":
+    run(main)

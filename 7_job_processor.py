@@ -1,0 +1,57 @@
+"""Task 7: a processor that works on two jobs at a time, reports progress, and fails some jobs.
+
+Kue's ``queue.process(name, 2, handler)`` becomes RQ's own ``WorkerPool`` of two workers
+on ``push_notification_code_2``. A job reports its progress to its creator (Kue's
+``job.progress``) and fails by raising an exception whose message is the failure's
+message (Kue's ``done(new Error(...))``). Ctrl-C or SIGTERM stops both workers once their
+jobs in hand are done.
+"""
+
+import argparse
+
+from rq.job import Job, get_current_job
+from rq.worker_pool import WorkerPool
+
+from course.connection import client_from_env, run
+from course.jobs import CourseWorker, report_progress, rq_logging_level
+
+QUEUE_NAME = "push_notification_code_2"
+BLACKLISTED_NUMBERS = ("4153518780", "4153518781")
+CONCURRENCY = 2
+
+
+class BlacklistedNumberError(Exception):
+    """A notification the processor refuses to send."""
+
+
+def send_notification(phone_number: str, message: str, job: Job) -> None:
+    report_progress(0, job)
+    if phone_number in BLACKLISTED_NUMBERS:
+        raise BlacklistedNumberError(f"Phone number {phone_number} is blacklisted")
+    report_progress(50, job)
+    print(f"Sending notification to {phone_number}, with message: {message}", flush=True)
+
+
+def send_notification_job(data: dict) -> None:
+    """What a worker runs for each job: the course's handler, given the job's data and the job."""
+    send_notification(data["phoneNumber"], data["message"], get_current_job())
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true", help="show RQ's own log lines")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    logging_level = rq_logging_level(args.verbose)
+    connection = client_from_env(decode_responses=False)
+    # Fail now, with the course's line, rather than in each worker the pool would start.
+    connection.ping()
+    pool = WorkerPool([QUEUE_NAME], connection=connection, num_workers=CONCURRENCY, worker_class=CourseWorker)
+    pool.start(logging_level=logging_level)
+
+
+if __name__ == "__main__":
+    run(main)

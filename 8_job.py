@@ -1,0 +1,36 @@
+"""Task 8: ``create_push_notifications_jobs``, a job creator written to be tested.
+
+It checks its input before touching Redis, creates one job per notification on
+``push_notification_code_3``, prints each job's ``created`` line, and hands back the
+``JobWatch`` that prints the jobs' event lines when those events happen: Kue attached
+``job.on(...)`` handlers; here the caller decides how long to listen (``watch.wait()``)
+and stops with ``watch.close()``.
+"""
+
+from rq import Queue
+
+from course.jobs import JobEvent, JobWatch, event_line
+
+QUEUE_NAME = "push_notification_code_3"
+# No processor serves this queue in the course; `rq worker push_notification_code_3`,
+# run from the project root, would process the jobs with task 7's handler.
+JOB_FUNCTION = "7_job_processor.send_notification_job"
+
+
+class NotAnArrayError(TypeError):
+    """Raised for ``jobs`` that is not a list, before anything is enqueued."""
+
+
+def print_event(event: JobEvent) -> None:
+    print(event_line("Notification job", event), flush=True)
+
+
+def create_push_notifications_jobs(jobs: list[dict], queue: Queue) -> JobWatch:
+    """Create one job per notification on ``push_notification_code_3``, on ``queue``'s Redis."""
+    if not isinstance(jobs, list):
+        raise NotAnArrayError("Jobs is not an array")
+    notifications = Queue(QUEUE_NAME, connection=queue.connection)
+    watch = JobWatch(notifications, on_event=print_event)
+    for job_id in watch.enqueue_many(JOB_FUNCTION, jobs):
+        print(f"Notification job created: {job_id}", flush=True)
+    return watch

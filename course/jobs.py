@@ -1,0 +1,414 @@
+"""What Kue gave the course and RQ does not: integer job ids and job events for the job's creator.
+
+Kue numbered jobs 1, 2, 3... with one counter per Redis database, and told the process that
+created a job about its progress, completion and failure through Redis pub/sub. RQ names
+jobs with UUIDs and publishes no job events, so this module adds both on top of ordinary
+RQ jobs (``rq info`` lists them, a plain ``rq worker`` runs them):
+
+- ids: ``next_job_ids`` reserves Kue-style integers with ``INCRBY`` on ``JOB_IDS_KEY``;
+- events: JSON messages on one channel per queue (``events_channel``). The processor side
+  publishes them: ``report_progress`` from inside a job, and the success and failure
+  callbacks that ``enqueue_jobs`` attaches to every job (RQ runs those in the worker);
+- the creator side: a ``JobWatch`` subscribes *before* it enqueues (pub/sub keeps nothing
+  for late subscribers) and hands each event of its own jobs to a handler. Every second it
+  also reads RQ's own job status, so an event lost on the way never leaves a creator
+  waiting forever. ``JobListener`` runs a watch in a background thread, for a long-running
+  process such as a web server.
+
+The creator names the job function by its import path (``"7_job_processor.send_notification_job"``);
+it never imports the processor, the worker does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import redis
+from rq import Callback, Queue, SimpleWorker
+from rq.job import Job, JobStatus, get_current_job
+
+JOB_IDS_KEY = "course:job-ids"
+EVENTS_CHANNEL_PREFIX = "course:job-events:"
+
+# Kue's event names.
+PROGRESS = "progress"
+COMPLETE = "complete"
+FAILED = "failed"
+
+PROGRESS_META_KEY = "progress"
+ERROR_META_KEY = "error"
+
+# A notification takes milliseconds; a short timeout also bounds how long RQ waits before it
+# may declare a job of a dead worker abandoned (its started entry lasts timeout + 60 s).
+JOB_TIMEOUT_SECONDS = 10
+# Long enough to look at jobs with `rq info` after a lesson, short enough not to pile up
+# (RQ keeps a failed job, and its result stream without any expiry, for a year by default).
+RESULT_TTL_SECONDS = 60 * 60
+FAILURE_TTL_SECONDS = 24 * 60 * 60
+
+POLL_INTERVAL_SECONDS = 1.0
+SUBSCRIBE_TIMEOUT_SECONDS = 10.0
+LISTENER_RETRY_SECONDS = 1.0
+
+# RQ checks its registries for abandoned jobs every 10 minutes, between two dequeues that
+# may each block for 405 s. These keep the sum well under a minute, so a restarted
+# processor settles the jobs its killed predecessor left started.
+MAINTENANCE_INTERVAL_SECONDS = 15
+WORKER_TTL_SECONDS = 30  # an idle worker's dequeue blocks for this minus 15 s
+
+# Above CRITICAL: RQ then formats no log record at all.
+QUIET = logging.CRITICAL + 1
+
+ENDED_STATUSES = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One of Kue's job events: ``progress`` (with a percent), ``complete`` or ``failed`` (with an error)."""
+
+    job_id: str
+    kind: str
+    percent: int | None = None
+    error: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.kind in (COMPLETE, FAILED)
+
+    def to_json(self) -> str:
+        fields = {"id": self.job_id, "event": self.kind, "percent": self.percent, "error": self.error}
+        return json.dumps({key: value for key, value in fields.items() if value is not None})
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> JobEvent:
+        fields = json.loads(raw)
+        return cls(fields["id"], fields["event"], fields.get("percent"), fields.get("error"))
+
+
+def event_line(subject: str, event: JobEvent) -> str:
+    """The line the course prints for an event, e.g. ``Notification job 7 50% complete``."""
+    if event.kind == PROGRESS:
+        return f"{subject} {event.job_id} {event.percent}% complete"
+    if event.kind == COMPLETE:
+        return f"{subject} {event.job_id} completed"
+    return f"{subject} {event.job_id} failed: {event.error}"
+
+
+# Ids ---------------------------------------------------------------------------------------
+
+
+def next_job_ids(connection: redis.Redis, count: int = 1) -> list[str]:
+    """Reserve ``count`` consecutive Kue-style ids, as RQ job ids (strings of digits).
+
+    One counter per database, shared by every queue; INCRBY hands out a whole block at once
+    and never repeats, which matters: RQ silently overwrites a job whose id is reused.
+    """
+    last = connection.incrby(JOB_IDS_KEY, count)
+    return [str(job_id) for job_id in range(last - count + 1, last + 1)]
+
+
+# The processor side ------------------------------------------------------------------------
+
+
+def events_channel(queue_name: str) -> str:
+    return f"{EVENTS_CHANNEL_PREFIX}{queue_name}"
+
+
+def publish_event(connection: redis.Redis, queue_name: str, event: JobEvent) -> None:
+    connection.publish(events_channel(queue_name), event.to_json())
+
+
+def report_progress(percent: int, job: Job | None = None) -> None:
+    """Kue's ``job.progress()``: record the percent on the job and tell its creator.
+
+    Called from inside a job function; ``job`` defaults to the job being run.
+    """
+    job = job or get_current_job()
+    job.meta[PROGRESS_META_KEY] = percent
+    job.save_meta()
+    publish_event(job.connection, job.origin, JobEvent(job.id, PROGRESS, percent=percent))
+
+
+def publish_completed(job: Job, connection: redis.Redis, result: object) -> None:
+    """RQ's success callback: Kue's ``complete`` event."""
+    publish_event(connection, job.origin, JobEvent(job.id, COMPLETE))
+
+
+def failure_message(error: BaseException) -> str:
+    """Kue showed the error's message; RQ's abandoned-job error has none, so its name stands in."""
+    return str(error) or type(error).__name__
+
+
+def publish_failed(
+    job: Job, connection: redis.Redis, error_type: type, error: BaseException, traceback: object
+) -> None:
+    """RQ's failure callback, also run for an abandoned job: Kue's ``failed`` event.
+
+    The message is kept on the job too, so a creator that missed this event reads it there.
+    """
+    message = failure_message(error)
+    job.meta[ERROR_META_KEY] = message
+    job.save_meta()
+    publish_event(connection, job.origin, JobEvent(job.id, FAILED, error=message))
+
+
+def enqueue_jobs(
+    queue: Queue,
+    function_name: str,
+    datas: Sequence[dict],
+    job_ids: Sequence[str],
+    *,
+    timeout: int = JOB_TIMEOUT_SECONDS,
+    result_ttl: int = RESULT_TTL_SECONDS,
+    failure_ttl: int = FAILURE_TTL_SECONDS,
+) -> list[Job]:
+    """Enqueue one ordinary RQ job per data dict, in one round trip, with the event callbacks.
+
+    The job's only argument is its data, exactly (Kue's ``job.data``).
+    """
+    return queue.enqueue_many(
+        [
+            Queue.prepare_data(
+                function_name,
+                args=(data,),
+                job_id=job_id,
+                timeout=timeout,
+                result_ttl=result_ttl,
+                failure_ttl=failure_ttl,
+                on_success=Callback(publish_completed),
+                on_failure=Callback(publish_failed),
+            )
+            for data, job_id in zip(datas, job_ids, strict=True)
+        ]
+    )
+
+
+def job_data(job: Job) -> dict:
+    """The data a job was created with."""
+    return job.args[0]
+
+
+# The creator side --------------------------------------------------------------------------
+
+
+def ended_event(connection: redis.Redis, job_id: str, status: JobStatus | None) -> JobEvent:
+    """The event RQ's state stands for, for a job whose event went missing."""
+    if status == JobStatus.FINISHED:
+        return JobEvent(job_id, COMPLETE)
+    if status is None:
+        return JobEvent(job_id, FAILED, error="Job was deleted")
+    job = Job.fetch(job_id, connection=connection)
+    return JobEvent(job_id, FAILED, error=job.meta.get(ERROR_META_KEY) or f"Job {status.value}")
+
+
+class JobWatch:
+    """The creator's end of Kue's job events: subscribe, enqueue, then hear about those jobs.
+
+    ``on_event`` gets each event of the jobs enqueued through this watch, in the order the
+    processor sent them; a job's last event is ``complete`` or ``failed``, after which it
+    is no longer pending. Events of other jobs on the same queue are ignored.
+    """
+
+    def __init__(self, queue: Queue, on_event: Callable[[JobEvent], None]):
+        self.queue = queue
+        self.on_event = on_event
+        self._lock = threading.Lock()
+        self._pending: set[str] = set()
+        # Ended according to RQ at the last poll, with no event yet: reported at the next one.
+        self._ended_in_rq: set[str] = set()
+        self._next_poll = time.monotonic() + POLL_INTERVAL_SECONDS
+        self._pubsub = queue.connection.pubsub()
+        self._subscribe()
+
+    def _subscribe(self) -> None:
+        """Subscribe and wait for the server's confirmation: only then may jobs be enqueued."""
+        self._pubsub.subscribe(events_channel(self.queue.name))
+        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            message = self._pubsub.get_message(timeout=deadline - time.monotonic())
+            if message is not None and message["type"] == "subscribe":
+                return
+        raise redis.TimeoutError(f"no confirmation of SUBSCRIBE within {SUBSCRIBE_TIMEOUT_SECONDS:.0f} s")
+
+    @property
+    def pending(self) -> set[str]:
+        """Ids of the watched jobs that have neither completed nor failed yet."""
+        with self._lock:
+            return set(self._pending)
+
+    def enqueue(self, function_name: str, data: dict) -> str:
+        """Create one job and watch it; returns its id."""
+        return self.enqueue_many(function_name, [data])[0]
+
+    def enqueue_many(self, function_name: str, datas: Sequence[dict]) -> list[str]:
+        """Create one job per data dict, in order, and watch them; returns their ids.
+
+        The ids are watched before the jobs exist, so an event dispatched by another thread
+        the moment a worker picks a job up is not dropped as someone else's.
+        """
+        if not datas:
+            return []
+        job_ids = next_job_ids(self.queue.connection, len(datas))
+        self._track(job_ids)
+        try:
+            enqueue_jobs(self.queue, function_name, datas, job_ids)
+        except BaseException:
+            self._forget(job_ids)
+            raise
+        return job_ids
+
+    def _track(self, job_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._pending.update(job_ids)
+
+    def _forget(self, job_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._pending.difference_update(job_ids)
+            self._ended_in_rq.difference_update(job_ids)
+
+    def dispatch(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for events and hand on all that have arrived.
+
+        RQ's state is polled whenever a second has passed since the last poll.
+        """
+        deadline = time.monotonic() + timeout
+        handled = False
+        while True:
+            wait = 0.0 if handled else max(0.0, min(deadline, self._next_poll) - time.monotonic())
+            message = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+            if message is not None:
+                self._handle(JobEvent.from_json(message["data"]))
+                handled = True
+                continue
+            if time.monotonic() >= self._next_poll:
+                self._poll_rq()
+                self._next_poll = time.monotonic() + POLL_INTERVAL_SECONDS
+            if handled or time.monotonic() >= deadline:
+                return
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Dispatch events until every watched job has ended; False if ``timeout`` ran out first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.pending:
+            left = POLL_INTERVAL_SECONDS if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.dispatch(min(left, POLL_INTERVAL_SECONDS))
+        return True
+
+    def _handle(self, event: JobEvent) -> None:
+        with self._lock:
+            if event.job_id not in self._pending:
+                return
+            if event.ended:
+                self._pending.discard(event.job_id)
+                self._ended_in_rq.discard(event.job_id)
+        self.on_event(event)
+
+    def _poll_rq(self) -> None:
+        """Report, from RQ's state, the jobs that ended with no event.
+
+        A job is reported only if RQ showed it ended at the previous poll too: its worker
+        publishes the event *before* RQ saves the final status, and that second of grace
+        lets a late event arrive first and keep its place in the job's order of events.
+        """
+        job_ids = sorted(self.pending, key=int)
+        if not job_ids:
+            return
+        statuses = self._statuses(job_ids)
+        ended = {job_id for job_id, status in statuses.items() if status is None or status in ENDED_STATUSES}
+        with self._lock:
+            overdue = sorted(ended & self._ended_in_rq, key=int)
+            self._ended_in_rq = ended - set(overdue)
+        for job_id in overdue:
+            self._handle(ended_event(self.queue.connection, job_id, statuses[job_id]))
+
+    def _statuses(self, job_ids: list[str]) -> dict[str, JobStatus | None]:
+        """Each job's RQ status (None for a job that no longer exists), in one round trip."""
+        with self.queue.connection.pipeline(transaction=False) as pipeline:
+            for job_id in job_ids:
+                pipeline.hget(Job.key_for(job_id), "status")
+            raw_statuses = pipeline.execute()
+        return {
+            job_id: None if raw is None else JobStatus(raw.decode() if isinstance(raw, bytes) else raw)
+            for job_id, raw in zip(job_ids, raw_statuses, strict=True)
+        }
+
+    def close(self) -> None:
+        self._pubsub.close()
+
+    def __enter__(self) -> JobWatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class JobListener:
+    """A ``JobWatch`` kept dispatching by a daemon thread, for a long-running process.
+
+    A web server creates one at start-up (in each of its processes: threads do not survive
+    a fork), calls ``enqueue`` from its request handlers and gets ``on_event`` calls, from
+    the listener's thread, for the jobs it enqueued. If Redis goes away, the thread retries
+    every second; the watch's polling of RQ's state catches up on what was missed.
+    """
+
+    def __init__(self, queue: Queue, on_event: Callable[[JobEvent], None]):
+        self.watch = JobWatch(queue, on_event)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"job events of {queue.name}", daemon=True)
+
+    def start(self) -> JobListener:
+        self._thread.start()
+        return self
+
+    def enqueue(self, function_name: str, data: dict) -> str:
+        return self.watch.enqueue(function_name, data)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.watch.dispatch(POLL_INTERVAL_SECONDS)
+            except (redis.ConnectionError, redis.TimeoutError):
+                self._stopping.wait(LISTENER_RETRY_SECONDS)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+        self.watch.close()
+
+
+# Processors --------------------------------------------------------------------------------
+
+
+class CourseWorker(SimpleWorker):
+    """RQ's SimpleWorker (no fork per job), checking for abandoned jobs often.
+
+    When a processor is killed mid-job, its started jobs stay ``started`` until some worker
+    cleans the queue's registries and fails them (RQ calls the failure callback, so their
+    creators hear about it). A restarted processor does that within about a minute and a half.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_SECONDS)
+        kwargs.setdefault("worker_ttl", WORKER_TTL_SECONDS)
+        super().__init__(*args, **kwargs)
+
+
+def rq_logging_level(verbose: bool) -> str | int:
+    """The level to give RQ: its own log lines only on request (``--verbose``).
+
+    Quiet, RQ's loggers also get a handler that drops everything, so RQ adds none of its own
+    and nothing reaches the terminal.
+    """
+    if verbose:
+        return "INFO"
+    rq_logger = logging.getLogger("rq")
+    rq_logger.addHandler(logging.NullHandler())
+    rq_logger.propagate = False
+    return QUIET
