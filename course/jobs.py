@@ -286,7 +286,7 @@ class JobWatch:
                 handled = True
                 continue
             if time.monotonic() >= self._next_poll:
-                self._poll_rq()
+                self.check_rq_state()
                 self._next_poll = time.monotonic() + POLL_INTERVAL_SECONDS
             if handled or time.monotonic() >= deadline:
                 return
@@ -310,7 +310,7 @@ class JobWatch:
                 self._ended_in_rq.discard(event.job_id)
         self.on_event(event)
 
-    def _poll_rq(self) -> None:
+    def check_rq_state(self) -> None:
         """Report, from RQ's state, the jobs that ended with no event.
 
         A job is reported only if RQ showed it ended at the previous poll too: its worker

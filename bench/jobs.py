@@ -1,0 +1,169 @@
+"""Benchmark: task 7's creator and processor on N notification jobs, against redis-benchmark.
+
+Runs ``7_job_processor.py`` in the background as a learner does, then creates N jobs with
+task 7's creator code (events included, its lines kept out of the terminal) and waits for
+every job's last event. Prints creation and processing rates, and each divided by
+``redis-benchmark -t get -c 32`` on the same Redis in the same run, beside the ratios of
+the Node.js original (Kue). Usage, from the project root, with the project's Redis running:
+
+    python bench/jobs.py [--jobs 2000]
+
+REDIS_URL picks the server; redis-benchmark is looked for in REDIS_BIN_DIR, then on PATH,
+then in redis_setup.sh's build cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from rq import Queue, Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as `python bench/jobs.py`: the course's modules live at the project root.
+sys.path.insert(0, str(ROOT))
+
+from course import expected  # noqa: E402
+from course.connection import client_from_env, redis_url, run  # noqa: E402
+from course.jobs import JobEvent, JobWatch  # noqa: E402
+
+creator = importlib.import_module("7_job_creator")
+
+# The Node.js original on the same kind of machine (FACTS.md): jobs/s over redis-benchmark GET ops/s.
+NODE_CREATION_RATIO = 0.066
+NODE_PROCESSING_RATIO = 0.0195
+WORKERS = 2
+STARTUP_TIMEOUT_SECONDS = 30
+BENCHMARK_REQUESTS = 200_000
+
+
+def redis_benchmark_path() -> Path:
+    """Where redis-benchmark is, found as tests/conftest.py finds redis-server."""
+    if os.environ.get("REDIS_BIN_DIR"):
+        return Path(os.environ["REDIS_BIN_DIR"]) / "redis-benchmark"
+    on_path = shutil.which("redis-benchmark")
+    if on_path:
+        return Path(on_path)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "queuing-system" / "redis-7.0.15" / "src" / "redis-benchmark"
+
+
+def redis_get_ops_per_second() -> float:
+    """``redis-benchmark -t get -c 32`` on REDIS_URL's server: GET requests per second."""
+    url = urlparse(redis_url())
+    result = subprocess.run(
+        [
+            str(redis_benchmark_path()),
+            *("-h", url.hostname or "127.0.0.1", "-p", str(url.port or 6379)),
+            *("-t", "get", "-c", "32", "-n", str(BENCHMARK_REQUESTS), "-q"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(re.search(r"GET: ([\d.]+) requests per second", result.stdout)[1])
+
+
+def notification_jobs(count: int) -> list[dict]:
+    """Task 7's eleven jobs, repeated up to ``count`` (two in eleven fail: blacklisted numbers)."""
+    return [expected.TASK7_JOBS[index % len(expected.TASK7_JOBS)] for index in range(count)]
+
+
+def start_processor(queue: Queue) -> subprocess.Popen[bytes]:
+    processor = subprocess.Popen(
+        [sys.executable, "7_job_processor.py"],
+        cwd=ROOT,
+        env={**os.environ, "REDIS_URL": redis_url()},
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while len(Worker.all(queue=queue)) < WORKERS:
+        if time.monotonic() > deadline or processor.poll() is not None:
+            processor.kill()
+            raise SystemExit("7_job_processor.py did not start its workers")
+        time.sleep(0.05)
+    return processor
+
+
+def stop_processor(processor: subprocess.Popen[bytes]) -> None:
+    os.killpg(processor.pid, signal.SIGINT)
+    processor.wait()
+
+
+def create_and_process(queue: Queue, jobs: list[dict]) -> tuple[float, float, list[JobEvent]]:
+    """Seconds to create the jobs, seconds from then until the last one ended, and the events."""
+    events: list[JobEvent] = []
+
+    def on_event(event: JobEvent) -> None:
+        events.append(event)
+        creator.print_event(event)
+
+    with JobWatch(queue, on_event=on_event) as watch, contextlib.redirect_stdout(io.StringIO()):
+        started = time.perf_counter()
+        creator.create_notification_jobs(watch, jobs)
+        created = time.perf_counter()
+        watch.wait()
+        ended = time.perf_counter()
+    return created - started, ended - created, events
+
+
+def expected_event_count(jobs: list[dict]) -> int:
+    return sum(len(expected.task7_events(job, 0)) for job in jobs)
+
+
+def report(count: int, creation_seconds: float, processing_seconds: float, get_ops: float) -> None:
+    creation_rate = count / creation_seconds
+    processing_rate = count / processing_seconds
+    print(f"{count} jobs on {creator.QUEUE_NAME}, {WORKERS} workers")
+    print(f"redis-benchmark -t get -c 32: {get_ops:,.0f} ops/s (mean of a run before and one after)")
+    print(
+        f"creation:   {creation_rate:8,.0f} jobs/s   ratio {creation_rate / get_ops:.4f}"
+        f"   (Node/Kue {NODE_CREATION_RATIO})"
+    )
+    print(
+        f"processing: {processing_rate:8,.0f} jobs/s   ratio {processing_rate / get_ops:.4f}"
+        f"   (Node/Kue {NODE_PROCESSING_RATIO})"
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2000, help="how many jobs (default 2000)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    connection = client_from_env(decode_responses=False)
+    queue = Queue(creator.QUEUE_NAME, connection=connection)
+    if queue.count or Worker.all(queue=queue):
+        raise SystemExit(f"{queue.name} must be idle: empty it and stop its processors first")
+    jobs = notification_jobs(args.jobs)
+
+    # redis-benchmark before and after the jobs: the machine's speed drifts within a run.
+    get_ops_before = redis_get_ops_per_second()
+    processor = start_processor(queue)
+    try:
+        creation_seconds, processing_seconds, events = create_and_process(queue, jobs)
+    finally:
+        stop_processor(processor)
+    if len(events) != expected_event_count(jobs):
+        raise SystemExit(f"expected {expected_event_count(jobs)} events, got {len(events)}")
+    get_ops = (get_ops_before + redis_get_ops_per_second()) / 2
+    report(len(jobs), creation_seconds, processing_seconds, get_ops)
+
+
+if __name__ == "__main__":
+    run(main)

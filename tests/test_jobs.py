@@ -1,0 +1,317 @@
+"""Tasks 6, 7 and 8 run as a learner runs them: a processor in the background, its creator, one real Redis.
+
+Also: stopping a processor (Ctrl-C, SIGTERM) leaves no traceback, no registered worker and
+no half-done job; a creator whose events were lost still ends, from RQ's own state; a
+plain ``rq worker`` runs the course's jobs; an unreachable Redis gets the course's line.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from lessons import ROOT, lines, run_script, start_script, wait_for_line
+from rq import Queue, SimpleWorker, Worker
+from rq.job import JobStatus
+
+from course import expected, jobs
+from course.lessons import script_env
+
+pytestmark = pytest.mark.timeout(120)
+
+# Processor script -> (its queue, how many workers it registers).
+PROCESSORS = {
+    "6_job_processor.py": ("push_notification_code", 1),
+    "7_job_processor.py": ("push_notification_code_2", 2),
+}
+# Bounds for a broken run, not expectations of speed.
+STARTUP_TIMEOUT_SECONDS = 30
+EVENTS_TIMEOUT_SECONDS = 60
+
+
+@pytest.fixture
+def rq_redis(redis_url) -> Iterator[redis.Redis]:
+    """A client as RQ needs it (bytes, not decoded strings)."""
+    with redis.Redis.from_url(redis_url) as client:
+        yield client
+
+
+def lines_of(events: list[jobs.JobEvent], job_id: str) -> list[str]:
+    """The lines a task 7 creator prints for one job's events."""
+    return [jobs.event_line("Notification job", event) for event in events if event.job_id == job_id]
+
+
+def wait_for_workers(connection: redis.Redis, count: int) -> list[Worker]:
+    """The registered workers, once there are ``count`` of them (or the start-up time is over)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while len(workers := Worker.all(connection=connection)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return workers
+
+
+@pytest.fixture
+def processors(redis_url, rq_redis):
+    """Start a processor in its own process group, as a terminal runs it; wait until it is listening."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(script: str, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, script, *args],
+            cwd=ROOT,
+            env=script_env(redis_url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        started.append(process)
+        workers = wait_for_workers(rq_redis, PROCESSORS[script][1])
+        assert len(workers) == PROCESSORS[script][1], f"{script} did not start its workers"
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+
+
+def ctrl_c(process: subprocess.Popen[str]) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group."""
+    os.killpg(process.pid, signal.SIGINT)
+
+
+def stopped_output(process: subprocess.Popen[str], stop=ctrl_c) -> tuple[list[str], str]:
+    stop(process)
+    output, errors = process.communicate(timeout=30)
+    return lines(output), errors
+
+
+# The course's runs ---------------------------------------------------------------------------
+
+
+def test_task6_prints_the_course_lines(processors, redis_url):
+    processor = processors("6_job_processor.py")
+
+    creator = run_script("6_job_creator.py", redis_url)
+    processor_lines, processor_errors = stopped_output(processor)
+
+    assert expected.check_task6_creator(lines(creator.stdout)) == []
+    assert (creator.stderr, creator.returncode) == ("", 0)
+    assert processor_lines == expected.TASK6_PROCESSOR
+    assert (processor_errors, processor.returncode) == ("", 0)
+
+
+def test_task6_ids_grow_by_one_from_run_to_run(processors, redis_url):
+    processors("6_job_processor.py")
+
+    first = run_script("6_job_creator.py", redis_url)
+    second = run_script("6_job_creator.py", redis_url)
+
+    [first_id] = expected.created_ids(lines(first.stdout))
+    [second_id] = expected.created_ids(lines(second.stdout))
+    assert second_id == first_id + 1
+
+
+def test_task7_prints_each_jobs_events_in_order(processors, redis_url):
+    processor = processors("7_job_processor.py")
+
+    creator = run_script("7_job_creator.py", redis_url)
+    processor_lines, processor_errors = stopped_output(processor)
+
+    assert expected.check_task7_creator(lines(creator.stdout)) == []
+    assert (creator.stderr, creator.returncode) == ("", 0)
+    assert expected.check_task7_processor(processor_lines) == []
+    assert (processor_errors, processor.returncode) == ("", 0)
+
+
+def test_task7_creator_started_before_its_processor_still_hears_everything(processors, redis_url):
+    creator = start_script("7_job_creator.py", redis_url)
+    created = wait_for_line(creator, f"Notification job created: {len(expected.TASK7_JOBS)}")
+
+    processor = processors("7_job_processor.py")
+    output, errors = creator.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
+    stopped_output(processor)
+
+    assert expected.check_task7_creator(created + lines(output)) == []
+    assert (errors, creator.returncode) == ("", 0)
+
+
+def test_a_processor_faster_than_its_creator_loses_no_event(processors, rq_redis):
+    """Each job is picked up while the creator is still creating the next ones."""
+    processors("7_job_processor.py")
+    queue = Queue("push_notification_code_2", connection=rq_redis)
+    data = expected.TASK7_JOBS[2]
+    events: list[jobs.JobEvent] = []
+
+    with jobs.JobWatch(queue, on_event=events.append) as watch:
+        job_ids = [watch.enqueue("7_job_processor.send_notification_job", data) for _ in range(100)]
+        assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
+
+    for job_id in job_ids:
+        assert lines_of(events, job_id) == expected.task7_events(data, int(job_id))
+
+
+def test_task8_main_creates_one_job_and_does_not_wait(redis_url, rq_redis):
+    result = run_script("8_job_main.py", redis_url)
+
+    assert expected.check_task8_main(lines(result.stdout)) == []
+    assert (result.stderr, result.returncode) == ("", 0)
+    queue = Queue(expected.TASK8_QUEUE, connection=rq_redis)
+    assert [jobs.job_data(job) for job in queue.jobs] == [expected.TASK8_JOB]
+    assert queue.job_ids == [str(job_id) for job_id in expected.created_ids(lines(result.stdout))]
+
+
+# Stopping a processor ------------------------------------------------------------------------
+
+
+def sigterm(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("stop", [ctrl_c, sigterm], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("script", PROCESSORS)
+def test_an_idle_processor_stops_cleanly(script, stop, processors, rq_redis):
+    processor = processors(script)
+
+    output, errors = stopped_output(processor, stop)
+
+    assert (output, errors, processor.returncode) == ([], "", 0)
+    assert Worker.all(connection=rq_redis) == []
+
+
+@pytest.mark.parametrize("stop", [ctrl_c, sigterm], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("script", PROCESSORS)
+def test_a_busy_processor_finishes_its_job_then_stops_cleanly(script, stop, processors, rq_redis):
+    processor = processors(script)
+    queue = Queue(PROCESSORS[script][0], connection=rq_redis)
+    job = queue.enqueue("time.sleep", 2)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while job.get_status() != JobStatus.STARTED and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    output, errors = stopped_output(processor, stop)
+
+    assert (output, errors, processor.returncode) == ([], "", 0)
+    assert job.get_status() == JobStatus.FINISHED
+    assert Worker.all(connection=rq_redis) == []
+
+
+def test_verbose_shows_rqs_own_log_lines(processors):
+    processor = processors("6_job_processor.py", "--verbose")
+
+    output, _ = stopped_output(processor)
+
+    assert any("push_notification_code" in line for line in output)
+
+
+# Lost events, abandoned jobs, plain RQ -------------------------------------------------------
+
+
+@pytest.fixture
+def run_worker_here():
+    """Run a queue's jobs in this process with a burst SimpleWorker; put back the signal handlers it sets."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def run(queue: Queue) -> None:
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+    yield run
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+def test_a_creator_whose_events_were_lost_ends_from_rqs_state(
+    redis_url, rq_redis, run_worker_here, monkeypatch
+):
+    creator = start_script("6_job_creator.py", redis_url)
+    created = wait_for_line(creator, expected.CREATED)
+    monkeypatch.setattr(jobs, "publish_event", lambda *args: None)
+
+    run_worker_here(Queue("push_notification_code", connection=rq_redis))
+    output, errors = creator.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
+
+    assert expected.check_task6_creator(created + lines(output)) == []
+    assert (errors, creator.returncode) == ("", 0)
+
+
+def test_a_lost_failure_event_still_reaches_the_creator_with_its_message(
+    rq_redis, run_worker_here, monkeypatch
+):
+    queue = Queue("push_notification_code_2", connection=rq_redis)
+    events: list[jobs.JobEvent] = []
+    monkeypatch.setattr(jobs, "publish_event", lambda *args: None)
+
+    with jobs.JobWatch(queue, on_event=events.append) as watch:
+        job_id = watch.enqueue("7_job_processor.send_notification_job", expected.TASK7_JOBS[0])
+        run_worker_here(queue)
+        assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
+
+    assert events == [jobs.JobEvent(job_id, jobs.FAILED, error=expected.blacklisted_error("4153518780"))]
+
+
+def test_a_job_abandoned_by_a_killed_processor_fails_and_its_creator_hears_it(processors, rq_redis):
+    processor = processors("7_job_processor.py")
+    queue = Queue("push_notification_code_2", connection=rq_redis)
+    events: list[jobs.JobEvent] = []
+
+    with jobs.JobWatch(queue, on_event=events.append) as watch:
+        # A job slow enough to be killed in the middle: time.sleep(30), with the event callbacks.
+        job = queue.fetch_job(watch.enqueue("time.sleep", 30))
+        while job.get_status() != JobStatus.STARTED:
+            time.sleep(0.02)
+        os.killpg(processor.pid, signal.SIGKILL)
+        processor.communicate()
+        # What the next processor's maintenance does once the job's started entry has expired.
+        queue.started_job_registry.cleanup(timestamp=time.time() + jobs.JOB_TIMEOUT_SECONDS + 61)
+        assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
+
+    assert events == [jobs.JobEvent(job.id, jobs.FAILED, error="AbandonedJobError")]
+    assert job.get_status() == JobStatus.FAILED
+
+
+def rq_command(*args: str) -> subprocess.CompletedProcess[str]:
+    """RQ's own command line, run from the project root as a learner would."""
+    rq = Path(sys.executable).parent / "rq"
+    return subprocess.run([str(rq), *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_a_plain_rq_worker_runs_the_course_jobs_and_rq_info_lists_them(redis_url, rq_redis):
+    queue = Queue("push_notification_code_2", connection=rq_redis)
+    events: list[jobs.JobEvent] = []
+
+    with jobs.JobWatch(queue, on_event=events.append) as watch:
+        job_ids = watch.enqueue_many("7_job_processor.send_notification_job", expected.TASK7_JOBS)
+        info = rq_command("info", "--url", redis_url)
+        worker = rq_command("worker", "--burst", "--url", redis_url, queue.name)
+        assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
+
+    assert "push_notification_code_2" in info.stdout
+    assert worker.returncode == 0
+    for data, job_id in zip(expected.TASK7_JOBS, job_ids, strict=True):
+        wanted = expected.task7_events(data, int(job_id))
+        assert [
+            jobs.event_line("Notification job", event) for event in events if event.job_id == job_id
+        ] == wanted
+
+
+# No Redis ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "script",
+    ["6_job_creator.py", "6_job_processor.py", "7_job_creator.py", "7_job_processor.py", "8_job_main.py"],
+)
+def test_without_redis_it_says_so_and_exits_1(script, dead_redis_url):
+    result = run_script(script, dead_redis_url)
+
+    assert lines(result.stdout)
+    assert all(line.startswith(expected.NOT_CONNECTED_PREFIX) for line in lines(result.stdout))
+    assert (result.stderr, result.returncode) == ("", 1)

@@ -1,0 +1,186 @@
+"""course/jobs.py on its own: Kue-style ids, events published and heard, RQ's state as the fallback.
+
+Most tests run on fakeredis with an in-process SimpleWorker; the ones about key expiry
+need a real server.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import fakeredis
+import pytest
+import redis
+from rq import Queue, SimpleWorker
+from rq.exceptions import AbandonedJobError
+from rq.job import JobStatus
+from rq.results import Result
+
+from course import expected, jobs
+
+pytestmark = pytest.mark.timeout(60)
+
+JOB_FUNCTION = "7_job_processor.send_notification_job"
+# Bounds a broken test; events on fakeredis take milliseconds.
+EVENTS_TIMEOUT_SECONDS = 10
+
+
+@pytest.fixture
+def queue() -> Queue:
+    return Queue("push_notification_code_2", connection=fakeredis.FakeRedis())
+
+
+@pytest.fixture
+def run_worker_here():
+    """Run a queue's jobs in this process with a burst SimpleWorker; put back the signal handlers it sets."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def run(queue: Queue) -> None:
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+    yield run
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+def lines_of(events: list[jobs.JobEvent], job_id: str) -> list[str]:
+    return [jobs.event_line("Notification job", event) for event in events if event.job_id == job_id]
+
+
+def test_ids_count_up_from_1_across_queues_and_blocks(queue):
+    other = Queue("push_notification_code", connection=queue.connection)
+
+    assert jobs.next_job_ids(queue.connection) == ["1"]
+    assert jobs.next_job_ids(other.connection, 3) == ["2", "3", "4"]
+    assert jobs.next_job_ids(queue.connection) == ["5"]
+
+
+def test_an_event_survives_its_trip_as_json():
+    for event in [
+        jobs.JobEvent("7", jobs.PROGRESS, percent=50),
+        jobs.JobEvent("7", jobs.COMPLETE),
+        jobs.JobEvent("7", jobs.FAILED, error="Phone number 4153518780 is blacklisted"),
+    ]:
+        assert jobs.JobEvent.from_json(event.to_json().encode()) == event
+
+
+def test_enqueued_jobs_are_ordinary_rq_jobs_with_short_lives(queue):
+    [job] = jobs.enqueue_jobs(queue, JOB_FUNCTION, [expected.TASK7_JOBS[0]], ["12"])
+
+    assert queue.job_ids == ["12"]
+    assert (job.func_name, job.args, job.kwargs) == (JOB_FUNCTION, (expected.TASK7_JOBS[0],), {})
+    assert job.timeout == jobs.JOB_TIMEOUT_SECONDS
+    assert (job.result_ttl, job.failure_ttl) == (jobs.RESULT_TTL_SECONDS, jobs.FAILURE_TTL_SECONDS)
+    assert job.success_callback is jobs.publish_completed
+    assert job.failure_callback is jobs.publish_failed
+
+
+def test_progress_is_kept_on_the_job_and_published(queue):
+    [job] = jobs.enqueue_jobs(queue, JOB_FUNCTION, [expected.TASK7_JOBS[2]], ["1"])
+    with queue.connection.pubsub() as pubsub:
+        pubsub.subscribe(jobs.events_channel(queue.name))
+        pubsub.get_message(timeout=1)
+
+        jobs.report_progress(50, job)
+
+        message = pubsub.get_message(timeout=1)
+    assert jobs.JobEvent.from_json(message["data"]) == jobs.JobEvent("1", jobs.PROGRESS, percent=50)
+    assert queue.fetch_job("1").meta[jobs.PROGRESS_META_KEY] == 50
+
+
+def test_a_failure_without_a_message_is_named_by_its_error():
+    assert jobs.failure_message(AbandonedJobError()) == "AbandonedJobError"
+    assert jobs.failure_message(ValueError("no seat")) == "no seat"
+
+
+def test_task7_jobs_run_by_a_worker_reach_their_creator_in_order(queue, run_worker_here):
+    events: list[jobs.JobEvent] = []
+
+    with jobs.JobWatch(queue, on_event=events.append) as watch:
+        job_ids = watch.enqueue_many(JOB_FUNCTION, expected.TASK7_JOBS)
+        run_worker_here(queue)
+        assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
+
+    for data, job_id in zip(expected.TASK7_JOBS, job_ids, strict=True):
+        assert lines_of(events, job_id) == expected.task7_events(data, int(job_id))
+    assert watch.pending == set()
+
+
+def test_without_events_a_job_is_reported_from_rqs_state_one_poll_late(queue, run_worker_here, monkeypatch):
+    """RQ saves the final status after the callback has published: a second of grace for the event."""
+    events: list[jobs.JobEvent] = []
+    monkeypatch.setattr(jobs, "publish_event", lambda *args: None)
+
+    with jobs.JobWatch(queue, on_event=events.append) as watch:
+        job_id = watch.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[2])
+        run_worker_here(queue)
+        assert queue.fetch_job(job_id).get_status() == JobStatus.FINISHED
+
+        watch.check_rq_state()
+        assert events == []
+        watch.check_rq_state()
+
+    assert events == [jobs.JobEvent(job_id, jobs.COMPLETE)]
+
+
+def test_an_event_that_arrives_within_the_grace_keeps_the_jobs_order(queue, run_worker_here, monkeypatch):
+    events: list[jobs.JobEvent] = []
+
+    with jobs.JobWatch(queue, on_event=events.append) as watch:
+        job_id = watch.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[2])
+        run_worker_here(queue)
+
+        watch.check_rq_state()
+        assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
+
+    assert lines_of(events, job_id) == expected.task7_events(expected.TASK7_JOBS[2], int(job_id))
+
+
+def test_a_deleted_job_counts_as_failed(queue):
+    events: list[jobs.JobEvent] = []
+
+    with jobs.JobWatch(queue, on_event=events.append) as watch:
+        job_id = watch.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[2])
+        queue.fetch_job(job_id).delete()
+        assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
+
+    assert events == [jobs.JobEvent(job_id, jobs.FAILED, error="Job was deleted")]
+
+
+def test_a_listener_thread_hears_the_jobs_its_process_enqueued(queue, run_worker_here):
+    heard: list[jobs.JobEvent] = []
+    all_ended = threading.Event()
+
+    def on_event(event: jobs.JobEvent) -> None:
+        heard.append(event)
+        if sum(event.ended for event in heard) == 2:
+            all_ended.set()
+
+    listener = jobs.JobListener(queue, on_event).start()
+    try:
+        job_ids = [listener.enqueue(JOB_FUNCTION, data) for data in expected.TASK7_JOBS[1:3]]
+        stranger = queue.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[3])
+        run_worker_here(queue)
+        assert all_ended.wait(EVENTS_TIMEOUT_SECONDS)
+    finally:
+        listener.stop()
+
+    assert {event.job_id for event in heard} == set(job_ids)
+    assert stranger.id not in {event.job_id for event in heard}
+    assert lines_of(heard, job_ids[0]) == expected.task7_events(expected.TASK7_JOBS[1], int(job_ids[0]))
+
+
+def test_finished_and_failed_jobs_expire(redis_url, run_worker_here):
+    """RQ keeps a failed job's result stream forever unless failure_ttl is passed."""
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue("push_notification_code_2", connection=connection)
+    failed, finished = jobs.enqueue_jobs(queue, JOB_FUNCTION, expected.TASK7_JOBS[:3:2], ["1", "2"])
+
+    run_worker_here(queue)
+
+    assert failed.get_status() == JobStatus.FAILED
+    assert finished.get_status() == JobStatus.FINISHED
+    for job, ttl in [(failed, jobs.FAILURE_TTL_SECONDS), (finished, jobs.RESULT_TTL_SECONDS)]:
+        for key in (job.key, Result.get_key(job.id)):
+            assert 0 < connection.ttl(key) <= ttl, key
