@@ -200,9 +200,9 @@ def ended_event(connection: redis.Redis, job_id: str, status: JobStatus | None) 
     """The event RQ's state stands for, for a job whose event went missing."""
     if status == JobStatus.FINISHED:
         return JobEvent(job_id, COMPLETE)
-    if status is None:
+    [job] = Job.fetch_many([job_id], connection=connection)
+    if job is None or status is None:
         return JobEvent(job_id, FAILED, error="Job was deleted")
-    job = Job.fetch(job_id, connection=connection)
     return JobEvent(job_id, FAILED, error=job.meta.get(ERROR_META_KEY) or f"Job {status.value}")
 
 
@@ -233,7 +233,7 @@ class JobWatch:
             message = self._pubsub.get_message(timeout=deadline - time.monotonic())
             if message is not None and message["type"] == "subscribe":
                 return
-        raise redis.TimeoutError(f"no confirmation of SUBSCRIBE within {SUBSCRIBE_TIMEOUT_SECONDS:.0f} s")
+        raise redis.ConnectionError(f"no confirmation of SUBSCRIBE within {SUBSCRIBE_TIMEOUT_SECONDS:.0f} s")
 
     @property
     def pending(self) -> set[str]:
@@ -398,6 +398,13 @@ class CourseWorker(SimpleWorker):
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_SECONDS)
         kwargs.setdefault("worker_ttl", WORKER_TTL_SECONDS)
         super().__init__(*args, **kwargs)
+
+    def work(self, *args, **kwargs) -> bool:
+        # WorkerPool always starts RQ's scheduler process beside one of its workers. The course
+        # schedules no jobs, and that process dies with a traceback when Redis goes away;
+        # `rq worker` runs without it unless asked.
+        kwargs["with_scheduler"] = False
+        return super().work(*args, **kwargs)
 
 
 def rq_logging_level(verbose: bool) -> str | int:
