@@ -1,0 +1,147 @@
+"""Task 9: the "In stock?" API: Flask routes over a product list whose stock lives in Redis.
+
+    GET /list_products                every product
+    GET /list_products/<itemId>       one product and the units still available
+    GET /reserve_product/<itemId>     take one unit, if one is left
+
+The course's reservation read the stock, then wrote it back less one: two requests at
+the same moment both saw the last unit, and both were confirmed. Here the check and the
+take are one Lua script that Redis runs in a single step, so no number of simultaneous
+requests, served by any number of processes, confirms more units than there were.
+
+Run it with ``python 9_stock.py`` (HOST, PORT and REDIS_URL may override the defaults),
+or ``flask --app 9_stock run --reload`` for the development server.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+from flask import Response
+from redis import Redis
+from redis.commands.core import Script
+from werkzeug.routing import BaseConverter
+
+from course.web import COMPACT, create_app, json_response, redis_client, serve
+
+LIST_PRODUCTS = [
+    {"itemId": 1, "itemName": "Suitcase 250", "price": 50, "initialAvailableQuantity": 4},
+    {"itemId": 2, "itemName": "Suitcase 450", "price": 100, "initialAvailableQuantity": 10},
+    {"itemId": 3, "itemName": "Suitcase 650", "price": 350, "initialAvailableQuantity": 2},
+    {"itemId": 4, "itemName": "Suitcase 1050", "price": 550, "initialAvailableQuantity": 5},
+]
+PRODUCTS_BY_ID = {product["itemId"]: product for product in LIST_PRODUCTS}
+
+# The check and the take in one step. An absent key means no unit was reserved yet.
+RESERVE_ONE_UNIT_LUA = """
+local stock = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+if stock < 1 then
+    return 0
+end
+redis.call('SET', KEYS[1], stock - 1)
+return 1
+"""
+
+
+def get_item_by_id(item_id: int) -> dict | None:
+    """The product with this id, or None."""
+    return PRODUCTS_BY_ID.get(item_id)
+
+
+@cache
+def stock_db() -> Redis:
+    """This process's Redis client, made on first use: inside the server's worker process."""
+    return redis_client()
+
+
+@cache
+def reserve_one_unit_script() -> Script:
+    return stock_db().register_script(RESERVE_ONE_UNIT_LUA)
+
+
+def stock_key(item_id: int) -> str:
+    return f"item.{item_id}"
+
+
+def reserve_stock_by_id(item_id: int, stock: int) -> None:
+    """Set the units of ``item_id`` still available."""
+    stock_db().set(stock_key(item_id), stock)
+
+
+def get_current_reserved_stock_by_id(item_id: int) -> int:
+    """The units of the product ``item_id`` still available: all of them until one is reserved."""
+    stock = stock_db().get(stock_key(item_id))
+    if stock is None:
+        return PRODUCTS_BY_ID[item_id]["initialAvailableQuantity"]
+    return int(stock)
+
+
+def reserve_one_unit(item: dict) -> bool:
+    """Take one unit of ``item`` if one is left, atomically; True if it was taken."""
+    script = reserve_one_unit_script()
+    return script(keys=[stock_key(item["itemId"])], args=[item["initialAvailableQuantity"]]) == 1
+
+
+class ItemIdConverter(BaseConverter):
+    """A plain positive decimal integer of up to 9 digits; any other id is a JSON 404."""
+
+    regex = "[1-9][0-9]{0,8}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+
+# The bodies that never change, serialised once.
+def compact_json(value: object) -> str:
+    return json.dumps(value, separators=COMPACT)
+
+
+PRODUCTS_BODY = compact_json(LIST_PRODUCTS)
+PRODUCT_NOT_FOUND = compact_json({"status": "Product not found"})
+# A product's body is its listing with one more key: everything before that key's value.
+PRODUCT_PREFIX = {
+    item_id: f'{compact_json(product)[:-1]},"currentQuantity":' for item_id, product in PRODUCTS_BY_ID.items()
+}
+RESERVATION_CONFIRMED = {
+    item_id: compact_json({"status": "Reservation confirmed", "itemId": item_id})
+    for item_id in PRODUCTS_BY_ID
+}
+NOT_ENOUGH_STOCK = {
+    item_id: compact_json({"status": "Not enough stock available", "itemId": item_id})
+    for item_id in PRODUCTS_BY_ID
+}
+
+app = create_app(__name__)
+app.url_map.converters["item_id"] = ItemIdConverter
+
+
+@app.get("/list_products")
+def list_products() -> Response:
+    return json_response(PRODUCTS_BODY)
+
+
+@app.get("/list_products/<item_id:item_id>")
+def product_detail(item_id: int) -> Response:
+    if get_item_by_id(item_id) is None:
+        return json_response(PRODUCT_NOT_FOUND)
+    current_quantity = get_current_reserved_stock_by_id(item_id)
+    return json_response(f"{PRODUCT_PREFIX[item_id]}{current_quantity}}}")
+
+
+@app.get("/reserve_product/<item_id:item_id>")
+def reserve_product(item_id: int) -> Response:
+    item = get_item_by_id(item_id)
+    if item is None:
+        return json_response(PRODUCT_NOT_FOUND)
+    if reserve_one_unit(item):
+        return json_response(RESERVATION_CONFIRMED[item_id])
+    return json_response(NOT_ENOUGH_STOCK[item_id])
+
+
+def main() -> None:
+    serve(__file__)
+
+
+if __name__ == "__main__":
+    main()
