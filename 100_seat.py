@@ -1,0 +1,246 @@
+"""Task 10: "Can I have a seat?": reservations queued as RQ jobs, seats taken one by one in Redis.
+
+    GET /available_seats    the seats left
+    GET /reserve_seat       queue a reservation, unless reservations are blocked
+    GET /process            process the queue in the background
+
+The course kept "reservations enabled" in a variable of its one Node process, and each job
+read the seats, then wrote them back less one: two processors could both book the last
+seat, which is how calling /process twice booked up to 100 of 50 seats. Here both live in
+Redis, and a seat is taken by one Lua script that Redis runs in a single step: the check,
+the take, and blocking reservations when the last seat goes. Any number of processors,
+behind any number of server processes, book at most the seats there are, and every process
+agrees on whether reservations are blocked.
+
+Each server process queues jobs with Kue-style ids and prints
+``Seat reservation job ID completed`` or ``Seat reservation job ID failed: ERROR`` for the
+jobs it queued, when they end. ``/process`` starts an RQ worker in a process of its own,
+which runs until the server stops, as Kue's ``queue.process`` did.
+
+Run it with ``python 100_seat.py`` (HOST, PORT and REDIS_URL may override the defaults):
+at launch it sets 50 seats and enables reservations, once, before serving.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sys
+import threading
+from functools import cache
+
+import redis
+from flask import Response
+from redis.commands.core import Script
+from rq import Queue
+
+from course.connection import client_from_env, run
+from course.jobs import CourseWorker, JobEvent, JobListener, event_line, rq_logging_level
+from course.web import COMPACT, create_app, json_response, redis_client, serve
+
+QUEUE_NAME = "reserve_seat"
+# The worker imports the job function by this name, from the project root.
+JOB_FUNCTION = "100_seat.reserve_seat_job"
+
+INITIAL_SEATS = 50
+NOT_ENOUGH_SEATS = "Not enough seats available"
+
+AVAILABLE_SEATS_KEY = "available_seats"
+RESERVATION_ENABLED_KEY = "reservation_enabled"
+ENABLED = "true"
+DISABLED = "false"
+
+# KEYS: the seats, the "reservations enabled" flag; ARGV[1]: the flag's "disabled" value.
+# Returns 1 if a seat was taken, 0 if none was left. An absent count means no seats.
+TAKE_SEAT_LUA = """
+local seats = tonumber(redis.call('GET', KEYS[1]) or '0')
+if seats < 1 then
+    return 0
+end
+if redis.call('DECR', KEYS[1]) == 0 then
+    redis.call('SET', KEYS[2], ARGV[1])
+end
+return 1
+"""
+
+
+def compact_json(value: object) -> str:
+    return json.dumps(value, separators=COMPACT)
+
+
+# The bodies that never change, serialised once.
+RESERVATION_IN_PROCESS = compact_json({"status": "Reservation in process"})
+RESERVATION_BLOCKED = compact_json({"status": "Reservation are blocked"})
+RESERVATION_FAILED = compact_json({"status": "Reservation failed"})
+QUEUE_PROCESSING = compact_json({"status": "Queue processing"})
+
+
+def available_seats_body(seats: int) -> str:
+    """The seats left, as a string: the course sent what Redis held."""
+    return compact_json({"numberOfAvailableSeats": str(seats)})
+
+
+class NotEnoughSeatsError(Exception):
+    """A reservation that found no seat left."""
+
+
+# Seats and reservations, in Redis -----------------------------------------------------------
+
+
+@cache
+def seats_db() -> redis.Redis:
+    """This process's Redis client, made on first use."""
+    return redis_client()
+
+
+def reserve_seat(number: int) -> None:
+    """Set the number of seats available."""
+    seats_db().set(AVAILABLE_SEATS_KEY, number)
+
+
+def get_current_available_seats() -> int:
+    """The number of seats available (none if it was never set)."""
+    return int(seats_db().get(AVAILABLE_SEATS_KEY) or 0)
+
+
+def set_reservation_enabled(enabled: bool) -> None:
+    seats_db().set(RESERVATION_ENABLED_KEY, ENABLED if enabled else DISABLED)
+
+
+def reservations_enabled() -> bool:
+    return seats_db().get(RESERVATION_ENABLED_KEY) == ENABLED
+
+
+def open_reservations() -> None:
+    """What the server does at launch: every seat free, then reservations enabled."""
+    reserve_seat(INITIAL_SEATS)
+    set_reservation_enabled(True)
+
+
+@cache
+def take_seat_script() -> Script:
+    return seats_db().register_script(TAKE_SEAT_LUA)
+
+
+def take_seat() -> bool:
+    """Take one seat if one is left, in one step; taking the last one blocks reservations."""
+    script = take_seat_script()
+    return script(keys=[AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY], args=[DISABLED]) == 1
+
+
+# The jobs: queued by the server, run by the processor ------------------------------------
+
+
+def reserve_seat_job(data: dict) -> None:
+    """What the processor runs for each reservation: take a seat, or fail the job."""
+    if not take_seat():
+        raise NotEnoughSeatsError(NOT_ENOUGH_SEATS)
+
+
+def say(line: str) -> None:
+    """Print a line in one write: the server's worker processes share one output."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
+
+
+def print_job_event(event: JobEvent) -> None:
+    say(event_line("Seat reservation job", event))
+
+
+_listener_lock = threading.Lock()
+
+
+def job_listener() -> JobListener:
+    """This process's listener, started by its first reservation (after the server's fork).
+
+    A request thread may find it missing at the same moment as another: one starts it.
+    """
+    with _listener_lock:
+        return _started_job_listener()
+
+
+@cache
+def _started_job_listener() -> JobListener:
+    queue = Queue(QUEUE_NAME, connection=redis_client(decode_responses=False))
+    return JobListener(queue, on_event=print_job_event).start()
+
+
+def process_reservations() -> None:
+    """The processor, in a process of its own: an RQ worker on the queue, until it is stopped.
+
+    RQ's worker handles SIGINT and SIGTERM by finishing the job in hand, then stopping;
+    it needs the main thread of a process for that, never a thread of the web server.
+    """
+
+    def work() -> None:
+        logging_level = rq_logging_level(verbose=False)
+        worker = CourseWorker([QUEUE_NAME], connection=client_from_env(decode_responses=False))
+        worker.work(logging_level=logging_level)
+
+    run(work)
+
+
+class QueueProcessor:
+    """The processor of this server process: started by its first /process, kept until the server stops.
+
+    A second /process finds it running and starts nothing. One served by another server
+    process may start that process's own processor: that is safe, since taking a seat is
+    one step in Redis, and it keeps each processor's life tied to one server process, with
+    no lock in Redis to expire or leave behind when a server is killed.
+    """
+
+    # A fresh interpreter: a child forked from a process running threads (the web server's,
+    # the job listener) could inherit a lock held by one of them, and hang.
+    CONTEXT = multiprocessing.get_context("spawn")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: multiprocessing.process.BaseProcess | None = None
+
+    def ensure_started(self) -> None:
+        with self._lock:
+            if self._process is not None and self._process.is_alive():
+                return
+            # Daemonic: when the server process exits, multiprocessing stops it (SIGTERM, so
+            # the job in hand is finished) and waits for it.
+            child = self.CONTEXT.Process(target=process_reservations, name="seat processor", daemon=True)
+            child.start()
+            self._process = child
+            # Reaps it the moment it ends, should it end before the server does.
+            threading.Thread(target=child.join, daemon=True).start()
+
+
+processor = QueueProcessor()
+
+app = create_app(__name__)
+
+
+@app.get("/available_seats")
+def available_seats() -> Response:
+    return json_response(available_seats_body(get_current_available_seats()))
+
+
+@app.get("/reserve_seat")
+def reserve() -> Response:
+    try:
+        if not reservations_enabled():
+            return json_response(RESERVATION_BLOCKED)
+        job_listener().enqueue(JOB_FUNCTION, {})
+    except redis.RedisError:
+        return json_response(RESERVATION_FAILED)
+    return json_response(RESERVATION_IN_PROCESS)
+
+
+@app.get("/process")
+def process() -> Response:
+    processor.ensure_started()
+    return json_response(QUEUE_PROCESSING)
+
+
+def main() -> None:
+    open_reservations()
+    serve(__file__)
+
+
+if __name__ == "__main__":
+    run(main)
