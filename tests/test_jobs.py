@@ -20,6 +20,7 @@ import redis
 from lessons import ROOT, lines, run_script, start_script, wait_for_line
 from rq import Queue, SimpleWorker, Worker
 from rq.job import JobStatus
+from rq.worker import WorkerStatus
 
 from course import expected, jobs
 from course.lessons import script_env
@@ -49,9 +50,16 @@ def lines_of(events: list[jobs.JobEvent], job_id: str) -> list[str]:
 
 
 def wait_for_workers(connection: redis.Redis, count: int) -> list[Worker]:
-    """The registered workers, once there are ``count`` of them (or the start-up time is over)."""
+    """The registered workers, once ``count`` of them wait for jobs (or the start-up time is over).
+
+    A worker registers itself a moment before it installs its signal handlers; once it
+    waits for jobs, a signal gets RQ's handling and not Python's default.
+    """
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while len(workers := Worker.all(connection=connection)) < count and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        workers = Worker.all(connection=connection)
+        if len(workers) >= count and all(worker.get_state() == WorkerStatus.IDLE for worker in workers):
+            break
         time.sleep(0.05)
     return workers
 
