@@ -61,7 +61,7 @@ LISTENER_RETRY_SECONDS = 1.0
 MAINTENANCE_INTERVAL_SECONDS = 15
 WORKER_TTL_SECONDS = 30  # an idle worker's dequeue blocks for this minus 15 s
 
-# Above CRITICAL: RQ then formats no log record at all.
+# Above CRITICAL: the loggers RQ sets to this level format no record at all.
 QUIET = logging.CRITICAL + 1
 
 ENDED_STATUSES = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
@@ -169,7 +169,8 @@ def enqueue_jobs(
 ) -> list[Job]:
     """Enqueue one ordinary RQ job per data dict, in one round trip, with the event callbacks.
 
-    The job's only argument is its data, exactly (Kue's ``job.data``).
+    The job's only argument is its data, exactly (Kue's ``job.data``). ``timeout`` is RQ's
+    job timeout; ``result_ttl`` and ``failure_ttl`` how long a finished or failed job is kept.
     """
     return queue.enqueue_many(
         [
@@ -241,11 +242,11 @@ class JobWatch:
         with self._lock:
             return set(self._pending)
 
-    def enqueue(self, function_name: str, data: dict) -> str:
-        """Create one job and watch it; returns its id."""
-        return self.enqueue_many(function_name, [data])[0]
+    def enqueue(self, function_name: str, data: dict, **options: int) -> str:
+        """Create one job and watch it; returns its id. ``options``: as for ``enqueue_jobs``."""
+        return self.enqueue_many(function_name, [data], **options)[0]
 
-    def enqueue_many(self, function_name: str, datas: Sequence[dict]) -> list[str]:
+    def enqueue_many(self, function_name: str, datas: Sequence[dict], **options: int) -> list[str]:
         """Create one job per data dict, in order, and watch them; returns their ids.
 
         The ids are watched before the jobs exist, so an event dispatched by another thread
@@ -256,7 +257,7 @@ class JobWatch:
         job_ids = next_job_ids(self.queue.connection, len(datas))
         self._track(job_ids)
         try:
-            enqueue_jobs(self.queue, function_name, datas, job_ids)
+            enqueue_jobs(self.queue, function_name, datas, job_ids, **options)
         except BaseException:
             self._forget(job_ids)
             raise
@@ -367,8 +368,8 @@ class JobListener:
         self._thread.start()
         return self
 
-    def enqueue(self, function_name: str, data: dict) -> str:
-        return self.watch.enqueue(function_name, data)
+    def enqueue(self, function_name: str, data: dict, **options: int) -> str:
+        return self.watch.enqueue(function_name, data, **options)
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -408,7 +409,7 @@ class CourseWorker(SimpleWorker):
 
 
 def rq_logging_level(verbose: bool) -> str | int:
-    """The level to give RQ: its own log lines only on request (``--verbose``).
+    """The level to give RQ, its own log lines shown only on request (``--verbose``).
 
     Quiet, RQ's loggers also get a handler that drops everything, so RQ adds none of its own
     and nothing reaches the terminal.
