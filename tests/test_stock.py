@@ -1,0 +1,271 @@
+"""Task 9 in one process: the stock API's answers in Flask's test client, on fakeredis.
+
+Also the JSON-only behaviour that ``course/web.py`` gives both APIs. What needs the real
+server process and a real Redis (the curl session, races, Redis going away) is in
+test_stock_server.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import socket
+import time
+from collections.abc import Iterator
+
+import fakeredis
+import pytest
+from flask import Flask, jsonify
+from flask.testing import FlaskClient
+
+from course import expected, web
+
+stock = importlib.import_module("9_stock")
+
+pytestmark = pytest.mark.timeout(60)
+
+JSON = "application/json"
+NOT_FOUND = b'{"error":"Not Found"}'
+METHOD_NOT_ALLOWED = b'{"error":"Method Not Allowed"}'
+
+# Ids that are not plain positive decimal integers of at most 9 digits, as they appear in a URL.
+MALFORMED_IDS = [
+    "abc",
+    "0",
+    "01",
+    "-1",
+    "+1",
+    "1.0",
+    "1.5",
+    "1e3",
+    "0x1",
+    "1abc",
+    "%201",  # " 1"
+    "1%20",
+    "%00",
+    "%FF",  # not UTF-8
+    "%F0%9F%98%80",  # an emoji
+    "%EF%BC%91",  # a fullwidth digit one
+    "%D9%A1",  # an Arabic-Indic digit one
+    "1234567890",
+    "99999999999999999999999999999999",
+]
+UNKNOWN_PATHS = [
+    "/",
+    "/list_products/",
+    "/list_products/1/",
+    "/list_products/1/2",
+    "/reserve_product",
+    "/nope",
+]
+OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def clear_caches() -> None:
+    stock.stock_db.cache_clear()
+    stock.reserve_one_unit_script.cache_clear()
+
+
+@pytest.fixture
+def db(monkeypatch) -> Iterator[fakeredis.FakeRedis]:
+    """The fake Redis that the module's client is made for, as the test sees it."""
+    server = fakeredis.FakeServer()
+    monkeypatch.setattr(stock, "redis_client", lambda: fakeredis.FakeRedis(server=server))
+    clear_caches()
+    yield fakeredis.FakeRedis(server=server, decode_responses=True)
+    clear_caches()
+
+
+@pytest.fixture
+def app(db) -> Flask:
+    return stock.app
+
+
+@pytest.fixture
+def client(app) -> FlaskClient:
+    return app.test_client()
+
+
+def assert_json(response, status: int, body: bytes) -> None:
+    assert (response.status_code, response.content_type, response.get_data()) == (status, JSON, body)
+
+
+# The course's functions ---------------------------------------------------------------------
+
+
+def test_get_item_by_id():
+    assert [stock.get_item_by_id(item_id)["itemName"] for item_id in (1, 2, 3, 4)] == [
+        "Suitcase 250",
+        "Suitcase 450",
+        "Suitcase 650",
+        "Suitcase 1050",
+    ]
+    assert stock.get_item_by_id(12) is None
+    assert stock.get_item_by_id(0) is None
+
+
+def test_reserve_stock_by_id_sets_the_key(db):
+    stock.reserve_stock_by_id(2, 7)
+    assert db.get("item.2") == "7"
+
+
+def test_current_stock_is_the_initial_stock_until_the_key_is_set(db):
+    assert [stock.get_current_reserved_stock_by_id(item_id) for item_id in (1, 2, 3, 4)] == [4, 10, 2, 5]
+    stock.reserve_stock_by_id(2, 7)
+    assert stock.get_current_reserved_stock_by_id(2) == 7
+
+
+# The API ------------------------------------------------------------------------------------
+
+
+def test_the_course_session_gives_the_spec_bodies(client):
+    for path, body in expected.STOCK_SESSION:
+        assert_json(client.get(path), 200, body.encode())
+
+
+def test_each_product_reserves_its_own_stock_then_refuses(client, db):
+    for product in stock.LIST_PRODUCTS:
+        item_id, units = product["itemId"], product["initialAvailableQuantity"]
+        confirmed = f'{{"status":"Reservation confirmed","itemId":{item_id}}}'.encode()
+        refused = f'{{"status":"Not enough stock available","itemId":{item_id}}}'.encode()
+        for _ in range(units):
+            assert_json(client.get(f"/reserve_product/{item_id}"), 200, confirmed)
+        assert_json(client.get(f"/reserve_product/{item_id}"), 200, refused)
+        assert db.get(f"item.{item_id}") == "0"
+        assert client.get(f"/list_products/{item_id}").json["currentQuantity"] == 0
+
+
+def test_product_detail_shows_the_stock_set_by_reserve_stock_by_id(client):
+    stock.reserve_stock_by_id(4, 3)
+    assert_json(
+        client.get("/list_products/4"),
+        200,
+        b'{"itemId":4,"itemName":"Suitcase 1050","price":550,"initialAvailableQuantity":5,'
+        b'"currentQuantity":3}',
+    )
+
+
+def test_an_empty_stock_refuses_without_going_negative(client, db):
+    stock.reserve_stock_by_id(1, 0)
+    assert_json(client.get("/reserve_product/1"), 200, expected.NOT_ENOUGH_STOCK.encode())
+    assert db.get("item.1") == "0"
+
+
+def test_unknown_numeric_ids_are_the_course_not_found(client):
+    for path in ("/list_products/5", "/reserve_product/5", "/list_products/999999999"):
+        assert_json(client.get(path), 200, expected.PRODUCT_NOT_FOUND.encode())
+
+
+@pytest.mark.parametrize("route", ["/list_products", "/reserve_product"])
+@pytest.mark.parametrize("item_id", MALFORMED_IDS)
+def test_malformed_ids_are_a_json_404(client, route, item_id):
+    assert_json(client.get(f"{route}/{item_id}"), 404, NOT_FOUND)
+
+
+@pytest.mark.parametrize("path", UNKNOWN_PATHS)
+def test_unknown_paths_are_a_json_404(client, path):
+    assert_json(client.get(path), 404, NOT_FOUND)
+
+
+@pytest.mark.parametrize("method", OTHER_METHODS)
+def test_other_methods_are_a_json_405(client, method):
+    response = client.open("/reserve_product/1", method=method)
+    assert_json(response, 405, METHOD_NOT_ALLOWED)
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD"}
+
+
+def test_head_answers_like_get_without_a_body(client):
+    response = client.head("/list_products")
+    assert (response.status_code, response.content_type, response.get_data()) == (200, JSON, b"")
+
+
+def test_no_reservation_is_taken_by_a_malformed_or_refused_request(client, db):
+    client.get("/reserve_product/1.0")
+    client.post("/reserve_product/1")
+    assert db.get("item.1") is None
+
+
+def test_redis_unreachable_is_a_json_503_at_once(client, monkeypatch, dead_redis_url):
+    monkeypatch.setenv("REDIS_URL", dead_redis_url)
+    monkeypatch.setattr(stock, "redis_client", web.redis_client)
+    clear_caches()
+    for path in ("/list_products/1", "/reserve_product/1"):
+        started = time.monotonic()
+        response = client.get(path)
+        assert time.monotonic() - started < 2
+        assert_json(response, 503, b'{"error":"Service Unavailable"}')
+    # Answers that need no Redis still work.
+    assert_json(client.get("/list_products"), 200, expected.PRODUCTS_BODY.encode())
+    assert_json(client.get("/list_products/12"), 200, expected.PRODUCT_NOT_FOUND.encode())
+
+
+def test_an_unexpected_error_is_a_json_500_without_traceback(client, db, caplog):
+    db.set("item.1", "not a number")
+    for path in ("/list_products/1", "/reserve_product/1"):
+        assert_json(client.get(path), 500, b'{"error":"Internal Server Error"}')
+    # The traceback goes to the server's log, not to the client.
+    assert "Exception on /list_products/1 [GET]" in caplog.text
+
+
+# course/web.py, as any course API gets it ---------------------------------------------------
+
+
+@pytest.fixture
+def tiny_app() -> Flask:
+    app = web.create_app("tiny")
+
+    @app.get("/ordered")
+    def ordered():
+        return {"zebra": 1, "apple": [1, 2], "name": "é"}
+
+    @app.get("/jsonify")
+    def with_jsonify():
+        return jsonify(status="ok", itemId=1)
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret detail")
+
+    return app
+
+
+def test_dicts_become_compact_json_in_insertion_order_without_newline(tiny_app):
+    client = tiny_app.test_client()
+    assert_json(client.get("/ordered"), 200, b'{"zebra":1,"apple":[1,2],"name":"\\u00e9"}')
+    assert_json(client.get("/jsonify"), 200, b'{"status":"ok","itemId":1}')
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_errors_are_json_even_in_debug_mode(tiny_app, debug):
+    tiny_app.debug = debug
+    client = tiny_app.test_client()
+    response = client.get("/boom")
+    assert_json(response, 500, b'{"error":"Internal Server Error"}')
+    assert_json(client.get("/missing"), 404, NOT_FOUND)
+
+
+def test_json_response_sends_a_prepared_body():
+    response = web.json_response('{"status":"ok"}', status=201)
+    assert (response.status_code, response.content_type, response.get_data()) == (
+        201,
+        JSON,
+        b'{"status":"ok"}',
+    )
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "65536", "-1", "１２"])
+def test_a_bad_port_is_a_one_line_exit(monkeypatch, value):
+    monkeypatch.setenv("PORT", value)
+    with pytest.raises(SystemExit, match="PORT must be a TCP port number"):
+        web.port_from_env()
+
+
+def test_the_default_port_is_the_course_port(monkeypatch):
+    monkeypatch.delenv("PORT", raising=False)
+    assert web.port_from_env() == 1245
+
+
+def test_a_busy_port_is_a_one_line_exit():
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit, match=f"Cannot listen on 127.0.0.1:{port}: Address already in use"):
+            web.check_port_free("127.0.0.1", port)

@@ -1,0 +1,301 @@
+"""Task 9 as a learner runs it: ``python 9_stock.py`` on a real Redis, spoken to over HTTP.
+
+The course's curl session; 200 simultaneous reservations of 2 units, served by one and by
+two server processes (fakeredis cannot show a race); every bad input answered in JSON;
+Redis stopped, stuck and back again; Ctrl-C and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import REDIS_BIN, free_port
+from test_stock import MALFORMED_IDS, OTHER_METHODS, UNKNOWN_PATHS
+
+from course import expected
+from course.lessons import ROOT, script_env, start_script, stop_script
+
+pytestmark = pytest.mark.timeout(120)
+
+JSON = "application/json"
+READY_TIMEOUT_SECONDS = 20
+# The spec's bound for an answer while Redis is down; the server's own timeouts are 0.5 s.
+REDIS_DOWN_ANSWER_SECONDS = 2
+SIMULTANEOUS = 200
+UNITS = 2
+
+
+class Server:
+    """One ``python 9_stock.py`` process on a free port, and what it printed once stopped."""
+
+    def __init__(self, url: str, *, new_session: bool = False) -> None:
+        self.port = free_port()
+        if new_session:
+            # Its own process group, as a terminal gives a program: Ctrl-C signals the whole group.
+            self.process = subprocess.Popen(
+                [sys.executable, "9_stock.py"],
+                cwd=ROOT,
+                env=script_env(url, PORT=str(self.port)),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        else:
+            self.process = start_script("9_stock.py", url, PORT=str(self.port))
+        self.wait_until_answering()
+        self.workers = children(self.process.pid)
+
+    def wait_until_answering(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"9_stock.py exited: {self.process.communicate()}")
+            try:
+                self.get("/list_products")
+                return
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail("9_stock.py did not answer in time")
+
+    def get(self, path: str, method: str = "GET") -> tuple[int, str, bytes]:
+        """(status, content type, body) of one request."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.headers["Content-Type"], response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.headers["Content-Type"], error.read()
+
+    def stop(self, sig: int = signal.SIGINT) -> tuple[int, str, str]:
+        """Signal the main process, as ``kill`` does, and wait: (exit status, stdout, stderr)."""
+        stdout, stderr = stop_script(self.process, sig)
+        return self.process.returncode, stdout, stderr
+
+    def wait(self) -> tuple[int, str, str]:
+        """Wait for a server that was signalled otherwise; one that hangs is killed, and fails."""
+        try:
+            stdout, stderr = self.process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            for pid in (self.process.pid, *self.workers):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"9_stock.py did not stop: {self.process.communicate()}")
+        return self.process.returncode, stdout, stderr
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@contextmanager
+def running(url: str) -> Iterator[Server]:
+    """A server that must stop cleanly on Ctrl-C, having printed nothing."""
+    server = Server(url)
+    try:
+        yield server
+    finally:
+        assert server.stop() == (0, "", "")
+        assert not any(is_running(worker) for worker in server.workers)
+
+
+@pytest.fixture
+def server(redis_url) -> Iterator[Server]:
+    with running(redis_url) as server:
+        yield server
+
+
+# The course's session -----------------------------------------------------------------------
+
+
+def test_the_course_curl_session_gives_the_spec_bodies(server, real_redis):
+    for path, body in expected.STOCK_SESSION:
+        assert server.get(path) == (200, JSON, body.encode()), path
+    assert real_redis.get("item.1") == "0"
+
+
+# Races --------------------------------------------------------------------------------------
+
+
+def reserve_all_at_once(servers: list[Server]) -> Counter:
+    """SIMULTANEOUS connections opened first, then one reservation each, all released together."""
+    barrier = threading.Barrier(SIMULTANEOUS)
+
+    def reserve(index: int) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", servers[index % len(servers)].port, timeout=30)
+        try:
+            connection.connect()
+            barrier.wait(timeout=30)
+            connection.request("GET", "/reserve_product/1")
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(SIMULTANEOUS) as pool:
+        return Counter(pool.map(reserve, range(SIMULTANEOUS)))
+
+
+def assert_exactly_the_units_are_confirmed(servers: list[Server], real_redis: redis.Redis) -> None:
+    for _ in range(3):
+        real_redis.set("item.1", UNITS)
+        answers = reserve_all_at_once(servers)
+        assert answers == {
+            (200, expected.RESERVATION_CONFIRMED.encode()): UNITS,
+            (200, expected.NOT_ENOUGH_STOCK.encode()): SIMULTANEOUS - UNITS,
+        }
+        assert real_redis.get("item.1") == "0"
+
+
+def test_simultaneous_reservations_on_one_server_confirm_only_the_units(server, real_redis):
+    assert_exactly_the_units_are_confirmed([server], real_redis)
+
+
+def test_simultaneous_reservations_on_two_servers_confirm_only_the_units(redis_url, real_redis):
+    with running(redis_url) as first, running(redis_url) as second:
+        assert_exactly_the_units_are_confirmed([first, second], real_redis)
+
+
+# Every answer is JSON -----------------------------------------------------------------------
+
+
+def test_every_bad_input_gets_a_json_answer_and_no_5xx(server, real_redis):
+    cases = [
+        *(
+            (f"{route}/{item_id}", "GET", 404)
+            for route in ("/list_products", "/reserve_product")
+            for item_id in MALFORMED_IDS
+        ),
+        *((path, "GET", 404) for path in UNKNOWN_PATHS),
+        *(("/reserve_product/1", method, 405) for method in OTHER_METHODS),
+        *(("/list_products", method, 405) for method in OTHER_METHODS),
+    ]
+    for path, method, status in cases:
+        answer_status, content_type, body = server.get(path, method)
+        assert (answer_status, content_type) == (status, JSON), (method, path)
+        assert set(json.loads(body)) == {"error"}, (method, path)
+    assert real_redis.get("item.1") is None
+
+
+# Redis going away and coming back -----------------------------------------------------------
+
+
+class OwnRedis:
+    """A redis-server of this test's own, on a free port, that it may stop, pause and restart."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [str(REDIS_BIN / "redis-server"), "--port", str(self.port), "--bind", "127.0.0.1"]
+            + ["--save", "", "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+        )
+        with redis.Redis.from_url(self.url) as client:
+            deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[OwnRedis]:
+    own = OwnRedis(tmp_path)
+    own.start()
+    yield own
+    if own.process.poll() is None:
+        os.kill(own.process.pid, signal.SIGCONT)
+        own.stop()
+
+
+def assert_a_quick_503(server: Server, path: str) -> None:
+    started = time.monotonic()
+    answer = server.get(path)
+    assert time.monotonic() - started < REDIS_DOWN_ANSWER_SECONDS
+    assert answer == (503, JSON, b'{"error":"Service Unavailable"}')
+
+
+def test_redis_stopped_is_a_json_503_and_its_return_is_noticed(own_redis):
+    with running(own_redis.url) as server:
+        assert server.get("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED.encode())
+        own_redis.stop()
+        for path in ("/list_products/1", "/reserve_product/1", "/list_products/1"):
+            assert_a_quick_503(server, path)
+        # What needs no Redis is still served.
+        assert server.get("/list_products") == (200, JSON, expected.PRODUCTS_BODY.encode())
+
+        own_redis.start()  # empty: it kept nothing
+        assert server.get("/list_products/1") == (200, JSON, expected.product_body(4).encode())
+        assert server.get("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED.encode())
+        assert server.get("/list_products/1") == (200, JSON, expected.product_body(3).encode())
+
+
+def test_redis_stuck_is_a_json_503_not_a_hang(own_redis):
+    with running(own_redis.url) as server:
+        assert server.get("/list_products/1") == (200, JSON, expected.product_body(4).encode())
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+        try:
+            assert_a_quick_503(server, "/list_products/1")
+        finally:
+            os.kill(own_redis.process.pid, signal.SIGCONT)
+        assert server.get("/list_products/1") == (200, JSON, expected.product_body(4).encode())
+
+
+# Stopping -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_server_and_its_workers_quietly(redis_url, sig):
+    server = Server(redis_url)
+    assert len(server.workers) == os.cpu_count()
+    assert server.stop(sig) == (0, "", "")
+    assert not any(is_running(worker) for worker in server.workers)
+
+
+def test_ctrl_c_in_a_terminal_stops_it_every_time(redis_url):
+    # A terminal's Ctrl-C signals every process of the group at once; granian's workers,
+    # signalled twice (by the terminal, then by their main process), could hang.
+    for _ in range(5):
+        server = Server(redis_url, new_session=True)
+        server.get("/list_products/1")
+        os.killpg(server.process.pid, signal.SIGINT)
+        assert server.wait() == (0, "", "")
+        assert not any(is_running(worker) for worker in server.workers)
