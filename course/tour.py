@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
+from rq import Queue
 
 from course import expected
 from course.lessons import ROOT, lines, run_script, start_script, stop_script, wait_for_line
@@ -176,7 +177,14 @@ def run_creator_with_processor(
     outcome.check(processor, processor_output, check_processor(processor_output) + processor_problems)
 
 
+def empty_queue(url: str, name: str) -> None:
+    """Drop jobs an interrupted earlier run left queued: the course's output is for this run's jobs."""
+    with redis.Redis.from_url(url) as client:
+        Queue(name, connection=client).empty()
+
+
 def task_job_creator(url: str) -> Outcome:
+    empty_queue(url, "push_notification_code")
     outcome = Outcome()
     run_creator_with_processor(
         outcome,
@@ -190,6 +198,7 @@ def task_job_creator(url: str) -> Outcome:
 
 
 def task_job_processor(url: str) -> Outcome:
+    empty_queue(url, "push_notification_code_2")
     outcome = Outcome()
     run_creator_with_processor(
         outcome,
@@ -289,6 +298,8 @@ def task_stock(url: str) -> Outcome:
 
 
 def task_seats(url: str) -> Outcome:
+    empty_queue(url, "reserve_seat")
+
     def play(outcome: Outcome, port: int, server: subprocess.Popen[str]) -> list[str]:
         play_session(outcome, port, expected.SEAT_SESSION)
         printed = wait_for_line(server, expected.SEAT_JOB_COMPLETED)
