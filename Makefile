@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-REDIS_BIN_DIR = $(shell ./redis_setup.sh build | tail -n 1)
 
 .PHONY: tour test lint redis stop dashboard clean
 
@@ -12,14 +11,15 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dashboard]'
 	touch $@
 
-## tour: provision Redis, run every course task, compare each with the course's expected output
+## tour: every course task in order (task 0 provisions Redis), each compared with the course
 tour: $(BIN)/.installed
-	./redis_setup.sh
 	$(BIN)/python -m course.tour
 
 ## test: the whole test suite, each test on its own real redis-server (and fakeredis)
+# redis_setup.sh build prints what it did, then the directory holding redis-server.
 test: $(BIN)/.installed
-	REDIS_BIN_DIR="$(REDIS_BIN_DIR)" $(BIN)/python -m pytest
+	@built="$$(./redis_setup.sh build)" || exit 1; echo "$$built"; \
+	REDIS_BIN_DIR="$$(echo "$$built" | tail -n 1)" $(BIN)/python -m pytest
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

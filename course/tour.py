@@ -341,9 +341,28 @@ def print_outcome(task: Task, outcome: Outcome) -> None:
         print("  ✓ matches the course")
 
 
+def redis_setup(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["./redis_setup.sh", command], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     url = project_redis_url()
+    redis_was_running = redis_setup("status").returncode == 0
+    try:
+        matched, ran = run_tasks(url)
+    except KeyboardInterrupt:
+        print("\nTour interrupted")
+        return 130
+    finally:
+        if not redis_was_running:
+            # Like the course's task 0, which stopped the server once dump.rdb was kept.
+            redis_setup("stop")
+    print(f"\n{matched}/{ran} tasks match the course")
+    return 0 if matched == ran else 1
+
+
+def run_tasks(url: str) -> tuple[int, int]:
     matched = ran = 0
     for task in TASKS:
         print(f"\n== Task {task.number}: {task.title} ({', '.join(task.files)})")
@@ -355,8 +374,7 @@ def main() -> int:
         outcome = task.run(url)
         print_outcome(task, outcome)
         matched += not outcome.problems
-    print(f"\n{matched}/{ran} tasks match the course")
-    return 0 if matched == ran else 1
+    return matched, ran
 
 
 if __name__ == "__main__":
