@@ -8,7 +8,7 @@ with the job's data. It runs until Ctrl-C or SIGTERM, finishing the job in hand 
 import argparse
 
 from course.connection import client_from_env, run
-from course.jobs import CourseWorker, rq_logging_level
+from course.jobs import CourseWorker, rq_logging_level, wait_for_redis
 
 QUEUE_NAME = "push_notification_code"
 
@@ -32,8 +32,8 @@ def main() -> None:
     args = parse_args()
     logging_level = rq_logging_level(args.verbose)
     connection = client_from_env(decode_responses=False)
-    # Fail now, with the course's line, rather than inside RQ's start-up.
-    connection.ping()
+    # Wait for Redis, with the course's line for each failed try, before RQ's start-up needs it.
+    wait_for_redis(connection)
     worker = CourseWorker([QUEUE_NAME], connection=connection)
     worker.work(logging_level=logging_level)
 

@@ -13,7 +13,7 @@ from rq.job import Job, get_current_job
 from rq.worker_pool import WorkerPool
 
 from course.connection import client_from_env, run
-from course.jobs import CourseWorker, report_progress, rq_logging_level
+from course.jobs import CourseWorker, report_progress, rq_logging_level, wait_for_redis
 
 QUEUE_NAME = "push_notification_code_2"
 BLACKLISTED_NUMBERS = ("4153518780", "4153518781")
@@ -47,8 +47,9 @@ def main() -> None:
     args = parse_args()
     logging_level = rq_logging_level(args.verbose)
     connection = client_from_env(decode_responses=False)
-    # Fail now, with the course's line, rather than in each worker the pool would start.
-    connection.ping()
+    # Wait for Redis here, with the course's line for each failed try, rather than in each worker
+    # the pool would start.
+    wait_for_redis(connection)
     pool = WorkerPool([QUEUE_NAME], connection=connection, num_workers=CONCURRENCY, worker_class=CourseWorker)
     pool.start(logging_level=logging_level)
 

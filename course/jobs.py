@@ -29,8 +29,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from rq import Callback, Queue, SimpleWorker
 from rq.job import Job, JobStatus, get_current_job
+
+from course.connection import not_connected_line
 
 JOB_IDS_KEY = "course:job-ids"
 EVENTS_CHANNEL_PREFIX = "course:job-events:"
@@ -44,7 +48,7 @@ PROGRESS_META_KEY = "progress"
 ERROR_META_KEY = "error"
 
 # A notification takes milliseconds; a short timeout also bounds how long RQ waits before it
-# may declare a job of a dead worker abandoned (its started entry lasts timeout + 60 s).
+# may declare a job of a dead worker abandoned (its started entry lasts timeout + ABANDONED_GRACE_SECONDS).
 JOB_TIMEOUT_SECONDS = 10
 # Long enough to look at jobs with `rq info` after a lesson, short enough not to pile up
 # (RQ keeps a failed job, and its result stream without any expiry, for a year by default).
@@ -55,11 +59,28 @@ POLL_INTERVAL_SECONDS = 1.0
 SUBSCRIBE_TIMEOUT_SECONDS = 10.0
 LISTENER_RETRY_SECONDS = 1.0
 
+# A restarted Redis (`./redis_setup.sh stop` then start) is away for a second or two. A creator
+# waiting for its jobs, and a worker in the middle of one, ride out an absence this long; a
+# creator whose Redis stays away longer gives up with the course's failed-connection line.
+RECONNECT_SECONDS = 10.0
+RECONNECT_RETRY_SECONDS = 0.5
+# A worker's commands are tried again after 0.1, 0.2, 0.4, 0.8 s, then every second: about 11.5 s in all.
+WORKER_RETRY_BASE_SECONDS = 0.05
+WORKER_RETRY_CAP_SECONDS = 1.0
+WORKER_RETRIES = 14
+# A processor waiting for Redis tries again after 1 s, then 2, then every 4 s.
+WAIT_FIRST_DELAY_SECONDS = 1.0
+WAIT_MAX_DELAY_SECONDS = 4.0
+
 # RQ checks its registries for abandoned jobs every 10 minutes, between two dequeues that
-# may each block for 405 s. These keep the sum well under a minute, so a restarted
-# processor settles the jobs its killed predecessor left started.
-MAINTENANCE_INTERVAL_SECONDS = 15
-WORKER_TTL_SECONDS = 30  # an idle worker's dequeue blocks for this minus 15 s
+# may each block for 405 s, and a job of a dead worker stays "started" for its timeout
+# + 60 s. These make a restarted processor fail such a job about 25 to 35 s after it
+# started: maintenance at every dequeue, each blocking 10 s (worker TTL minus 15 s).
+MAINTENANCE_INTERVAL_SECONDS = 8
+WORKER_TTL_SECONDS = 25
+# Longer than a worker's retries, so a worker that rode out a Redis restart
+# in the middle of a job is never taken for dead.
+ABANDONED_GRACE_SECONDS = 15
 
 # Above CRITICAL: the loggers RQ sets to this level format no record at all.
 QUIET = logging.CRITICAL + 1
@@ -293,13 +314,28 @@ class JobWatch:
                 return
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Dispatch events until every watched job has ended; False if ``timeout`` ran out first."""
+        """Dispatch events until every watched job has ended; False if ``timeout`` ran out first.
+
+        A Redis that goes away for up to ``RECONNECT_SECONDS`` (a restart) is waited for: the
+        subscription is renewed on reconnection, and the polling of RQ's state reports the
+        jobs whose events were published meanwhile. A longer absence raises its error.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        lost_since = None
         while self.pending:
             left = POLL_INTERVAL_SECONDS if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 return False
-            self.dispatch(min(left, POLL_INTERVAL_SECONDS))
+            try:
+                self.dispatch(min(left, POLL_INTERVAL_SECONDS))
+            except (redis.ConnectionError, redis.TimeoutError):
+                if lost_since is None:
+                    lost_since = time.monotonic()
+                elif time.monotonic() - lost_since > RECONNECT_SECONDS:
+                    raise
+                time.sleep(RECONNECT_RETRY_SECONDS)
+            else:
+                lost_since = None
         return True
 
     def _handle(self, event: JobEvent) -> None:
@@ -387,25 +423,80 @@ class JobListener:
 # Processors --------------------------------------------------------------------------------
 
 
+def wait_for_redis(connection: redis.Redis) -> None:
+    """Return once Redis answers, printing the course's failed-connection line for each failed try.
+
+    A processor waits for its server rather than exit, as a Kue processor's node_redis
+    client kept reconnecting; Ctrl-C still stops it.
+    """
+    delay = WAIT_FIRST_DELAY_SECONDS
+    while True:
+        try:
+            connection.ping()
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            print(not_connected_line(error), flush=True)
+        time.sleep(delay)
+        delay = min(delay * 2, WAIT_MAX_DELAY_SECONDS)
+
+
 class CourseWorker(SimpleWorker):
-    """RQ's SimpleWorker (no fork per job), checking for abandoned jobs often.
+    """RQ's SimpleWorker (no fork per job), checking for abandoned jobs often, riding out Redis restarts.
 
     When a processor is killed mid-job, its started jobs stay ``started`` until some worker
     cleans the queue's registries and fails them (RQ calls the failure callback, so their
-    creators hear about it). A restarted processor does that within about a minute and a half.
+    creators hear about it). A restarted processor does that about 25 to 35 s after the job
+    started (a course job; a job with a shorter timeout sooner).
+
+    Redis going away does not end it: its commands are retried for about 11 s (a restart),
+    an idle worker waits for Redis as long as it takes (RQ does that), and a worker whose
+    Redis stayed away longer in the middle of a job waits, then starts again.
     """
+
+    # RQ waits between dequeue attempts while Redis is away: 1 s, doubling up to this (60 s by default).
+    max_connection_wait_time = 5.0
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_SECONDS)
         kwargs.setdefault("worker_ttl", WORKER_TTL_SECONDS)
         super().__init__(*args, **kwargs)
+        backoff = ExponentialBackoff(cap=WORKER_RETRY_CAP_SECONDS, base=WORKER_RETRY_BASE_SECONDS)
+        self.connection.set_retry(Retry(backoff, WORKER_RETRIES))
+        self._stop_requested_by_signal = False
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        """How long a job stays ``started`` with no word from its worker: its timeout and a grace.
+
+        A SimpleWorker sends no heartbeat while it runs a job; RQ's grace after the timeout is
+        60 s, which only delays the moment a dead worker's job is failed.
+        """
+        if job.timeout and job.timeout > 0:
+            return job.timeout + ABANDONED_GRACE_SECONDS
+        return super().get_heartbeat_ttl(job)
+
+    def request_stop(self, signum, frame) -> None:
+        self._stop_requested_by_signal = True
+        super().request_stop(signum, frame)
 
     def work(self, *args, **kwargs) -> bool:
         # WorkerPool always starts RQ's scheduler process beside one of its workers. The course
         # schedules no jobs, and that process dies with a traceback when Redis goes away;
         # `rq worker` runs without it unless asked.
         kwargs["with_scheduler"] = False
-        return super().work(*args, **kwargs)
+        wait_for_redis(self.connection)
+        while True:
+            try:
+                return super().work(*args, **kwargs)
+            except (redis.ConnectionError, redis.TimeoutError):
+                # RQ ended its loop, and could not record the worker's end: Redis stayed away
+                # past the retries while a job was in hand (RQ's maintenance fails that job
+                # as abandoned), or while the worker was stopping anyway.
+                if self._stop_requested_by_signal:
+                    return False
+            wait_for_redis(self.connection)
+            # What RQ's own end would have done, so the worker may register again.
+            self.register_death()
+            self.unsubscribe()
 
 
 def rq_logging_level(verbose: bool) -> str | int:

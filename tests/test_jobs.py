@@ -313,10 +313,8 @@ def test_a_plain_rq_worker_runs_the_course_jobs_and_rq_info_lists_them(redis_url
 # No Redis ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "script",
-    ["6_job_creator.py", "6_job_processor.py", "7_job_creator.py", "7_job_processor.py", "8_job_main.py"],
-)
+# A processor without Redis waits for it instead: tests/test_faults.py.
+@pytest.mark.parametrize("script", ["6_job_creator.py", "7_job_creator.py", "8_job_main.py"])
 def test_without_redis_it_says_so_and_exits_1(script, dead_redis_url):
     result = run_script(script, dead_redis_url)
 

@@ -1,0 +1,408 @@
+"""Faults, on a real Redis run as redis_setup.sh runs it: a processor killed in the middle of a
+batch, Redis restarted under everything, Redis gone.
+
+Each test has a redis-server of its own (AOF on, fsync every second, bound to 127.0.0.1, a
+free port, a directory of the test's), so that it can stop it as an operator does (SHUTDOWN,
+which writes the data out first) and start it again on the same port and data.
+Run them alone with ``pytest -m faults``. Every bound is for a broken run, not an
+expectation of speed; the times measured are in the final report of the issue.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import REDIS_BIN, free_port
+from lessons import ROOT, lines, run_script, wait_for_line
+from rq import Queue
+from rq.job import Job, JobStatus
+from test_jobs import wait_for_workers
+
+from course import expected, jobs
+from course.lessons import script_env
+from course.tour import get, wait_until_serving
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
+
+TASK7_QUEUE = "push_notification_code_2"
+JSON = "application/json"
+SERVICE_UNAVAILABLE = '{"error":"Service Unavailable"}'
+SEAT_JOB_LINE = re.compile(r"Seat reservation job (\d+) (completed|failed: .+)")
+
+READY_TIMEOUT_SECONDS = 20
+# The issue's bound: every job of a killed processor ends within 2 minutes of its restart.
+SETTLE_TIMEOUT_SECONDS = 120
+EVENTS_TIMEOUT_SECONDS = 60
+# Slow enough to be killed or restarted under; the timeout fits the work, so that RQ may
+# call a job of a dead worker abandoned soon (timeout + jobs.ABANDONED_GRACE_SECONDS).
+SLOW_JOB_SECONDS = 3
+SLOW_JOB_TIMEOUT_SECONDS = 5
+# Both workers stay busy this long, past a Redis restart, so the creator's jobs wait in the queue.
+BUSY_JOB_SECONDS = 8
+BUSY_JOB_TIMEOUT_SECONDS = 20
+# Longer than a worker retries a command (about 11.5 s): past that, RQ's own loop has to wait.
+LONG_OUTAGE_SECONDS = 15
+
+
+# A Redis of the test's own --------------------------------------------------------------------
+
+
+class OwnRedis:
+    """A redis-server started as redis_setup.sh starts it, that the test may stop and start again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it on its port and directory (loading what it wrote there before); wait for PONG."""
+        self.process = subprocess.Popen(
+            [str(REDIS_BIN / "redis-server"), "--bind", "127.0.0.1", "--port", str(self.port)]
+            + ["--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "everysec"]
+            + ["--save", "3600 1 300 100 60 10000", "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        with redis.Redis.from_url(self.url) as client:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+    def shut_down(self) -> None:
+        """Stop it as ``./redis_setup.sh stop`` does: SHUTDOWN, which saves the data first."""
+        with redis.Redis.from_url(self.url) as client:
+            client.shutdown()
+        self.process.wait(timeout=READY_TIMEOUT_SECONDS)
+
+    def failed_connection_line(self) -> str:
+        """What a script prints when nothing listens on this server's port."""
+        error = f"Error 111 connecting to 127.0.0.1:{self.port}. Connection refused."
+        return f"{expected.NOT_CONNECTED_PREFIX}{error}"
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
+    server.start()
+    yield server
+    if server.process.poll() is None:
+        server.process.terminate()
+        server.process.wait(timeout=READY_TIMEOUT_SECONDS)
+
+
+@pytest.fixture
+def rq_redis(own_redis) -> Iterator[redis.Redis]:
+    """A client as RQ needs it (bytes), which reconnects by itself after a restart."""
+    with redis.Redis.from_url(own_redis.url) as client:
+        yield client
+
+
+# The programs ---------------------------------------------------------------------------------
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (a server's workers, their processors), from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+@pytest.fixture
+def launch(own_redis) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start ``python SCRIPT`` in a session of its own, as a terminal does, on the test's Redis.
+
+    Whatever is still running at the end (a test that failed half-way) is killed, with every
+    process it started.
+    """
+    started: list[subprocess.Popen[str]] = []
+
+    def start(script: str, **extra_env: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, script],
+            cwd=ROOT,
+            env=script_env(own_redis.url, **extra_env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            for pid in [process.pid, *descendants(process.pid)]:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            process.communicate()
+
+
+def ctrl_c(process: subprocess.Popen[str]) -> tuple[int, list[str], str]:
+    """Ctrl-C in the program's terminal (SIGINT to its process group): (status, stdout lines, stderr)."""
+    os.killpg(process.pid, signal.SIGINT)
+    output, errors = process.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
+    return process.returncode, lines(output), errors
+
+
+def read_until(process: subprocess.Popen[str], pattern: re.Pattern[str], count: int) -> list[str]:
+    """A running program's output, read until ``count`` lines matched ``pattern`` (or time ran out)."""
+    seen: list[str] = []
+    deadline = time.monotonic() + EVENTS_TIMEOUT_SECONDS
+    while sum(1 for line in seen if pattern.fullmatch(line)) < count:
+        more = wait_for_line(process, pattern, timeout=max(0.0, deadline - time.monotonic()))
+        seen += more
+        if not more or not pattern.fullmatch(more[-1]):
+            break
+    return seen
+
+
+def start_processor(launch, rq_redis: redis.Redis, script: str, workers: int) -> subprocess.Popen[str]:
+    """Start a processor and wait until its workers wait for jobs."""
+    processor = launch(script)
+    assert len(wait_for_workers(rq_redis, workers)) >= workers, f"{script} did not start its workers"
+    return processor
+
+
+@dataclass
+class Api:
+    """One of the course's HTTP servers, on a free port."""
+
+    process: subprocess.Popen[str]
+    port: int
+
+    def get(self, path: str) -> tuple[int, str, str]:
+        """(status, content type, body) of ``GET path``."""
+        return get(self.port, path)
+
+    def stop(self) -> tuple[int, list[str], str]:
+        """SIGINT, as ``kill -INT`` does: (status, stdout lines, stderr)."""
+        self.process.send_signal(signal.SIGINT)
+        output, errors = self.process.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
+        return self.process.returncode, lines(output), errors
+
+
+def start_api(launch, script: str) -> Api:
+    port = free_port()
+    process = launch(script, PORT=str(port))
+    assert wait_until_serving(process, port), f"{script} did not serve on {port}"
+    return Api(process, port)
+
+
+def statuses(connection: redis.Redis, job_ids: list[str]) -> list[JobStatus | None]:
+    return [job.get_status() if job else None for job in Job.fetch_many(job_ids, connection=connection)]
+
+
+def wait_until_started(connection: redis.Redis, job_ids: list[str]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while set(statuses(connection, job_ids)) != {JobStatus.STARTED}:
+        assert time.monotonic() < deadline, f"jobs {job_ids} did not start: {statuses(connection, job_ids)}"
+        time.sleep(0.02)
+
+
+def assert_nothing_queued_or_started(queue: Queue) -> None:
+    assert queue.job_ids == []
+    assert queue.started_job_registry.get_job_ids() == []
+
+
+# A processor killed in the middle of a batch ------------------------------------------------
+
+
+def test_a_processor_killed_mid_batch_and_restarted_settles_every_job(
+    own_redis, rq_redis, launch, record_property
+):
+    queue = Queue(TASK7_QUEUE, connection=rq_redis)
+    processor = start_processor(launch, rq_redis, "7_job_processor.py", 2)
+    events: list[jobs.JobEvent] = []
+
+    with jobs.JobWatch(queue, on_event=events.append) as watch:
+        # This watch is a creator whose batch is half done when the processor dies: two slow
+        # jobs running, two queued; the course's creator waits with its 11 jobs queued behind.
+        slow_ids = watch.enqueue_many("time.sleep", [SLOW_JOB_SECONDS] * 4, timeout=SLOW_JOB_TIMEOUT_SECONDS)
+        creator = launch("7_job_creator.py")
+        created = read_until(creator, expected.CREATED, len(expected.TASK7_JOBS))
+        running, queued = slow_ids[:2], slow_ids[2:]
+        wait_until_started(rq_redis, running)
+
+        os.killpg(processor.pid, signal.SIGKILL)
+        processor.communicate()
+        killed_at = time.monotonic()
+        restarted = launch("7_job_processor.py")
+
+        assert watch.wait(timeout=SETTLE_TIMEOUT_SECONDS)
+        output, errors = creator.communicate(timeout=SETTLE_TIMEOUT_SECONDS)
+        record_property("settled_seconds_after_kill", round(time.monotonic() - killed_at, 1))
+
+    for job_id in running:
+        assert [event for event in events if event.job_id == job_id] == [
+            jobs.JobEvent(job_id, jobs.FAILED, error="AbandonedJobError")
+        ]
+    for job_id in queued:
+        assert [event for event in events if event.job_id == job_id] == [jobs.JobEvent(job_id, jobs.COMPLETE)]
+    assert expected.check_task7_creator(created + lines(output)) == []
+    assert (errors, creator.returncode) == ("", 0)
+    assert_nothing_queued_or_started(queue)
+    status, processor_lines, processor_errors = ctrl_c(restarted)
+    assert expected.check_task7_processor(processor_lines) == []
+    assert (status, processor_errors) == (0, "")
+
+
+# Redis restarted under a processor, a creator and both APIs ---------------------------------
+
+
+def test_after_a_redis_restart_everything_reconnects_and_no_job_is_lost(own_redis, rq_redis, launch):
+    queue = Queue(TASK7_QUEUE, connection=rq_redis)
+    processor = start_processor(launch, rq_redis, "7_job_processor.py", 2)
+    stock = start_api(launch, "9_stock.py")
+    seat = start_api(launch, "100_seat.py")
+    # Both workers busy past the restart: the creator's 11 jobs are still queued when Redis goes.
+    busy = [
+        queue.enqueue("time.sleep", BUSY_JOB_SECONDS, job_timeout=BUSY_JOB_TIMEOUT_SECONDS) for _ in range(2)
+    ]
+    wait_until_started(rq_redis, [job.id for job in busy])
+    creator = launch("7_job_creator.py")
+    created = read_until(creator, expected.CREATED, len(expected.TASK7_JOBS))
+    queued_seats = 3
+    for _ in range(queued_seats):
+        assert seat.get("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
+    assert stock.get("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED)
+
+    own_redis.shut_down()
+    # Meanwhile: a JSON 503 from each API's Redis routes; the seat API refuses a reservation.
+    assert stock.get("/list_products/1") == (503, JSON, SERVICE_UNAVAILABLE)
+    assert seat.get("/available_seats") == (503, JSON, SERVICE_UNAVAILABLE)
+    assert seat.get("/reserve_seat") == (200, JSON, expected.RESERVATION_FAILED)
+    own_redis.start()
+
+    # The creator: every job's lines, in each job's order, then exit 0.
+    output, errors = creator.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
+    assert expected.check_task7_creator(created + lines(output)) == []
+    assert (errors, creator.returncode) == ("", 0)
+    # The stock API: the unit taken before the restart stays taken, and reservations go on.
+    assert stock.get("/list_products/1") == (200, JSON, expected.product_body(3))
+    assert stock.get("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED)
+    assert stock.get("/list_products/1") == (200, JSON, expected.product_body(2))
+    # The seat API: the reservations queued before the restart, and one after, each take a seat
+    # and its server prints their end.
+    assert seat.get("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
+    assert seat.get("/process") == (200, JSON, expected.QUEUE_PROCESSING)
+    seat_lines = read_until(seat.process, SEAT_JOB_LINE, queued_seats + 1)
+    assert Counter(SEAT_JOB_LINE.fullmatch(line)[2] for line in seat_lines) == {"completed": queued_seats + 1}
+    assert seat.get("/available_seats") == (
+        200,
+        JSON,
+        expected.available_seats_body(expected.INITIAL_SEATS - queued_seats - 1),
+    )
+    # The processor rode it out: the jobs it had in hand finished, nothing is left behind.
+    assert statuses(rq_redis, [job.id for job in busy]) == [JobStatus.FINISHED] * 2
+    assert_nothing_queued_or_started(queue)
+    assert_nothing_queued_or_started(Queue("reserve_seat", connection=rq_redis))
+
+    status, processor_lines, processor_errors = ctrl_c(processor)
+    assert expected.check_task7_processor(processor_lines) == []
+    assert (status, processor_errors) == (0, "")
+    assert stock.stop() == (0, [], "")
+    status, more_seat_lines, seat_errors = seat.stop()
+    assert (status, more_seat_lines, seat_errors) == (0, [], "")
+
+
+# Redis gone ------------------------------------------------------------------------------------
+
+PROCESSORS = {"6_job_processor.py": 1, "7_job_processor.py": 2}
+
+
+def assert_the_course_jobs_run(url: str) -> None:
+    """Tasks 6 and 7 each give the course's creator output: their processors serve them."""
+    task6 = run_script("6_job_creator.py", url, timeout=EVENTS_TIMEOUT_SECONDS)
+    assert expected.check_task6_creator(lines(task6.stdout)) == []
+    assert (task6.stderr, task6.returncode) == ("", 0)
+    task7 = run_script("7_job_creator.py", url, timeout=EVENTS_TIMEOUT_SECONDS)
+    assert expected.check_task7_creator(lines(task7.stdout)) == []
+    assert (task7.stderr, task7.returncode) == ("", 0)
+
+
+def assert_stop_cleanly_having_printed(
+    processors: dict[str, subprocess.Popen[str]], already_read: dict[str, list[str]], failed_line: str
+) -> None:
+    """Ctrl-C stops each processor; it printed its course lines, and the failed-connection line only."""
+    sending = {"6_job_processor.py": expected.TASK6_PROCESSOR, "7_job_processor.py": expected.TASK7_PROCESSOR}
+    for script, process in processors.items():
+        status, output, errors = ctrl_c(process)
+        printed = already_read.get(script, []) + output
+        assert (status, errors) == (0, ""), script
+        assert sorted(line for line in printed if line != failed_line) == sorted(sending[script]), printed
+
+
+def test_processors_started_without_redis_wait_for_it_then_work(own_redis, launch):
+    own_redis.shut_down()
+    failed_line = own_redis.failed_connection_line()
+    processors = {script: launch(script) for script in PROCESSORS}
+    waited = {script: wait_for_line(process, failed_line) for script, process in processors.items()}
+    for script, process in processors.items():
+        assert waited[script] == [failed_line], script
+        assert process.poll() is None, script
+
+    own_redis.start()
+
+    assert_the_course_jobs_run(own_redis.url)
+    assert_stop_cleanly_having_printed(processors, waited, failed_line)
+
+
+def test_processors_that_lose_redis_for_long_wait_and_resume(own_redis, rq_redis, launch):
+    processors = {script: launch(script) for script in PROCESSORS}
+    assert len(wait_for_workers(rq_redis, sum(PROCESSORS.values()))) == sum(PROCESSORS.values())
+
+    own_redis.shut_down()
+    time.sleep(LONG_OUTAGE_SECONDS)
+    for script, process in processors.items():
+        assert process.poll() is None, script
+    own_redis.start()
+
+    assert_the_course_jobs_run(own_redis.url)
+    assert_stop_cleanly_having_printed(processors, {}, own_redis.failed_connection_line())
+
+
+def test_programs_whose_redis_goes_for_good_say_so_and_exit_1(own_redis, launch):
+    subscriber = launch("5_subscriber.py")
+    assert wait_for_line(subscriber, expected.CONNECTED) == [expected.CONNECTED]
+    # Creators waiting for jobs that no processor serves: they wait out a restart's absence
+    # (jobs.RECONNECT_SECONDS), not this one.
+    creators = {"6_job_creator.py": 1, "7_job_creator.py": len(expected.TASK7_JOBS)}
+    waiting = {script: launch(script) for script in creators}
+    for script, process in waiting.items():
+        created = read_until(process, expected.CREATED, creators[script])
+        assert len(expected.created_ids(created)) == creators[script], script
+
+    own_redis.shut_down()
+
+    for script, process in {"5_subscriber.py": subscriber, **waiting}.items():
+        output, errors = process.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
+        [last_line] = lines(output)
+        assert last_line.startswith(expected.NOT_CONNECTED_PREFIX), script
+        assert (errors, process.returncode) == ("", 1), script
