@@ -5,7 +5,7 @@ Each test has a redis-server of its own (AOF on, fsync every second, bound to 12
 free port, a directory of the test's), so that it can stop it as an operator does (SHUTDOWN,
 which writes the data out first) and start it again on the same port and data.
 Run them alone with ``pytest -m faults``. Every bound is for a broken run, not an
-expectation of speed; the times measured are in the final report of the issue.
+expectation of speed.
 """
 
 from __future__ import annotations
@@ -403,6 +403,6 @@ def test_programs_whose_redis_goes_for_good_say_so_and_exit_1(own_redis, launch)
 
     for script, process in {"5_subscriber.py": subscriber, **waiting}.items():
         output, errors = process.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
-        [last_line] = lines(output)
-        assert last_line.startswith(expected.NOT_CONNECTED_PREFIX), script
+        [only_line] = lines(output)
+        assert only_line.startswith(expected.NOT_CONNECTED_PREFIX), script
         assert (errors, process.returncode) == ("", 1), script
