@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import multiprocessing.connection
+import os
+import signal
 import sys
 import threading
 from functools import cache
@@ -177,7 +180,18 @@ def process_reservations() -> None:
         worker = CourseWorker([QUEUE_NAME], connection=client_from_env(decode_responses=False))
         worker.work(logging_level=logging_level)
 
+    threading.Thread(target=stop_when_orphaned, daemon=True).start()
     run(work)
+
+
+def stop_when_orphaned() -> None:
+    """Stop this processor, as SIGTERM does, once its server process is gone.
+
+    A server process stops its processor when it stops; one killed outright (SIGKILL)
+    cannot, and the processor would otherwise run on, with nobody to hear about its jobs.
+    """
+    multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class QueueProcessor:
