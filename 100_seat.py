@@ -12,10 +12,11 @@ the take, and blocking reservations when the last seat goes. Any number of proce
 behind any number of server processes, book at most the seats there are, and every process
 agrees on whether reservations are blocked.
 
-Each server process queues jobs with Kue-style ids and prints
-``Seat reservation job ID completed`` or ``Seat reservation job ID failed: ERROR`` for the
-jobs it queued, when they end. ``/process`` starts an RQ worker in a process of its own,
-which runs until the server stops, as Kue's ``queue.process`` did.
+The server answers from several web processes (course/web.py). Each queues jobs with
+Kue-style ids and prints ``Seat reservation job ID completed`` or
+``Seat reservation job ID failed: ERROR`` for the jobs it queued, when they end. ``/process``
+starts the processor, an RQ worker in a process of its own beside the web process that
+answered, and it runs until the server stops, as Kue's ``queue.process`` did.
 
 Run it with ``python 100_seat.py`` (HOST, PORT and REDIS_URL may override the defaults):
 at launch it sets 50 seats and enables reservations, once, before serving.
@@ -37,7 +38,7 @@ from flask import Response
 from redis.commands.core import Script
 from rq import Queue
 
-from course.connection import client_from_env, run
+from course.connection import client_from_env, not_connected_line, run
 from course.jobs import CourseWorker, JobEvent, JobListener, event_line, rq_logging_level
 from course.web import COMPACT, create_app, json_response, redis_client, serve
 
@@ -92,7 +93,11 @@ class NotEnoughSeatsError(Exception):
 
 @cache
 def seats_db() -> redis.Redis:
-    """This process's Redis client, made on first use."""
+    """This process's Redis client, made on first use.
+
+    It never retries a command (course.web): a seat taken whose answer was lost on the way
+    must not be taken a second time.
+    """
     return redis_client()
 
 
@@ -154,7 +159,7 @@ _listener_lock = threading.Lock()
 
 
 def job_listener() -> JobListener:
-    """This process's listener, started by its first reservation (after the server's fork).
+    """This web process's job listener, started by its first reservation.
 
     A request thread may find it missing at the same moment as another: one starts it.
     """
@@ -185,43 +190,43 @@ def process_reservations() -> None:
 
 
 def stop_when_orphaned() -> None:
-    """Stop this processor, as SIGTERM does, once its server process is gone.
+    """Stop this processor, as SIGTERM does, once its web process is gone.
 
-    A server process stops its processor when it stops; one killed outright (SIGKILL)
-    cannot, and the processor would otherwise run on, with nobody to hear about its jobs.
+    A web process stops its processor when it stops; one killed outright (SIGKILL) cannot,
+    and the processor would otherwise run on, with nobody left to hear about its jobs.
     """
     multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])
     os.kill(os.getpid(), signal.SIGTERM)
 
 
 class QueueProcessor:
-    """The processor of this server process: started by its first /process, kept until the server stops.
+    """The processor of this web process: started by its first /process, kept until the server stops.
 
-    A second /process finds it running and starts nothing. One served by another server
-    process may start that process's own processor: that is safe, since taking a seat is
-    one step in Redis, and it keeps each processor's life tied to one server process, with
-    no lock in Redis to expire or leave behind when a server is killed.
+    A second /process here finds it running and starts nothing. One answered by another web
+    process, or another server, starts that process's own processor: that is safe, since
+    taking a seat is one step in Redis, and it keeps each processor's life tied to one web
+    process, with no lock in Redis to expire or to leave behind when a server is killed.
     """
 
     # A fresh interpreter: a child forked from a process running threads (the web server's,
-    # the job listener) could inherit a lock held by one of them, and hang.
+    # the job listener's) could inherit a lock held by one of them, and hang.
     CONTEXT = multiprocessing.get_context("spawn")
+    NAME = "seat processor"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._process: multiprocessing.process.BaseProcess | None = None
 
     def ensure_started(self) -> None:
+        """Start the processor unless it runs; one that ended early (a crash) is reaped here."""
         with self._lock:
             if self._process is not None and self._process.is_alive():
                 return
-            # Daemonic: when the server process exits, multiprocessing stops it (SIGTERM, so
-            # the job in hand is finished) and waits for it.
-            child = self.CONTEXT.Process(target=process_reservations, name="seat processor", daemon=True)
-            child.start()
-            self._process = child
-            # Reaps it the moment it ends, should it end before the server does.
-            threading.Thread(target=child.join, daemon=True).start()
+            # Daemonic: when this web process exits, multiprocessing stops it (SIGTERM, so the
+            # job in hand is finished) and reaps it. Nothing else waits for it: two waiters
+            # would race to reap it, and one would not learn how it ended.
+            self._process = self.CONTEXT.Process(target=process_reservations, name=self.NAME, daemon=True)
+            self._process.start()
 
 
 processor = QueueProcessor()
@@ -236,6 +241,7 @@ def available_seats() -> Response:
 
 @app.get("/reserve_seat")
 def reserve() -> Response:
+    # Redis out of reach, or refusing the job (out of memory): the job could not be queued.
     try:
         if not reservations_enabled():
             return json_response(RESERVATION_BLOCKED)
@@ -252,7 +258,12 @@ def process() -> Response:
 
 
 def main() -> None:
-    open_reservations()
+    try:
+        open_reservations()
+    except redis.RedisError as error:
+        # Nothing listening, a firewall, or something that is not Redis: the course's line, no traceback.
+        print(not_connected_line(error), flush=True)
+        sys.exit(1)
     serve(__file__)
 
 

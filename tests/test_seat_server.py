@@ -11,6 +11,7 @@ no assertion depends on how fast anything is.
 
 from __future__ import annotations
 
+import http.client
 import importlib
 import multiprocessing
 import os
@@ -44,7 +45,7 @@ FAILED_FOR_LACK_OF_SEATS = f"failed: {expected.NOT_ENOUGH_SEATS}"
 # Bounds for a broken run, not expectations of speed.
 EVENTS_TIMEOUT_SECONDS = 60
 STARTUP_TIMEOUT_SECONDS = 30
-# Enough requests that each of a server's worker processes very likely answers some.
+# Enough requests that each of a server's web processes very likely answers some.
 CHECKS_PER_SERVER = 8
 
 
@@ -230,11 +231,22 @@ def test_the_course_session_gives_the_course_bodies_and_takes_one_seat(start_ser
     assert server.printed == [line]
 
 
+def test_bad_requests_get_json_from_the_real_server(start_server):
+    server = start_server()
+
+    assert get(server.port, "/reserve_seats") == (404, "application/json", '{"error":"Not Found"}')
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("POST", "/reserve_seat")
+    response = connection.getresponse()
+    assert (response.status, response.read()) == (405, b'{"error":"Method Not Allowed"}')
+    connection.close()
+
+
 def test_a_reservation_after_process_is_processed_too(start_server, rq_redis):
     """Kue's ``queue.process`` kept processing; so does the processor /process starts."""
     server = start_server()
     assert server.get("/process") == (200, expected.QUEUE_PROCESSING)
-    wait_for_processors(rq_redis, 1)
+    assert len(wait_for_processors(rq_redis, 1)) == 1
 
     assert server.get("/reserve_seat") == (200, expected.RESERVATION_IN_PROCESS)
 
@@ -290,7 +302,7 @@ def test_120_reservations_while_two_processors_run(start_server, real_redis, rq_
     assert_stop_cleanly(servers, rq_redis)
 
 
-# Processors: one per server process, stopped with it ------------------------------------------
+# Processors: one per web process, stopped with it ---------------------------------------------
 
 
 def ctrl_c(process: subprocess.Popen[str]) -> None:
@@ -315,13 +327,13 @@ def test_stopping_a_server_stops_its_processor(start_server, rq_redis, stop):
     assert not running(processor.pid)
 
 
-def test_a_processor_whose_server_process_was_killed_stops(start_server, rq_redis):
+def test_a_processor_whose_web_process_was_killed_stops_by_itself(start_server, rq_redis):
     server = start_server()
     assert server.get("/process") == (200, expected.QUEUE_PROCESSING)
     [processor] = wait_for_processors(rq_redis, 1)
-    server_process = int(proc_stat(processor.pid)[1])
+    web_process = int(proc_stat(processor.pid)[1])
 
-    os.kill(server_process, signal.SIGKILL)
+    os.kill(web_process, signal.SIGKILL)
 
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while running(processor.pid) and time.monotonic() < deadline:
@@ -330,14 +342,14 @@ def test_a_processor_whose_server_process_was_killed_stops(start_server, rq_redi
     assert processors(rq_redis) == []
 
 
-def test_a_second_process_call_in_one_server_process_starts_nothing(redis_url, rq_redis, monkeypatch):
+def test_a_second_process_call_in_one_web_process_starts_nothing(redis_url, rq_redis, monkeypatch):
     monkeypatch.setenv("REDIS_URL", redis_url)
     queue_processor = seat.QueueProcessor()
 
     queue_processor.ensure_started()
     queue_processor.ensure_started()
 
-    [child] = [child for child in multiprocessing.active_children() if child.name == "seat processor"]
+    [child] = [child for child in multiprocessing.active_children() if child.name == seat.QueueProcessor.NAME]
     assert len(wait_for_processors(rq_redis, 1)) == 1
     child.terminate()
     child.join(STARTUP_TIMEOUT_SECONDS)
