@@ -84,13 +84,17 @@ async def connect_async(*, attempts: int = CONNECT_ATTEMPTS) -> redis.asyncio.Re
 def run(main: Callable[[], object]) -> None:
     """Run a lesson's ``main()`` the way a learner expects it to end.
 
-    A server lost mid-lesson gets the course's failed-connection line and status 1;
-    Ctrl-C ends quietly with status 130, as a shell expects. Neither shows a traceback.
+    A server lost (or timing out) mid-lesson gets the course's failed-connection line and
+    status 1; any other Redis error its message on stderr and status 1; Ctrl-C ends quietly
+    with status 130, as a shell expects. None shows a traceback.
     """
     try:
         main()
-    except redis.ConnectionError as error:
+    except (redis.ConnectionError, redis.TimeoutError) as error:
         print(not_connected_line(error), flush=True)
+        sys.exit(1)
+    except redis.RedisError as error:
+        print(f"Redis error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

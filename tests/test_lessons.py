@@ -78,3 +78,14 @@ def test_create_hash_prints_one_reply_per_field(fake_redis, capsys):
 
     assert capsys.readouterr().out == "Reply: 1\nReply: 1\nReply: 0\n"
     assert fake_redis.hgetall("HolbertonSchools") == {"Paris": "3", "Cali": "40"}
+
+
+def test_a_redis_error_mid_lesson_is_one_line_on_stderr(redis_url, real_redis):
+    real_redis.set("HolbertonSchools", "not a hash")
+
+    result = run_script("4_redis_advanced_op.py", redis_url)
+
+    assert lines(result.stdout) == [expected.CONNECTED]
+    assert result.stderr.startswith("Redis error: WRONGTYPE")
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 1
