@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +20,10 @@ import fakeredis
 import pytest
 import redis
 from pytest_redis import factories
+from rq import Queue, SimpleWorker, Worker
+from rq.worker import WorkerStatus
+
+from course.lessons import ROOT, lines, script_env
 
 
 def redis_bin_dir() -> Path:
@@ -63,3 +71,87 @@ def dead_redis_url() -> str:
 @pytest.fixture
 def fake_redis() -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis(decode_responses=True)
+
+
+# Processor script -> (its queue, how many workers it registers).
+PROCESSORS = {
+    "6_job_processor.py": ("push_notification_code", 1),
+    "7_job_processor.py": ("push_notification_code_2", 2),
+}
+# Bounds for a broken run, not expectations of speed.
+STARTUP_TIMEOUT_SECONDS = 30
+
+
+@pytest.fixture
+def rq_redis(redis_url) -> Iterator[redis.Redis]:
+    """A client as RQ needs it (bytes, not decoded strings)."""
+    with redis.Redis.from_url(redis_url) as client:
+        yield client
+
+
+def wait_for_workers(connection: redis.Redis, count: int) -> list[Worker]:
+    """The registered workers, once ``count`` of them wait for jobs (or the start-up time is over).
+
+    A worker registers itself a moment before it installs its signal handlers; once it
+    waits for jobs, a signal gets RQ's handling and not Python's default.
+    """
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        workers = Worker.all(connection=connection)
+        if len(workers) >= count and all(worker.get_state() == WorkerStatus.IDLE for worker in workers):
+            break
+        time.sleep(0.05)
+    return workers
+
+
+@pytest.fixture
+def processors(redis_url, rq_redis):
+    """Start a processor in its own process group, as a terminal runs it; wait until it is listening."""
+    started: list[subprocess.Popen[str]] = []
+    expected_workers: list[int] = []
+
+    def start(script: str, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, script, *args],
+            cwd=ROOT,
+            env=script_env(redis_url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        started.append(process)
+        expected_workers.append(PROCESSORS[script][1])
+        workers = wait_for_workers(rq_redis, sum(expected_workers))
+        assert len(workers) == sum(expected_workers), f"{script} did not start its workers"
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+
+
+def ctrl_c(process: subprocess.Popen[str]) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group."""
+    os.killpg(process.pid, signal.SIGINT)
+
+
+def stopped_output(process: subprocess.Popen[str], stop=ctrl_c) -> tuple[list[str], str]:
+    stop(process)
+    output, errors = process.communicate(timeout=30)
+    return lines(output), errors
+
+
+@pytest.fixture
+def run_worker_here():
+    """Run a queue's jobs in this process with a burst SimpleWorker; put back the signal handlers it sets."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def run(queue: Queue) -> None:
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+    yield run
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)

@@ -12,94 +12,25 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
+from conftest import PROCESSORS, STARTUP_TIMEOUT_SECONDS, ctrl_c, stopped_output
 from lessons import ROOT, lines, run_script, start_script, wait_for_line
-from rq import Queue, SimpleWorker, Worker
+from rq import Queue, Worker
 from rq.job import JobStatus
-from rq.worker import WorkerStatus
 
 from course import expected, jobs
-from course.lessons import script_env
 
 pytestmark = pytest.mark.timeout(120)
 
-# Processor script -> (its queue, how many workers it registers).
-PROCESSORS = {
-    "6_job_processor.py": ("push_notification_code", 1),
-    "7_job_processor.py": ("push_notification_code_2", 2),
-}
 # Bounds for a broken run, not expectations of speed.
-STARTUP_TIMEOUT_SECONDS = 30
 EVENTS_TIMEOUT_SECONDS = 60
-
-
-@pytest.fixture
-def rq_redis(redis_url) -> Iterator[redis.Redis]:
-    """A client as RQ needs it (bytes, not decoded strings)."""
-    with redis.Redis.from_url(redis_url) as client:
-        yield client
 
 
 def lines_of(events: list[jobs.JobEvent], job_id: str) -> list[str]:
     """The lines a task 7 creator prints for one job's events."""
     return [jobs.event_line("Notification job", event) for event in events if event.job_id == job_id]
-
-
-def wait_for_workers(connection: redis.Redis, count: int) -> list[Worker]:
-    """The registered workers, once ``count`` of them wait for jobs (or the start-up time is over).
-
-    A worker registers itself a moment before it installs its signal handlers; once it
-    waits for jobs, a signal gets RQ's handling and not Python's default.
-    """
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        workers = Worker.all(connection=connection)
-        if len(workers) >= count and all(worker.get_state() == WorkerStatus.IDLE for worker in workers):
-            break
-        time.sleep(0.05)
-    return workers
-
-
-@pytest.fixture
-def processors(redis_url, rq_redis):
-    """Start a processor in its own process group, as a terminal runs it; wait until it is listening."""
-    started: list[subprocess.Popen[str]] = []
-
-    def start(script: str, *args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, script, *args],
-            cwd=ROOT,
-            env=script_env(redis_url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        started.append(process)
-        workers = wait_for_workers(rq_redis, PROCESSORS[script][1])
-        assert len(workers) == PROCESSORS[script][1], f"{script} did not start its workers"
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-
-
-def ctrl_c(process: subprocess.Popen[str]) -> None:
-    """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group."""
-    os.killpg(process.pid, signal.SIGINT)
-
-
-def stopped_output(process: subprocess.Popen[str], stop=ctrl_c) -> tuple[list[str], str]:
-    stop(process)
-    output, errors = process.communicate(timeout=30)
-    return lines(output), errors
 
 
 # The course's runs ---------------------------------------------------------------------------
@@ -221,19 +152,6 @@ def test_verbose_shows_rqs_own_log_lines(processors):
 
 
 # Lost events, abandoned jobs, plain RQ -------------------------------------------------------
-
-
-@pytest.fixture
-def run_worker_here():
-    """Run a queue's jobs in this process with a burst SimpleWorker; put back the signal handlers it sets."""
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def run(queue: Queue) -> None:
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
-
-    yield run
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
 
 
 def test_a_creator_whose_events_were_lost_ends_from_rqs_state(

@@ -6,13 +6,12 @@ need a real server.
 
 from __future__ import annotations
 
-import signal
 import threading
 
 import fakeredis
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.exceptions import AbandonedJobError
 from rq.job import JobStatus
 from rq.results import Result
@@ -29,19 +28,6 @@ EVENTS_TIMEOUT_SECONDS = 10
 @pytest.fixture
 def queue() -> Queue:
     return Queue("push_notification_code_2", connection=fakeredis.FakeRedis())
-
-
-@pytest.fixture
-def run_worker_here():
-    """Run a queue's jobs in this process with a burst SimpleWorker; put back the signal handlers it sets."""
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def run(queue: Queue) -> None:
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
-
-    yield run
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
 
 
 def lines_of(events: list[jobs.JobEvent], job_id: str) -> list[str]:

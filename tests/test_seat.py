@@ -71,7 +71,7 @@ def client(fake_server, processors_started) -> FlaskClient:
 
 
 @pytest.fixture
-def run_worker_here(fake_server) -> Iterator:
+def run_reservations_here(fake_server) -> Iterator:
     """Run the queued reservations in this process; put back the signal handlers RQ sets."""
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     connection = fakeredis.FakeRedis(server=fake_server)
@@ -206,12 +206,12 @@ def printed_lines(capsys: pytest.CaptureFixture[str], count: int) -> list[str]:
     return printed
 
 
-def test_the_server_prints_each_of_its_jobs_completed_or_failed(client, db, run_worker_here, capsys):
+def test_the_server_prints_each_of_its_jobs_completed_or_failed(client, db, run_reservations_here, capsys):
     seat.reserve_seat(2)
     for _ in range(3):
         assert body_of(client, "/reserve_seat")[2] == expected.RESERVATION_IN_PROCESS
 
-    run_worker_here()
+    run_reservations_here()
 
     assert sorted(printed_lines(capsys, 3)) == [
         "Seat reservation job 1 completed",

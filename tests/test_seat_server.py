@@ -87,12 +87,6 @@ def job_lines(printed: list[str]) -> list[str]:
 
 
 @pytest.fixture
-def rq_redis(redis_url) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(redis_url) as client:
-        yield client
-
-
-@pytest.fixture
 def start_server(redis_url) -> Iterator[Callable[[], Server]]:
     """Start ``python 100_seat.py`` on a free port as a shell does (a process group of its own)."""
     started: list[subprocess.Popen[str]] = []
