@@ -5,10 +5,8 @@ handler is the job function the creator named, ``send_notification_job``, which 
 with the job's data. It runs until Ctrl-C or SIGTERM, finishing the job in hand first.
 """
 
-import argparse
-
 from course.connection import client_from_env, run
-from course.jobs import CourseWorker, rq_logging_level, wait_for_redis
+from course.jobs import CourseWorker, logging_level_from_args, wait_for_redis
 
 QUEUE_NAME = "push_notification_code"
 
@@ -22,15 +20,8 @@ def send_notification_job(data: dict) -> None:
     send_notification(data["phoneNumber"], data["message"])
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--verbose", action="store_true", help="show RQ's own log lines")
-    return parser.parse_args()
-
-
 def main() -> None:
-    args = parse_args()
-    logging_level = rq_logging_level(args.verbose)
+    logging_level = logging_level_from_args(__doc__)
     connection = client_from_env(decode_responses=False)
     # Wait for Redis, with the course's line for each failed try, before RQ's start-up needs it.
     wait_for_redis(connection)

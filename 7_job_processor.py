@@ -7,13 +7,11 @@ message (Kue's ``done(new Error(...))``). Ctrl-C or SIGTERM stops both workers o
 jobs in hand are done.
 """
 
-import argparse
-
 from rq.job import Job, get_current_job
 from rq.worker_pool import WorkerPool
 
 from course.connection import client_from_env, run
-from course.jobs import CourseWorker, report_progress, rq_logging_level, wait_for_redis
+from course.jobs import CourseWorker, logging_level_from_args, report_progress, wait_for_redis
 
 QUEUE_NAME = "push_notification_code_2"
 BLACKLISTED_NUMBERS = ("4153518780", "4153518781")
@@ -37,15 +35,8 @@ def send_notification_job(data: dict) -> None:
     send_notification(data["phoneNumber"], data["message"], get_current_job())
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--verbose", action="store_true", help="show RQ's own log lines")
-    return parser.parse_args()
-
-
 def main() -> None:
-    args = parse_args()
-    logging_level = rq_logging_level(args.verbose)
+    logging_level = logging_level_from_args(__doc__)
     connection = client_from_env(decode_responses=False)
     # Wait for Redis here, with the course's line for each failed try, rather than in each worker
     # the pool would start.

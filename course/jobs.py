@@ -21,6 +21,7 @@ it never imports the processor, the worker does.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import threading
@@ -497,6 +498,13 @@ class CourseWorker(SimpleWorker):
             # What RQ's own end would have done, so the worker may register again.
             self.register_death()
             self.unsubscribe()
+
+
+def logging_level_from_args(description: str) -> str | int:
+    """A processor's command line: ``--verbose`` shows RQ's own log lines. Returns RQ's level."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true", help="show RQ's own log lines")
+    return rq_logging_level(parser.parse_args().verbose)
 
 
 def rq_logging_level(verbose: bool) -> str | int:
