@@ -74,7 +74,7 @@ def to_ms(value: str, unit: str) -> float:
 
 
 def wrk(url: str, connections: int, seconds: float) -> tuple[float, float]:
-    """(requests/s, p99 latency in ms) of one wrk run; fails on any non-2xx answer."""
+    """(requests/s, p99 latency in ms) of one wrk run; fails on errors and on starved connections."""
     output = subprocess.run(
         [require("wrk"), "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
         capture_output=True,
@@ -84,7 +84,14 @@ def wrk(url: str, connections: int, seconds: float) -> tuple[float, float]:
     if "Non-2xx" in output or "Socket errors" in output:
         sys.exit(f"wrk saw errors on {url}:\n{output}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])
+    average = re.search(r"Latency\s+([\d.]+)(us|ms|s)\b", output)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", output)
+    # Little's law: connections = rate x mean latency when every connection is served. A
+    # server that serves a few connections and leaves the rest waiting shows a p99 that is
+    # too good to be true; wrk counts no request that never got its answer.
+    served = rate * to_ms(average[1], average[2]) / 1000
+    if served < 0.8 * connections:
+        sys.exit(f"only about {served:.0f} of {connections} connections were served on {url}:\n{output}")
     return rate, to_ms(p99[1], p99[2])
 
 

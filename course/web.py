@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -54,10 +55,11 @@ COMPACT = (",", ":")
 # gone or stuck, and the client gets its 503 in about a second instead of waiting.
 REDIS_TIMEOUT_SECONDS = 0.5
 
-# Per worker: requests in progress at once, and the threads that run them. A request spends
-# most of its time in Python holding the GIL, so a few threads keep the core busy while one
-# waits for Redis; more only add switching. (Measured: bench/README.md.)
-BACKPRESSURE = 32
+# Python threads per worker process. A request spends most of its time in Python, holding
+# the GIL; a second thread keeps the core busy while the first waits for Redis. Granian's
+# default (half its backpressure: 256 threads here) only adds switching: p99 latency was
+# 2-3 times worse. Backpressure stays at granian's default, far above the connections a
+# client opens: set below them, it left connections unserved (bench/README.md).
 THREADS_PER_WORKER = 2
 
 
@@ -94,13 +96,17 @@ def redis_unavailable(error: redis.RedisError) -> Response:
 
 def create_app(import_name: str) -> Flask:
     """A Flask app that speaks JSON only, like the course's Express apps (see the module doc)."""
-    app = Flask(import_name)
+    # No static folder: the APIs serve no files, so no /static/<path> route answering outside JSON.
+    app = Flask(import_name, static_folder=None)
     app.json = CourseJSONProvider(app)
     # Unhandled errors reach the JSON handler even under ``flask run --debug`` or in tests,
     # instead of the debugger's HTML page or the test client.
     app.config["PROPAGATE_EXCEPTIONS"] = False
     # An automatic OPTIONS answer has an empty HTML body; a 405 in JSON is more honest here.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    # A doubled slash (/list_products//1) would get Werkzeug's redirect, an HTML page that no
+    # error handler sees; as in Express, it is an unknown path: a JSON 404.
+    app.url_map.merge_slashes = False
     app.register_error_handler(HTTPException, json_error)
     app.register_error_handler(redis.ConnectionError, redis_unavailable)
     app.register_error_handler(redis.TimeoutError, redis_unavailable)
@@ -147,11 +153,24 @@ def load_app_in_worker(script: str) -> Flask:
     The worker first leaves the terminal's process group, so that Ctrl-C reaches only the
     main process, which then stops each worker with one SIGTERM. (A worker that gets the
     terminal's SIGINT and the main process's SIGTERM together can miss both and hang.)
+    Until granian sets the worker's own handlers, a stop request simply ends it: a forked
+    worker would otherwise run the main process's handler, which ignores the request there.
     """
     os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A worker is forked with the main process's signal handlers, and granian gives it its own
+    # only once the app is loaded: a SIGTERM in between would set a flag of the main process,
+    # in this copy, and the worker would never stop (nor would the server, waiting for it).
+    # Until then, SIGTERM simply ends the worker, which has served nothing yet.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     path = Path(script)
     sys.path.insert(0, str(path.parent))
-    return importlib.import_module(path.stem).app
+    app = importlib.import_module(path.stem).app
+    # Flask turns debug mode on when FLASK_DEBUG=1 is in the environment as the app is made.
+    # It is for the development server (``flask run --debug``), never for this one.
+    app.debug = False
+    return app
 
 
 def serve(script: str) -> None:
@@ -171,7 +190,6 @@ def serve(script: str) -> None:
         interface=Interfaces.WSGI,
         workers=os.cpu_count() or 1,
         blocking_threads=THREADS_PER_WORKER,
-        backpressure=BACKPRESSURE,
         # The course's servers print nothing of their own; warnings and errors still show.
         log_level=LogLevels.warning,
     )

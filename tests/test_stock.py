@@ -56,6 +56,7 @@ UNKNOWN_PATHS = [
     "/list_products/1/2",
     "/reserve_product",
     "/nope",
+    "/list_products//1",
 ]
 OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 

@@ -90,15 +90,21 @@ class Server:
         return self.process.returncode, stdout, stderr
 
     def wait(self) -> tuple[int, str, str]:
-        """Wait for a server that was signalled otherwise; one that hangs is killed, and fails."""
-        try:
-            stdout, stderr = self.process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            for pid in (self.process.pid, *self.workers):
-                with suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            pytest.fail(f"9_stock.py did not stop: {self.process.communicate()}")
-        return self.process.returncode, stdout, stderr
+        return wait_for_exit(self.process, self.workers)
+
+
+def wait_for_exit(
+    process: subprocess.Popen[str], workers: list[int], timeout: float = 20
+) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of a signalled server; one that hangs is killed, and fails."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for pid in (process.pid, *workers):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"the server did not stop: {process.communicate()}")
+    return process.returncode, stdout, stderr
 
 
 def children(pid: int) -> list[int]:
@@ -299,3 +305,36 @@ def test_ctrl_c_in_a_terminal_stops_it_every_time(redis_url):
         os.killpg(server.process.pid, signal.SIGINT)
         assert server.wait() == (0, "", "")
         assert not any(is_running(worker) for worker in server.workers)
+
+
+SLOW_APP = """
+import time
+
+from course.web import create_app, serve
+
+if __name__ != "__main__":
+    time.sleep(5)  # each worker takes its time to import the app
+app = create_app(__name__)
+
+if __name__ == "__main__":
+    serve(__file__)
+"""
+
+
+def test_a_stop_while_the_workers_start_is_not_lost(tmp_path, dead_redis_url):
+    script = tmp_path / "slow_app.py"
+    script.write_text(SLOW_APP)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        env=script_env(dead_redis_url, PORT=str(port), PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while len(children(process.pid)) < os.cpu_count():  # the workers are importing the app
+        assert time.monotonic() < deadline, "the workers never started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    assert wait_for_exit(process, children(process.pid), timeout=4) == (0, "", "")
