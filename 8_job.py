@@ -1,10 +1,11 @@
 """Task 8: ``create_push_notifications_jobs``, a job creator written to be tested.
 
-It checks its input before touching Redis, creates one job per notification on
-``push_notification_code_3``, prints each job's ``created`` line, and hands back the
-``JobWatch`` that prints the jobs' event lines when those events happen: Kue attached
-``job.on(...)`` handlers; here the caller decides how long to listen (``watch.wait()``)
-and stops with ``watch.close()``.
+It checks its whole input before touching Redis: a list of notifications, each a dict with
+a string ``phoneNumber`` and a string ``message``; one bad item, and nothing is enqueued.
+It creates one job per notification on ``push_notification_code_3``, prints each job's
+``created`` line, and hands back the ``JobWatch`` that prints the jobs' event lines when
+those events happen: Kue attached ``job.on(...)`` handlers; here the caller decides how
+long to listen (``watch.wait()``) and stops with ``watch.close()``.
 """
 
 from rq import Queue
@@ -15,10 +16,20 @@ QUEUE_NAME = "push_notification_code_3"
 # No processor serves this queue in the course; `rq worker push_notification_code_3`,
 # run from the project root, would process the jobs with task 7's handler.
 JOB_FUNCTION = "7_job_processor.send_notification_job"
+NOTIFICATION_KEYS = ("phoneNumber", "message")
 
 
 class NotAnArrayError(TypeError):
     """Raised for ``jobs`` that is not a list, before anything is enqueued."""
+
+
+class NotANotificationError(TypeError):
+    """Raised for an item of ``jobs`` that is not a notification, before anything is enqueued."""
+
+
+def is_notification(job: object) -> bool:
+    """A dict with a string ``phoneNumber`` and a string ``message``: what the processor reads."""
+    return isinstance(job, dict) and all(isinstance(job.get(key), str) for key in NOTIFICATION_KEYS)
 
 
 def print_event(event: JobEvent) -> None:
@@ -29,6 +40,10 @@ def create_push_notifications_jobs(jobs: list[dict], queue: Queue) -> JobWatch:
     """Create one job per notification on ``push_notification_code_3``, on ``queue``'s Redis."""
     if not isinstance(jobs, list):
         raise NotAnArrayError("Jobs is not an array")
+    # Every item is checked before the first is enqueued: a bad one must not leave half a batch queued.
+    for index, job in enumerate(jobs):
+        if not is_notification(job):
+            raise NotANotificationError(f"jobs[{index}] is not an object with phoneNumber and message")
     notifications = Queue(QUEUE_NAME, connection=queue.connection)
     watch = JobWatch(notifications, on_event=print_event)
     for job_id in watch.enqueue_many(JOB_FUNCTION, jobs):

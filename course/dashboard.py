@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import os
 
+import redis
 import rq_dashboard
 from flask import Flask
 
-from course.connection import redis_url
+from course.connection import not_connected_line, redis_url
 from course.web import serve
 
 DEFAULT_PORT = 9181
+
+
+def redis_unreachable(error: redis.RedisError) -> tuple[str, int, dict[str, str]]:
+    """Redis down, or the password refused: the course's failed-connection line, not a traceback."""
+    return not_connected_line(error), 503, {"Content-Type": "text/plain; charset=utf-8"}
 
 
 def create_dashboard() -> Flask:
@@ -25,6 +31,9 @@ def create_dashboard() -> Flask:
     # rq-dashboard reads this setting as a list of servers: a bare string breaks every page.
     app.config["RQ_DASHBOARD_REDIS_URL"] = [redis_url()]
     app.register_blueprint(rq_dashboard.blueprint, url_prefix="/")
+    # Its data pages let these through, to a 500 and a traceback in the server's terminal.
+    app.register_error_handler(redis.ConnectionError, redis_unreachable)
+    app.register_error_handler(redis.TimeoutError, redis_unreachable)
     return app
 
 

@@ -159,11 +159,6 @@ def load_app_in_worker(script: str) -> Flask:
     os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    # A worker is forked with the main process's signal handlers, and granian gives it its own
-    # only once the app is loaded: a SIGTERM in between would set a flag of the main process,
-    # in this copy, and the worker would never stop (nor would the server, waiting for it).
-    # Until then, SIGTERM simply ends the worker, which has served nothing yet.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     path = Path(script)
     sys.path.insert(0, str(path.parent))
     app = importlib.import_module(path.stem).app
