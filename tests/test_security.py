@@ -1,0 +1,593 @@
+"""Security defaults, tested as a learner meets them: loopback, no debug mode, passwords and TLS.
+
+- Both APIs, the dashboard and redis_setup.sh's Redis listen on 127.0.0.1 only, unless HOST
+  says otherwise (read from the kernel's table of listening sockets, /proc/net/tcp).
+- Flask's debug mode is off in the served apps, even with FLASK_DEBUG=1 in the environment,
+  and no request reaches a debugger: a bug is a JSON 500, its traceback in the server's log.
+- A REDIS_URL with a password works unchanged in every program, and a ``rediss://`` one (TLS,
+  the server's certificate checked against a CA) in a representative few; a wrong password
+  gets the course's failed-connection line, or a 503 from a server. No password ever shows
+  in what a program prints or answers.
+
+The programs run through the tour's own task functions (``course.tour``), which compare each
+one's output with the course's; every line they print is recorded on the way.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import redis
+from conftest import REDIS_BIN, free_port
+from lessons import ROOT, lines, start_script, stop_script, wait_for_line
+
+from course import expected, lessons, tour
+from course.lessons import script_env
+from course.tour import get, wait_until_serving
+
+pytestmark = pytest.mark.timeout(180)
+
+JSON = "application/json"
+LOOPBACK = "127.0.0.1"
+APIS = ["9_stock.py", "100_seat.py"]
+SERVERS = [*APIS, "course/dashboard.py"]
+NOT_FOUND = '{"error":"Not Found"}'
+# Passwords with characters a URL must percent-encode, as real ones may have.
+PASSWORD = f"pw/{secrets.token_hex(6)}@:%"
+WRONG_PASSWORD = f"wrong/{secrets.token_hex(6)}@:%"
+# Bounds for a broken run, not expectations of speed.
+READY_TIMEOUT_SECONDS = 20
+RUN_TIMEOUT_SECONDS = 60
+
+
+# Servers started as a learner starts them ------------------------------------------------------
+
+
+def start_server(
+    script: str, url: str, port: int, host: str | None = None, **extra: str
+) -> subprocess.Popen[str]:
+    """``python SCRIPT`` on ``port``; HOST is set only if ``host`` is given, never inherited."""
+    env = script_env(url, PORT=str(port), **extra)
+    env.pop("HOST", None)
+    if host is not None:
+        env["HOST"] = host
+    process = subprocess.Popen(
+        [sys.executable, script], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert wait_until_serving(process, port), f"{script} did not serve: {stop_script(process)}"
+    return process
+
+
+def stop_cleanly(process: subprocess.Popen[str]) -> str:
+    """Stop a server as Ctrl-C does: status 0, no traceback. Returns all it printed."""
+    stdout, stderr = stop_script(process)
+    assert process.returncode == 0, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    return stdout + stderr
+
+
+def get_with_headers(port: int, path: str, headers: dict[str, str]) -> tuple[int, str, str]:
+    """One GET to 127.0.0.1 with extra headers: status, content type, body."""
+    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read().decode()
+    finally:
+        connection.close()
+
+
+# Loopback unless told otherwise ----------------------------------------------------------------
+
+
+def kernel_address(hex_address: str, family: socket.AddressFamily) -> str:
+    """An address as /proc/net/tcp* shows it: hex, each 32-bit word in the machine's byte order."""
+    raw = bytes.fromhex(hex_address)
+    if sys.byteorder == "little":
+        raw = b"".join(raw[start : start + 4][::-1] for start in range(0, len(raw), 4))
+    return socket.inet_ntop(family, raw)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses, IPv4 and IPv6, of every socket listening on ``port``, as the kernel sees them."""
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        if not os.path.exists(table):  # a machine without IPv6
+            continue
+        with open(table) as rows:
+            next(rows)  # the header
+            for row in rows:
+                local, state = row.split()[1], row.split()[3]
+                hex_address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    found.add(kernel_address(hex_address, family))
+    return found
+
+
+needs_proc_net = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's /proc/net/tcp")
+
+
+@needs_proc_net
+@pytest.mark.parametrize("script", SERVERS)
+def test_a_server_listens_on_loopback_only_by_default(script, redis_url):
+    port = free_port()
+    process = start_server(script, redis_url, port)
+    try:
+        assert listening_addresses(port) == {LOOPBACK}
+    finally:
+        stop_cleanly(process)
+
+
+@needs_proc_net
+@pytest.mark.parametrize("script", APIS)
+def test_host_makes_an_api_listen_on_every_interface(script, redis_url):
+    port = free_port()
+    process = start_server(script, redis_url, port, host="0.0.0.0")
+    try:
+        assert listening_addresses(port) == {"0.0.0.0"}
+        # Answered on loopback too: the only address this test talks to.
+        assert get(port, "/no_such_path") == (404, JSON, NOT_FOUND)
+    finally:
+        stop_cleanly(process)
+
+
+def redis_setup(port: int, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / "redis_setup.sh"), command],
+        env={**os.environ, "REDIS_PORT": str(port)},
+        capture_output=True,
+        text=True,
+        timeout=900,  # a first build of Redis
+    )
+
+
+@needs_proc_net
+def test_redis_setup_starts_a_server_listening_on_loopback_only():
+    """test_redis_setup.py reads the server's ``bind`` setting; this reads what the kernel shows."""
+    port = free_port()
+    try:
+        started = redis_setup(port, "start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert listening_addresses(port) == {LOOPBACK}
+    finally:
+        redis_setup(port, "stop")
+        shutil.rmtree(ROOT / ".redis" / str(port), ignore_errors=True)  # a throwaway port's data
+
+
+# No debug mode, no debugger ----------------------------------------------------------------------
+
+
+def test_the_served_apps_are_not_in_debug_mode_even_with_flask_debug_set():
+    """Each app as a granian worker loads it (course.web.load_app_in_worker), with FLASK_DEBUG=1."""
+    load_each = "from course.web import load_app_in_worker as load\n" + "\n".join(
+        f"print(load({script!r}).debug)" for script in SERVERS
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", load_each],
+        cwd=ROOT,
+        env={**os.environ, "FLASK_DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+    )
+    assert (result.stdout.split(), result.stderr) == (["False"] * len(SERVERS), "")
+
+
+# Requests that look for Werkzeug's debugger, or try to switch debug mode on.
+DEBUGGER_PATHS = ["/console", "/console?__debugger__=yes&cmd=printpid&frm=0&s=x"]
+DEBUG_QUERIES = ["?__debugger__=yes&cmd=resource&f=debugger.js", "?debug=1", "?debug=true&FLASK_DEBUG=1"]
+DEBUG_HEADERS = {"X-Debug": "1", "X-Flask-Debug": "1", "X-Werkzeug-Debug": "true"}
+
+FAILING_API = '''
+"""A course API with two routes of its own: its debug flag, and a bug."""
+
+from flask import current_app
+
+from course.web import create_app, serve
+
+app = create_app(__name__)
+
+
+@app.get("/debug")
+def debug():
+    return {"debug": current_app.debug}
+
+
+@app.get("/boom")
+def boom():
+    raise RuntimeError(f"internal detail of {__file__}")
+
+
+if __name__ == "__main__":
+    serve(__file__)
+'''
+
+
+def test_a_bug_in_an_api_served_with_flask_debug_set_is_a_json_500(tmp_path, redis_url):
+    script = tmp_path / "failing_api.py"
+    script.write_text(FAILING_API)
+    port = free_port()
+    process = start_server(str(script), redis_url, port, FLASK_DEBUG="1")
+    try:
+        assert get(port, "/debug") == (200, JSON, '{"debug":false}')
+        for headers in ({}, DEBUG_HEADERS):
+            assert get_with_headers(port, "/boom", headers) == (
+                500,
+                JSON,
+                '{"error":"Internal Server Error"}',
+            )
+        for path in DEBUGGER_PATHS:
+            assert get_with_headers(port, path, DEBUG_HEADERS) == (404, JSON, NOT_FOUND)
+    finally:
+        printed = stop_cleanly_but_for_the_logged_bug(process)
+    # The traceback went to the server's log, and only there.
+    assert f"RuntimeError: internal detail of {script}" in printed
+
+
+def stop_cleanly_but_for_the_logged_bug(process: subprocess.Popen[str]) -> str:
+    stdout, stderr = stop_script(process)
+    assert (process.returncode, stdout) == (0, "")
+    return stderr
+
+
+# Each API's everyday answer, which no debug query or header may change.
+EVERYDAY = {
+    "9_stock.py": ("/list_products", expected.PRODUCTS_BODY),
+    "100_seat.py": ("/available_seats", expected.available_seats_body(expected.INITIAL_SEATS)),
+}
+
+
+@pytest.mark.parametrize("script", APIS)
+def test_an_api_served_with_flask_debug_set_gives_no_debugger(script, redis_url):
+    port = free_port()
+    process = start_server(script, redis_url, port, FLASK_DEBUG="1")
+    try:
+        path, body = EVERYDAY[script]
+        for query in DEBUG_QUERIES:
+            assert get_with_headers(port, path + query, DEBUG_HEADERS) == (200, JSON, body)
+        for debugger_path in DEBUGGER_PATHS:
+            assert get_with_headers(port, debugger_path, DEBUG_HEADERS) == (404, JSON, NOT_FOUND)
+    finally:
+        assert stop_cleanly(process) == ""
+
+
+# Redis servers with a password, and with TLS -----------------------------------------------------
+
+
+class RedisDidNotStart(Exception):
+    """The redis-server exited, or never answered; its message is what the server printed."""
+
+
+def start_redis(directory: Path, url: str, *options: str) -> subprocess.Popen[str]:
+    """A redis-server of this module's own on loopback, with ``options``; returns once ``url`` answers."""
+    process = subprocess.Popen(
+        [str(REDIS_BIN / "redis-server"), "--bind", LOOPBACK, "--save", "", "--appendonly", "no"]
+        + ["--dir", str(directory), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    with redis.Redis.from_url(url, socket_connect_timeout=1) as client:
+        while True:
+            try:
+                client.ping()
+                return process
+            except redis.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    raise RedisDidNotStart(process.communicate()[0]) from None
+                time.sleep(0.05)
+
+
+def stop_redis(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    process.communicate(timeout=10)
+
+
+def url_with_password(scheme: str, port: int, password: str, query: str = "") -> str:
+    return f"{scheme}://:{quote(password, safe='')}@{LOOPBACK}:{port}/0{query}"
+
+
+def set_holberton(url: str) -> None:
+    """What task 0 leaves in the database, and tasks 2 and 3 read."""
+    with redis.Redis.from_url(url) as client:
+        client.set("Holberton", "School")
+
+
+@pytest.fixture(scope="module")
+def password_port(tmp_path_factory) -> Iterator[int]:
+    """The port of a redis-server that requires PASSWORD."""
+    port = free_port()
+    url = url_with_password("redis", port, PASSWORD)
+    process = start_redis(
+        tmp_path_factory.mktemp("password"), url, "--port", str(port), "--requirepass", PASSWORD
+    )
+    set_holberton(url)
+    yield port
+    stop_redis(process)
+
+
+def openssl(directory: Path, *args: str) -> None:
+    subprocess.run(
+        ["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=RUN_TIMEOUT_SECONDS
+    )
+
+
+def make_certificates(directory: Path) -> None:
+    """A throwaway CA (ca.crt), and the certificate it signs for a server at 127.0.0.1 (server.crt, .key)."""
+    new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl(
+        directory,
+        "req",
+        "-x509",
+        *new_key,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=Test CA",
+    )
+    openssl(
+        directory, "req", *new_key, "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={LOOPBACK}"
+    )
+    # The client checks the name it connected to, an IP address, against this.
+    (directory / "san.cnf").write_text(f"subjectAltName=IP:{LOOPBACK}\n")
+    openssl(
+        directory,
+        *("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial"),
+        *("-out", "server.crt", "-days", "1", "-extfile", "san.cnf"),
+    )
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory) -> Iterator[tuple[int, Path]]:
+    """A redis-server that speaks TLS only and requires PASSWORD: its port, and the CA's certificate."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    make_certificates(directory)
+    port = free_port()
+    url = url_with_password("rediss", port, PASSWORD, f"?ssl_ca_certs={quote(str(directory / 'ca.crt'))}")
+    try:
+        process = start_redis(
+            directory,
+            url,
+            *("--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no", "--requirepass", PASSWORD),
+            *(
+                "--tls-cert-file",
+                "server.crt",
+                "--tls-key-file",
+                "server.key",
+                "--tls-ca-cert-file",
+                "ca.crt",
+            ),
+        )
+    except RedisDidNotStart as error:
+        if "tls" in str(error).lower():
+            pytest.skip(f"{REDIS_BIN / 'redis-server'} was built without TLS: {str(error).strip()[-200:]}")
+        raise
+    set_holberton(url)
+    yield port, directory / "ca.crt"
+    stop_redis(process)
+
+
+@pytest.fixture
+def tls_url(tls_server) -> str:
+    port, ca_certificate = tls_server
+    return url_with_password("rediss", port, PASSWORD, f"?ssl_ca_certs={quote(str(ca_certificate))}")
+
+
+# What the programs print, recorded ---------------------------------------------------------------
+
+
+@pytest.fixture
+def transcript(monkeypatch) -> list[str]:
+    """Everything the tour's programs print, stdout and stderr, recorded as the tour runs and stops them."""
+    written: list[str] = []
+
+    def run_and_record(*args, **kwargs) -> subprocess.CompletedProcess[str]:
+        result = lessons.run_script(*args, **kwargs)
+        written.extend((result.stdout, result.stderr))
+        return result
+
+    def stop_and_record(*args, **kwargs) -> tuple[str, str]:
+        stdout, stderr = lessons.stop_script(*args, **kwargs)
+        written.extend((stdout, stderr))
+        return stdout, stderr
+
+    monkeypatch.setattr(tour, "run_script", run_and_record)
+    monkeypatch.setattr(tour, "stop_script", stop_and_record)
+    return written
+
+
+def everything_shown(outcome: tour.Outcome, transcript: list[str]) -> str:
+    """What the learner saw: every program's output, and the HTTP bodies the tour showed."""
+    return "\n".join([*transcript, *(line for _, shown in outcome.blocks for line in shown)])
+
+
+def assert_never_shown(text: str, *passwords: str) -> None:
+    for password in passwords:
+        assert password not in text
+        assert quote(password, safe="") not in text
+
+
+# More tasks, in the tour's style: each returns a tour.Outcome --------------------------------------
+
+
+def run_job_function(url: str) -> tour.Outcome:
+    """Task 8's main program (the tour also runs 8_job.test.py, which uses fakeredis, not the URL)."""
+    outcome = tour.Outcome()
+    output, problems = tour.finished_output("8_job_main.py", tour.run_script("8_job_main.py", url))
+    outcome.check("8_job_main.py", output, expected.check_task8_main(output) + problems)
+    return outcome
+
+
+def run_verbose_processor(url: str) -> tour.Outcome:
+    """Task 6 with the processor's RQ log lines on (``--verbose``): they must not show a password either."""
+    tour.empty_queue(url, "push_notification_code")
+    outcome = tour.Outcome()
+    processor = start_script("6_job_processor.py", url, "--verbose")
+    try:
+        output, problems = tour.finished_output("6_job_creator.py", tour.run_script("6_job_creator.py", url))
+        outcome.check("6_job_creator.py", output, expected.check_task6_creator(output) + problems)
+    finally:
+        processor_output, problems = tour.stopped_output("6_job_processor.py", processor, [])
+    outcome.check("6_job_processor.py", processor_output, problems)
+    return outcome
+
+
+def run_dashboard(url: str) -> tour.Outcome:
+    """``make dashboard``: its page (its Redis URL listed, the password masked), its queues in JSON."""
+
+    def play(outcome: tour.Outcome, port: int, _server: subprocess.Popen[str]) -> list[str]:
+        for path, content_type, wanted in (
+            ("/", "text/html", f"://***:***@{LOOPBACK}:"),
+            ("/0/data/queues.json", JSON, '"queues"'),
+        ):
+            status, answered_type, body = get(port, path)
+            outcome.show(f"GET {path}", [body])
+            if (status, answered_type.split(";")[0]) != (200, content_type) or wanted not in body:
+                outcome.problems.append(f"GET {path}: {status} {answered_type} {body[:200]}")
+        return []
+
+    return tour.run_api(url, "course/dashboard.py", play)
+
+
+Task = Callable[[str], tour.Outcome]
+PASSWORD_TASKS: list[Task] = [
+    tour.task_redis_client,
+    tour.task_redis_op,
+    tour.task_redis_op_async,
+    tour.task_redis_advanced_op,
+    tour.task_pubsub,
+    tour.task_job_creator,
+    tour.task_job_processor,
+    run_job_function,
+    tour.task_stock,
+    tour.task_seats,
+    run_dashboard,
+    run_verbose_processor,
+]
+# One of each kind: connect, async, a pool of workers with its creator, a server.
+TLS_TASKS: list[Task] = [
+    tour.task_redis_client,
+    tour.task_redis_op,
+    tour.task_redis_op_async,
+    tour.task_job_processor,
+    tour.task_stock,
+]
+
+
+def task_name(task: Task) -> str:
+    return task.__name__.removeprefix("task_").removeprefix("run_")
+
+
+# A password ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", PASSWORD_TASKS, ids=task_name)
+def test_every_program_works_unchanged_with_a_password(task, password_port, transcript):
+    outcome = task(url_with_password("redis", password_port, PASSWORD))
+
+    assert outcome.problems == []
+    assert_never_shown(everything_shown(outcome, transcript), PASSWORD)
+
+
+REFUSED = re.compile(re.escape(expected.NOT_CONNECTED_PREFIX) + r".*invalid username-password pair.*")
+# Programs that give up on a refused password, with the course's line and status 1.
+GIVING_UP = [
+    "0_redis_client.py",
+    "1_redis_op.py",
+    "2_redis_op_async.py",
+    "4_redis_advanced_op.py",
+    "5_subscriber.py",
+    "5_publisher.py",
+    "6_job_creator.py",
+    "7_job_creator.py",
+    "8_job_main.py",
+    "100_seat.py",  # sets its seats before serving
+]
+# Processors wait for Redis as long as it takes, with the course's line for each try.
+WAITING = ["6_job_processor.py", "7_job_processor.py"]
+
+
+def test_a_wrong_password_gets_the_failed_connection_line_and_is_never_shown(password_port):
+    url = url_with_password("redis", password_port, WRONG_PASSWORD)
+    # All at once: each tries three times, half a second apart.
+    giving_up = {name: start_script(name, url, PORT=str(free_port())) for name in GIVING_UP}
+    waiting = {name: start_script(name, url) for name in WAITING}
+
+    for name, process in waiting.items():
+        first = wait_for_line(process, REFUSED)
+        stdout, stderr = stop_script(process)
+        assert first and REFUSED.fullmatch(first[-1]), (name, first, stdout, stderr)
+        assert "Traceback" not in stdout + stderr
+        assert_never_shown("\n".join([*first, stdout, stderr]), PASSWORD, WRONG_PASSWORD)
+    for name, process in giving_up.items():
+        stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_SECONDS)
+        assert lines(stdout) and all(REFUSED.fullmatch(line) for line in lines(stdout)), (
+            name,
+            stdout,
+            stderr,
+        )
+        assert (process.returncode, stderr) == (1, ""), name
+        assert_never_shown(stdout, PASSWORD, WRONG_PASSWORD)
+
+
+def test_a_wrong_password_is_a_503_from_the_stock_api_and_the_dashboard(password_port):
+    url = url_with_password("redis", password_port, WRONG_PASSWORD)
+    stock_port, dashboard_port = free_port(), free_port()
+    stock = start_server("9_stock.py", url, stock_port)
+    dashboard = start_server("course/dashboard.py", url, dashboard_port)
+    try:
+        answers = [
+            get(stock_port, "/list_products/1"),
+            get(stock_port, "/reserve_product/1"),
+            get(dashboard_port, "/0/data/queues.json"),
+        ]
+        assert answers[:2] == [(503, JSON, '{"error":"Service Unavailable"}')] * 2
+        assert answers[2][0] == 503 and REFUSED.fullmatch(answers[2][2]), answers[2]
+        # What needs no Redis is still served.
+        assert get(stock_port, "/list_products") == (200, JSON, expected.PRODUCTS_BODY)
+    finally:
+        printed = stop_cleanly(stock) + stop_cleanly(dashboard)
+    assert_never_shown("\n".join([printed, *(body for _, _, body in answers)]), PASSWORD, WRONG_PASSWORD)
+
+
+# TLS -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", TLS_TASKS, ids=task_name)
+def test_programs_work_unchanged_over_tls(task, tls_url, transcript):
+    outcome = task(tls_url)
+
+    assert outcome.problems == []
+    assert_never_shown(everything_shown(outcome, transcript), PASSWORD)
+
+
+def test_tls_checks_the_servers_certificate(tls_server):
+    """Without the CA that signed it, the server's certificate is refused: the course's line, status 1."""
+    port, _ = tls_server
+    result = lessons.run_script("0_redis_client.py", url_with_password("rediss", port, PASSWORD))
+
+    assert lines(result.stdout)
+    assert all(line.startswith(expected.NOT_CONNECTED_PREFIX) for line in lines(result.stdout)), result.stdout
+    assert "certificate verify failed" in result.stdout
+    assert (result.returncode, result.stderr) == (1, "")
+    assert_never_shown(result.stdout, PASSWORD)
