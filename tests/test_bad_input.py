@@ -58,17 +58,19 @@ ITEM_ID = re.compile(r"[1-9][0-9]{0,8}")
 # The seat routes that queue a job or start a processor: a real server's sweep leaves them out.
 SEAT_SIDE_EFFECTS = {"/reserve_seat", "/process"}
 
-# Function-scoped fixtures run once per test, not per example: the apps keep their state
-# across examples, which is what a long-running server does too.
-FAKE_SWEEP = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-REAL_SWEEP = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-JOBS_SWEEP = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+
+def sweep(max_examples: int) -> settings:
+    """A sweep's settings. Function-scoped fixtures run once per test, not per example: the apps
+    keep their state from one example to the next, as a long-running server does."""
+    return settings(
+        max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+
+
+# Most examples go to the test client, which is fast; fewer to real servers and to task 8.
+FAKE_SWEEP = sweep(300)
+REAL_SWEEP = sweep(150)
+JOBS_SWEEP = sweep(150)
 
 
 # Requests -----------------------------------------------------------------------------------
@@ -209,15 +211,21 @@ def test_the_seat_api_answers_any_request_in_json(seat_client, method, path):  #
 # Real servers over real HTTP, on a real Redis -------------------------------------------------
 
 
-def http_answer(port: int, method: str, target: str) -> tuple[int, str | None, bytes]:
-    """Send ``target`` exactly as given (raw UTF-8 included, which http.client refuses to send)."""
+def raw_answer(port: int, method: str, target: bytes) -> tuple[int, str | None, bytes]:
+    """Send a request line with ``target`` byte for byte (http.client would refuse or encode some)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        request = f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-        sock.sendall(request.encode())
+        sock.sendall(
+            b"%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % (method.encode(), target)
+        )
         response = http.client.HTTPResponse(sock, method=method)
         response.begin()
         with response:
             return response.status, response.getheader("Content-Type"), response.read()
+
+
+def http_answer(port: int, method: str, target: str) -> tuple[int, str | None, bytes]:
+    """``target`` as a client sends it: non-ASCII as raw UTF-8."""
+    return raw_answer(port, method, target.encode())
 
 
 def start_server(script: str, url: str) -> Iterator[int]:
@@ -248,7 +256,7 @@ def test_the_stock_server_answers_any_request_in_json(stock_server, method, path
     assert_safe_answer(method, *http_answer(stock_server, method, path))
 
 
-# Request targets granian's HTTP parser refuses before any app sees them, as Node's did.
+# Request targets that granian's HTTP parser refuses before any app sees them.
 UNPARSABLE_TARGETS = [
     b"/list_products/`",
     b"/list_products/<1>",
@@ -262,12 +270,8 @@ UNPARSABLE_TARGETS = [
 def test_a_request_line_the_http_server_cannot_parse_gets_a_bare_400(stock_server):
     """No JSON there (the app never sees the request), but no body either: nothing leaks."""
     for target in UNPARSABLE_TARGETS:
-        with socket.create_connection(("127.0.0.1", stock_server), timeout=10) as sock:
-            sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            response = http.client.HTTPResponse(sock, method="GET")
-            response.begin()
-            with response:
-                assert (response.status, response.read()) == (400, b""), target
+        status, _, body = raw_answer(stock_server, "GET", target)
+        assert (status, body) == (400, b""), target
 
 
 def may_queue_or_process(method: str, path: str) -> bool:

@@ -215,11 +215,19 @@ if __name__ == "__main__":
 '''
 
 
+def stop_cleanly_but_for_the_logged_bug(process: subprocess.Popen[str]) -> str:
+    """Stop a server whose bug was logged: status 0, nothing on stdout. Returns its log (stderr)."""
+    stdout, stderr = stop_script(process)
+    assert (process.returncode, stdout) == (0, "")
+    return stderr
+
+
 def test_a_bug_in_an_api_served_with_flask_debug_set_is_a_json_500(tmp_path, redis_url):
     script = tmp_path / "failing_api.py"
     script.write_text(FAILING_API)
     port = free_port()
-    process = start_server(str(script), redis_url, port, FLASK_DEBUG="1")
+    # The script lives outside the project: it finds ``course`` through PYTHONPATH.
+    process = start_server(str(script), redis_url, port, FLASK_DEBUG="1", PYTHONPATH=str(ROOT))
     try:
         assert get(port, "/debug") == (200, JSON, '{"debug":false}')
         for headers in ({}, DEBUG_HEADERS):
@@ -234,12 +242,6 @@ def test_a_bug_in_an_api_served_with_flask_debug_set_is_a_json_500(tmp_path, red
         printed = stop_cleanly_but_for_the_logged_bug(process)
     # The traceback went to the server's log, and only there.
     assert f"RuntimeError: internal detail of {script}" in printed
-
-
-def stop_cleanly_but_for_the_logged_bug(process: subprocess.Popen[str]) -> str:
-    stdout, stderr = stop_script(process)
-    assert (process.returncode, stdout) == (0, "")
-    return stderr
 
 
 # Each API's everyday answer, which no debug query or header may change.
