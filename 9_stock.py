@@ -57,6 +57,7 @@ def stock_db() -> Redis:
 
 @cache
 def reserve_one_unit_script() -> Script:
+    """Registered once: each call is one EVALSHA, and the script is sent only if Redis lacks it."""
     return stock_db().register_script(RESERVE_ONE_UNIT_LUA)
 
 
@@ -92,11 +93,11 @@ class ItemIdConverter(BaseConverter):
         return int(value)
 
 
-# The bodies that never change, serialised once.
 def compact_json(value: object) -> str:
     return json.dumps(value, separators=COMPACT)
 
 
+# The bodies that never change, serialised once, at import.
 PRODUCTS_BODY = compact_json(LIST_PRODUCTS)
 PRODUCT_NOT_FOUND = compact_json({"status": "Product not found"})
 # A product's body is its listing with one more key: everything before that key's value.
