@@ -169,13 +169,29 @@ def test_redis_setup_starts_a_server_listening_on_loopback_only():
 # No debug mode, no debugger ----------------------------------------------------------------------
 
 
+# Loads each app as a granian worker does: course.web.load_app_in_worker, in a child process.
+LOAD_AS_A_WORKER = """
+import multiprocessing
+import sys
+
+from course.web import load_app_in_worker
+
+
+def show_debug(script):
+    print(load_app_in_worker(script).debug, flush=True)
+
+
+if __name__ == "__main__":
+    for script in sys.argv[1:]:
+        worker = multiprocessing.Process(target=show_debug, args=(script,))
+        worker.start()
+        worker.join()
+"""
+
+
 def test_the_served_apps_are_not_in_debug_mode_even_with_flask_debug_set():
-    """Each app as a granian worker loads it (course.web.load_app_in_worker), with FLASK_DEBUG=1."""
-    load_each = "from course.web import load_app_in_worker as load\n" + "\n".join(
-        f"print(load({script!r}).debug)" for script in SERVERS
-    )
     result = subprocess.run(
-        [sys.executable, "-c", load_each],
+        [sys.executable, "-c", LOAD_AS_A_WORKER, *SERVERS],
         cwd=ROOT,
         env={**os.environ, "FLASK_DEBUG": "1"},
         capture_output=True,
