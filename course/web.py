@@ -17,16 +17,21 @@ Errors become (status, body):
 - ``redis.ConnectionError`` or ``redis.TimeoutError``: 503, ``{"error":"Service Unavailable"}``;
 - any other exception: 500, ``{"error":"Internal Server Error"}``, the traceback logged.
 
-``serve`` runs granian, a production WSGI server, with one worker process per CPU core,
-on ``HOST`` (default 127.0.0.1) and ``PORT`` (default 1245). Ctrl-C or SIGTERM stops the
-workers and the server exits with status 0 and no traceback. ``flask --app NAME run`` still
-works, for learners who want the development server and its reloader.
+``serve`` runs granian, a production WSGI server, with one worker process per CPU core and
+two threads in each, on ``HOST`` (default 127.0.0.1) and ``PORT`` (default 1245). Ctrl-C
+(to the terminal's whole process group, or to the main process alone) or SIGTERM stops the
+workers, even ones still starting, and the server exits with status 0 and no traceback.
+On Linux no worker outlives its main process, even one killed with SIGKILL. A busy port or
+a bad ``PORT`` is a one-line message and status 1. ``flask --app NAME run`` still works,
+for learners who want the development server and its reloader.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -54,6 +59,9 @@ COMPACT = (",", ":")
 # Redis on loopback or a LAN answers in well under a millisecond; half a second means it is
 # gone or stuck, and the client gets its 503 in about a second instead of waiting.
 REDIS_TIMEOUT_SECONDS = 0.5
+
+# From <linux/prctl.h>: a signal for this process when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 # Python threads per worker process. A request spends most of its time in Python, holding
 # the GIL; a second thread keeps the core busy while the first waits for Redis. Granian's
@@ -147,6 +155,19 @@ def check_port_free(host: str, port: int) -> None:
         sys.exit(f"Cannot listen on {host}:{port}: {os.strerror(error.errno)} (is another server running?)")
 
 
+def stop_with_main_process() -> None:
+    """On Linux, have this worker sent SIGTERM when the main process dies, even by SIGKILL.
+
+    Out of the terminal's process group, a worker would otherwise outlive a killed main
+    process and go on serving, alone, on the port.
+    """
+    if sys.platform != "linux":
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != multiprocessing.parent_process().pid:  # it died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def load_app_in_worker(script: str) -> Flask:
     """Granian calls this in each worker process: import the script as a module, take its ``app``.
 
@@ -159,6 +180,7 @@ def load_app_in_worker(script: str) -> Flask:
     os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    stop_with_main_process()
     path = Path(script)
     sys.path.insert(0, str(path.parent))
     app = importlib.import_module(path.stem).app

@@ -296,6 +296,20 @@ def test_a_signal_stops_the_server_and_its_workers_quietly(redis_url, sig):
     assert not any(is_running(worker) for worker in server.workers)
 
 
+def test_workers_do_not_outlive_a_killed_main_process(redis_url):
+    server = Server(redis_url)
+    server.process.kill()
+    server.process.wait()
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while any(is_running(worker) for worker in server.workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphans = [worker for worker in server.workers if is_running(worker)]
+    for orphan in orphans:
+        os.kill(orphan, signal.SIGKILL)
+    server.process.communicate()
+    assert not orphans, "workers went on serving on their own"
+
+
 def test_ctrl_c_in_a_terminal_stops_it_every_time(redis_url):
     # A terminal's Ctrl-C signals every process of the group at once; granian's workers,
     # signalled twice (by the terminal, then by their main process), could hang.
