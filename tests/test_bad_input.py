@@ -28,7 +28,6 @@ import redis
 from conftest import free_port
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from lessons import ROOT, start_script, stop_script
 from rq import Queue, Worker
 
 # The fixtures that bind each app to fakeredis, as the apps' own tests use them, with the
@@ -39,6 +38,7 @@ from test_stock import app, db  # noqa: F401
 from test_stock import client as stock_client  # noqa: F401
 
 from course.jobs import JOB_IDS_KEY, job_data
+from course.lessons import ROOT, start_script, stop_script
 from course.tour import wait_until_serving
 
 stock = importlib.import_module("9_stock")

@@ -24,14 +24,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import REDIS_BIN, free_port
-from lessons import ROOT, lines, run_script, wait_for_line
+from conftest import REDIS_BIN, free_port, wait_for_workers
 from rq import Queue
 from rq.job import Job, JobStatus
-from test_jobs import wait_for_workers
 
 from course import expected, jobs
-from course.lessons import script_env
+from course.lessons import ROOT, lines, run_script, script_env, wait_for_line
 from course.tour import get, wait_until_serving
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 from conftest import PROCESSORS, STARTUP_TIMEOUT_SECONDS, ctrl_c, stopped_output
-from lessons import ROOT, lines, run_script, start_script, wait_for_line
 from rq import Queue, Worker
 from rq.job import JobStatus
 
 from course import expected, jobs
+from course.lessons import ROOT, lines, run_script, start_script, wait_for_line
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -6,9 +6,9 @@ import importlib
 import time
 
 import pytest
-from lessons import lines, run_script
 
 from course import expected
+from course.lessons import lines, run_script
 
 SCRIPTS = {
     "0_redis_client.py": expected.REDIS_CLIENT,

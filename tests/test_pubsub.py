@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from lessons import lines, run_script, start_script, stop_script, wait_for_line
 
 from course import expected
+from course.lessons import lines, run_script, start_script, stop_script, wait_for_line
 
 pytestmark = pytest.mark.timeout(60)
 

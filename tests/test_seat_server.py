@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 
 import pytest
 import redis
-from lessons import ROOT, lines, start_script, stop_script, wait_for_line
 from rq import Queue, Worker
 
 from course import expected
-from course.lessons import script_env
+from course.lessons import ROOT, lines, script_env, start_script, stop_script, wait_for_line
 from course.tour import free_port, get, wait_until_serving
 
 seat = importlib.import_module("100_seat")

@@ -31,10 +31,9 @@ from urllib.parse import quote
 import pytest
 import redis
 from conftest import REDIS_BIN, free_port
-from lessons import ROOT, lines, start_script, stop_script, wait_for_line
 
 from course import expected, lessons, tour
-from course.lessons import script_env
+from course.lessons import ROOT, lines, script_env, start_script, stop_script, wait_for_line
 from course.tour import get, wait_until_serving
 
 pytestmark = pytest.mark.timeout(180)
