@@ -155,3 +155,60 @@ def run_worker_here():
     yield run
     for sig, handler in handlers.items():
         signal.signal(sig, handler)
+
+
+# Persistence as redis_setup.sh configures it: a restart keeps the data (AOF and RDB).
+PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "3600 1 300 100 60 10000"]
+NO_PERSISTENCE = ["--appendonly", "no", "--save", ""]
+OWN_REDIS_READY_SECONDS = 20
+
+
+class OwnRedis:
+    """A redis-server of one test's own, on a free port and loopback, that it may stop and start again."""
+
+    def __init__(self, directory: Path, *, persistent: bool) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.persistence = PERSISTENCE if persistent else NO_PERSISTENCE
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it on its port and directory (loading what it saved there, if anything); wait for PONG."""
+        self.process = subprocess.Popen(
+            [str(REDIS_BIN / "redis-server"), "--bind", "127.0.0.1", "--port", str(self.port)]
+            + ["--dir", str(self.directory), "--protected-mode", "yes", *self.persistence],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + OWN_REDIS_READY_SECONDS
+        with redis.Redis.from_url(self.url) as client:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop it with SIGTERM (resuming it first, in case a test paused it)."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+            self.process.terminate()
+        self.process.wait(timeout=OWN_REDIS_READY_SECONDS)
+
+    def shut_down(self) -> None:
+        """Stop it as ``./redis_setup.sh stop`` does: SHUTDOWN, which saves the data first."""
+        with redis.Redis.from_url(self.url) as client:
+            client.shutdown()
+        self.process.wait(timeout=OWN_REDIS_READY_SECONDS)
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[OwnRedis]:
+    """A server that keeps nothing across a restart; a test that needs persistence overrides this."""
+    server = OwnRedis(tmp_path, persistent=False)
+    server.start()
+    yield server
+    server.stop()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import REDIS_BIN, free_port, wait_for_workers
+from conftest import OwnRedis, free_port, wait_for_workers
 from rq import Queue
 from rq.job import Job, JobStatus
 
@@ -57,54 +57,18 @@ LONG_OUTAGE_SECONDS = 15
 # A Redis of the test's own --------------------------------------------------------------------
 
 
-class OwnRedis:
-    """A redis-server started as redis_setup.sh starts it, that the test may stop and start again."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start it on its port and directory (loading what it wrote there before); wait for PONG."""
-        self.process = subprocess.Popen(
-            [str(REDIS_BIN / "redis-server"), "--bind", "127.0.0.1", "--port", str(self.port)]
-            + ["--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "everysec"]
-            + ["--save", "3600 1 300 100 60 10000", "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        with redis.Redis.from_url(self.url) as client:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if self.process.poll() is not None or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-
-    def shut_down(self) -> None:
-        """Stop it as ``./redis_setup.sh stop`` does: SHUTDOWN, which saves the data first."""
-        with redis.Redis.from_url(self.url) as client:
-            client.shutdown()
-        self.process.wait(timeout=READY_TIMEOUT_SECONDS)
-
-    def failed_connection_line(self) -> str:
-        """What a script prints when nothing listens on this server's port."""
-        error = f"Error 111 connecting to 127.0.0.1:{self.port}. Connection refused."
-        return f"{expected.NOT_CONNECTED_PREFIX}{error}"
+def failed_connection_line(port: int) -> str:
+    """What a script prints when nothing listens on ``port``."""
+    return f"{expected.NOT_CONNECTED_PREFIX}Error 111 connecting to 127.0.0.1:{port}. Connection refused."
 
 
 @pytest.fixture
 def own_redis(tmp_path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path)
+    """A server started as redis_setup.sh starts it: a restart keeps the queued jobs."""
+    server = OwnRedis(tmp_path, persistent=True)
     server.start()
     yield server
-    if server.process.poll() is None:
-        server.process.terminate()
-        server.process.wait(timeout=READY_TIMEOUT_SECONDS)
+    server.stop()
 
 
 @pytest.fixture
@@ -359,7 +323,7 @@ def assert_stop_cleanly_having_printed(
 
 def test_processors_started_without_redis_wait_for_it_then_work(own_redis, launch):
     own_redis.shut_down()
-    failed_line = own_redis.failed_connection_line()
+    failed_line = failed_connection_line(own_redis.port)
     processors = {script: launch(script) for script in PROCESSORS}
     waited = {script: wait_for_line(process, failed_line) for script, process in processors.items()}
     for script, process in processors.items():
@@ -383,7 +347,7 @@ def test_processors_that_lose_redis_for_long_wait_and_resume(own_redis, rq_redis
     own_redis.start()
 
     assert_the_course_jobs_run(own_redis.url)
-    assert_stop_cleanly_having_printed(processors, {}, own_redis.failed_connection_line())
+    assert_stop_cleanly_having_printed(processors, {}, failed_connection_line(own_redis.port))
 
 
 def test_programs_whose_redis_goes_for_good_say_so_and_exit_1(own_redis, launch):

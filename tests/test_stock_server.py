@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import REDIS_BIN, free_port
+from conftest import free_port
 from test_stock import MALFORMED_IDS, OTHER_METHODS, UNKNOWN_PATHS
 
 from course import expected
@@ -209,47 +209,6 @@ def test_every_bad_input_gets_a_json_answer_and_no_5xx(server, real_redis):
 
 
 # Redis going away and coming back -----------------------------------------------------------
-
-
-class OwnRedis:
-    """A redis-server of this test's own, on a free port, that it may stop, pause and restart."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [str(REDIS_BIN / "redis-server"), "--port", str(self.port), "--bind", "127.0.0.1"]
-            + ["--save", "", "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL,
-        )
-        with redis.Redis.from_url(self.url) as client:
-            deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def own_redis(tmp_path) -> Iterator[OwnRedis]:
-    own = OwnRedis(tmp_path)
-    own.start()
-    yield own
-    if own.process.poll() is None:
-        os.kill(own.process.pid, signal.SIGCONT)
-        own.stop()
 
 
 def assert_a_quick_503(server: Server, path: str) -> None:
