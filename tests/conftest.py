@@ -1,4 +1,5 @@
-"""Shared fixtures: a real redis-server per test session, fakeredis, a URL where nothing listens.
+"""Shared fixtures: a real redis-server per test session, fakeredis, a URL where nothing listens,
+and the stock and seat APIs bound to fakeredis in Flask's test client.
 
 The server binary comes from ``REDIS_BIN_DIR`` (``make test`` sets it from
 ``./redis_setup.sh build``), else ``redis-server`` on PATH, else redis_setup.sh's cache.
@@ -6,6 +7,7 @@ The server binary comes from ``REDIS_BIN_DIR`` (``make test`` sets it from
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
@@ -19,6 +21,8 @@ from pathlib import Path
 import fakeredis
 import pytest
 import redis
+from flask import Flask
+from flask.testing import FlaskClient
 from pytest_redis import factories
 from rq import Queue, SimpleWorker, Worker
 from rq.worker import WorkerStatus
@@ -212,3 +216,75 @@ def own_redis(tmp_path) -> Iterator[OwnRedis]:
     server.start()
     yield server
     server.stop()
+
+
+# The stock and seat APIs in Flask's test client, on fakeredis ---------------------------------
+
+stock = importlib.import_module("9_stock")
+seat = importlib.import_module("100_seat")
+
+
+def clear_stock_caches() -> None:
+    stock.stock_db.cache_clear()
+    stock.reserve_one_unit_script.cache_clear()
+
+
+@pytest.fixture
+def stock_db(monkeypatch) -> Iterator[fakeredis.FakeRedis]:
+    """The fake Redis that the module's client is made for, as the test sees it."""
+    server = fakeredis.FakeServer()
+    monkeypatch.setattr(stock, "redis_client", lambda: fakeredis.FakeRedis(server=server))
+    clear_stock_caches()
+    yield fakeredis.FakeRedis(server=server, decode_responses=True)
+    clear_stock_caches()
+
+
+@pytest.fixture
+def stock_app(stock_db) -> Flask:
+    return stock.app
+
+
+@pytest.fixture
+def stock_client(stock_app) -> FlaskClient:
+    return stock_app.test_client()
+
+
+def clear_seat_caches() -> None:
+    for cached in (seat.seats_db, seat.take_seat_script, seat._started_job_listener):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def seat_server(monkeypatch) -> Iterator[fakeredis.FakeServer]:
+    """One fake Redis for the module's clients, its job listener, and the test's own clients."""
+    server = fakeredis.FakeServer()
+
+    def fake_client(**options: object) -> fakeredis.FakeRedis:
+        return fakeredis.FakeRedis(server=server, decode_responses=options.get("decode_responses", True))
+
+    monkeypatch.setattr(seat, "redis_client", fake_client)
+    clear_seat_caches()
+    yield server
+    if seat._started_job_listener.cache_info().currsize:
+        seat.job_listener().stop()
+    clear_seat_caches()
+
+
+@pytest.fixture
+def seat_db(seat_server) -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis(server=seat_server, decode_responses=True)
+
+
+@pytest.fixture
+def seat_processors_started(monkeypatch) -> list[bool]:
+    """A record of the processors /process starts, instead of real processes (those need a real Redis)."""
+    started: list[bool] = []
+    monkeypatch.setattr(seat.processor, "ensure_started", lambda: started.append(True))
+    return started
+
+
+@pytest.fixture
+def seat_client(seat_server, seat_processors_started) -> FlaskClient:
+    """The API just launched: 50 seats, reservations enabled."""
+    seat.open_reservations()
+    return seat.app.test_client()

@@ -30,13 +30,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rq import Queue, Worker
 
-# The fixtures that bind each app to fakeredis, as the apps' own tests use them, with the
-# fixtures they need under their own names (seat's /process records instead of starting a processor).
-from test_seat import client as seat_client  # noqa: F401
-from test_seat import fake_server, processors_started  # noqa: F401
-from test_stock import app, db  # noqa: F401
-from test_stock import client as stock_client  # noqa: F401
-
 from course.jobs import JOB_IDS_KEY, job_data
 from course.lessons import ROOT, start_script, stop_script
 from course.tour import wait_until_serving
@@ -177,7 +170,7 @@ def client_answer(client, method: str, target: str) -> tuple[int, str | None, by
 @FAKE_SWEEP
 @with_known_traps
 @given(method=st.sampled_from(METHODS), path=paths)
-def test_the_stock_api_answers_any_request_in_json(stock_client, method, path):  # noqa: F811
+def test_the_stock_api_answers_any_request_in_json(stock_client, method, path):
     assert_safe_answer(method, *client_answer(stock_client, method, path))
 
 
@@ -186,7 +179,7 @@ def test_the_stock_api_answers_any_request_in_json(stock_client, method, path): 
     route=st.sampled_from(["/list_products", "/reserve_product"]),
     raw_id=st.one_of(ids, st.binary(max_size=8)),
 )
-def test_a_stock_id_is_a_product_answer_only_if_it_is_a_plain_number(stock_client, db, route, raw_id):  # noqa: F811
+def test_a_stock_id_is_a_product_answer_only_if_it_is_a_plain_number(stock_client, stock_db, route, raw_id):
     status, content_type, body = client_answer(stock_client, "GET", f"{route}/{quoted(raw_id)}")
 
     text = raw_id.decode("utf-8", "replace") if isinstance(raw_id, bytes) else raw_id
@@ -196,7 +189,7 @@ def test_a_stock_id_is_a_product_answer_only_if_it_is_a_plain_number(stock_clien
     else:
         assert (status, content_type, body) == (404, JSON, b'{"error":"Not Found"}')
     # Reservations touch the four products' keys only, and never take a stock below 0.
-    stock_left = {key: int(db.get(key)) for key in db.scan_iter()}
+    stock_left = {key: int(stock_db.get(key)) for key in stock_db.scan_iter()}
     assert set(stock_left) <= {stock.stock_key(item_id) for item_id in stock.PRODUCTS_BY_ID}
     assert min(stock_left.values(), default=0) >= 0
 
@@ -204,7 +197,7 @@ def test_a_stock_id_is_a_product_answer_only_if_it_is_a_plain_number(stock_clien
 @FAKE_SWEEP
 @with_known_traps
 @given(method=st.sampled_from(METHODS), path=paths)
-def test_the_seat_api_answers_any_request_in_json(seat_client, method, path):  # noqa: F811
+def test_the_seat_api_answers_any_request_in_json(seat_client, method, path):
     assert_safe_answer(method, *client_answer(seat_client, method, path))
 
 
@@ -241,19 +234,19 @@ def start_server(script: str, url: str) -> Iterator[int]:
 
 
 @pytest.fixture
-def stock_server(redis_url) -> Iterator[int]:
+def real_stock_server(redis_url) -> Iterator[int]:
     yield from start_server("9_stock.py", redis_url)
 
 
 @pytest.fixture
-def seat_server(redis_url) -> Iterator[int]:
+def real_seat_server(redis_url) -> Iterator[int]:
     yield from start_server("100_seat.py", redis_url)
 
 
 @REAL_SWEEP
 @given(method=st.sampled_from(METHODS), path=paths)
-def test_the_stock_server_answers_any_request_in_json(stock_server, method, path):
-    assert_safe_answer(method, *http_answer(stock_server, method, path))
+def test_the_stock_server_answers_any_request_in_json(real_stock_server, method, path):
+    assert_safe_answer(method, *http_answer(real_stock_server, method, path))
 
 
 # Request targets that granian's HTTP parser refuses before any app sees them.
@@ -267,10 +260,10 @@ UNPARSABLE_TARGETS = [
 ]
 
 
-def test_a_request_line_the_http_server_cannot_parse_gets_a_bare_400(stock_server):
+def test_a_request_line_the_http_server_cannot_parse_gets_a_bare_400(real_stock_server):
     """No JSON there (the app never sees the request), but no body either: nothing leaks."""
     for target in UNPARSABLE_TARGETS:
-        status, _, body = raw_answer(stock_server, "GET", target)
+        status, _, body = raw_answer(real_stock_server, "GET", target)
         assert (status, body) == (400, b""), target
 
 
@@ -287,8 +280,8 @@ def may_queue_or_process(method: str, path: str) -> bool:
         lambda method_and_path: not may_queue_or_process(*method_and_path)
     )
 )
-def test_the_seat_server_answers_any_request_in_json(seat_server, redis_url, method_and_path):
-    assert_safe_answer(method_and_path[0], *http_answer(seat_server, *method_and_path))
+def test_the_seat_server_answers_any_request_in_json(real_seat_server, redis_url, method_and_path):
+    assert_safe_answer(method_and_path[0], *http_answer(real_seat_server, *method_and_path))
     # Left alone, the routes with side effects queued nothing and started no processor.
     with redis.Redis.from_url(redis_url) as connection:
         assert Queue(seat.QUEUE_NAME, connection=connection).count == 0

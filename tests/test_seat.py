@@ -30,51 +30,10 @@ JSON = "application/json"
 
 
 @pytest.fixture
-def fake_server(monkeypatch) -> Iterator[fakeredis.FakeServer]:
-    """One fake Redis for the module's clients, its job listener, and the test's own clients."""
-    server = fakeredis.FakeServer()
-
-    def fake_client(**options: object) -> fakeredis.FakeRedis:
-        return fakeredis.FakeRedis(server=server, decode_responses=options.get("decode_responses", True))
-
-    monkeypatch.setattr(seat, "redis_client", fake_client)
-    clear_caches()
-    yield server
-    if seat._started_job_listener.cache_info().currsize:
-        seat.job_listener().stop()
-    clear_caches()
-
-
-def clear_caches() -> None:
-    for cached in (seat.seats_db, seat.take_seat_script, seat._started_job_listener):
-        cached.cache_clear()
-
-
-@pytest.fixture
-def db(fake_server) -> fakeredis.FakeRedis:
-    return fakeredis.FakeRedis(server=fake_server, decode_responses=True)
-
-
-@pytest.fixture
-def processors_started(monkeypatch) -> list[bool]:
-    """A record of the processors /process starts, instead of real processes (those need a real Redis)."""
-    started: list[bool] = []
-    monkeypatch.setattr(seat.processor, "ensure_started", lambda: started.append(True))
-    return started
-
-
-@pytest.fixture
-def client(fake_server, processors_started) -> FlaskClient:
-    """The API just launched: 50 seats, reservations enabled."""
-    seat.open_reservations()
-    return seat.app.test_client()
-
-
-@pytest.fixture
-def run_reservations_here(fake_server) -> Iterator:
+def run_reservations_here(seat_server) -> Iterator:
     """Run the queued reservations in this process; put back the signal handlers RQ sets."""
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    connection = fakeredis.FakeRedis(server=fake_server)
+    connection = fakeredis.FakeRedis(server=seat_server)
 
     def run() -> None:
         SimpleWorker([Queue(seat.QUEUE_NAME, connection=connection)], connection=connection).work(burst=True)
@@ -92,16 +51,16 @@ def body_of(client: FlaskClient, path: str, method: str = "GET") -> tuple[int, s
 # The course's functions and its answers -----------------------------------------------------
 
 
-def test_reserve_seat_sets_and_get_current_available_seats_reads(db, fake_server):
+def test_reserve_seat_sets_and_get_current_available_seats_reads(seat_db, seat_server):
     seat.reserve_seat(7)
 
-    assert db.get("available_seats") == "7"
+    assert seat_db.get("available_seats") == "7"
     assert seat.get_current_available_seats() == 7
 
 
-def test_launch_sets_50_seats_and_enables_reservations(db, fake_server):
-    db.set("available_seats", 0)
-    db.set("reservation_enabled", "false")
+def test_launch_sets_50_seats_and_enables_reservations(seat_db, seat_server):
+    seat_db.set("available_seats", 0)
+    seat_db.set("reservation_enabled", "false")
 
     seat.open_reservations()
 
@@ -109,48 +68,48 @@ def test_launch_sets_50_seats_and_enables_reservations(db, fake_server):
     assert seat.reservations_enabled()
 
 
-def test_the_course_session_answers_the_course_bodies(client):
+def test_the_course_session_answers_the_course_bodies(seat_client):
     for path, wanted in expected.SEAT_SESSION:
-        assert body_of(client, path) == (200, JSON, wanted), path
+        assert body_of(seat_client, path) == (200, JSON, wanted), path
 
 
-def test_a_reservation_is_queued_as_a_job_with_a_kue_style_id(client, fake_server):
-    client.get("/reserve_seat")
-    client.get("/reserve_seat")
+def test_a_reservation_is_queued_as_a_job_with_a_kue_style_id(seat_client, seat_server):
+    seat_client.get("/reserve_seat")
+    seat_client.get("/reserve_seat")
 
-    queue = Queue(seat.QUEUE_NAME, connection=fakeredis.FakeRedis(server=fake_server))
+    queue = Queue(seat.QUEUE_NAME, connection=fakeredis.FakeRedis(server=seat_server))
     jobs = [queue.fetch_job(job_id) for job_id in queue.job_ids]
     assert [job.id for job in jobs] == ["1", "2"]
     assert [(job.func_name, job.args) for job in jobs] == [(seat.JOB_FUNCTION, ({},))] * 2
 
 
-def test_reservations_are_blocked_when_redis_says_so(client, db):
-    db.set("reservation_enabled", "false")
+def test_reservations_are_blocked_when_redis_says_so(seat_client, seat_db):
+    seat_db.set("reservation_enabled", "false")
 
-    assert body_of(client, "/reserve_seat") == (200, JSON, expected.RESERVATION_BLOCKED)
-    assert Queue(seat.QUEUE_NAME, connection=db).count == 0
+    assert body_of(seat_client, "/reserve_seat") == (200, JSON, expected.RESERVATION_BLOCKED)
+    assert Queue(seat.QUEUE_NAME, connection=seat_db).count == 0
 
 
-def test_a_reservation_that_cannot_be_queued_failed(client, monkeypatch):
+def test_a_reservation_that_cannot_be_queued_failed(seat_client, monkeypatch):
     class FullQueue:
         def enqueue(self, function_name: str, data: dict) -> str:
             raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
 
     monkeypatch.setattr(seat, "job_listener", lambda: FullQueue())
 
-    assert body_of(client, "/reserve_seat") == (200, JSON, expected.RESERVATION_FAILED)
+    assert body_of(seat_client, "/reserve_seat") == (200, JSON, expected.RESERVATION_FAILED)
 
 
-def test_without_redis_a_reservation_failed_and_the_seats_are_a_json_503(client, fake_server):
-    fake_server.connected = False
+def test_without_redis_a_reservation_failed_and_the_seats_are_a_json_503(seat_client, seat_server):
+    seat_server.connected = False
 
-    assert body_of(client, "/reserve_seat") == (200, JSON, expected.RESERVATION_FAILED)
-    assert body_of(client, "/available_seats") == (503, JSON, '{"error":"Service Unavailable"}')
+    assert body_of(seat_client, "/reserve_seat") == (200, JSON, expected.RESERVATION_FAILED)
+    assert body_of(seat_client, "/available_seats") == (503, JSON, '{"error":"Service Unavailable"}')
 
 
-def test_process_answers_at_once_and_starts_this_process_processor(client, processors_started):
-    assert body_of(client, "/process") == (200, JSON, expected.QUEUE_PROCESSING)
-    assert processors_started == [True]
+def test_process_answers_at_once_and_starts_this_process_processor(seat_client, seat_processors_started):
+    assert body_of(seat_client, "/process") == (200, JSON, expected.QUEUE_PROCESSING)
+    assert seat_processors_started == [True]
 
 
 @pytest.mark.parametrize(
@@ -162,31 +121,31 @@ def test_process_answers_at_once_and_starts_this_process_processor(client, proce
         ("DELETE", "/available_seats", 405, '{"error":"Method Not Allowed"}'),
     ],
 )
-def test_bad_requests_are_answered_in_json(client, method, path, status, body):
-    assert body_of(client, path, method) == (status, JSON, body)
+def test_bad_requests_are_answered_in_json(seat_client, method, path, status, body):
+    assert body_of(seat_client, path, method) == (status, JSON, body)
 
 
 # Taking a seat ------------------------------------------------------------------------------
 
 
-def test_taking_seats_stops_at_0_and_the_last_one_blocks_reservations(db, fake_server):
+def test_taking_seats_stops_at_0_and_the_last_one_blocks_reservations(seat_db, seat_server):
     seat.reserve_seat(2)
     seat.set_reservation_enabled(True)
 
     assert seat.take_seat()
-    assert (db.get("available_seats"), db.get("reservation_enabled")) == ("1", "true")
+    assert (seat_db.get("available_seats"), seat_db.get("reservation_enabled")) == ("1", "true")
     assert seat.take_seat()
-    assert (db.get("available_seats"), db.get("reservation_enabled")) == ("0", "false")
+    assert (seat_db.get("available_seats"), seat_db.get("reservation_enabled")) == ("0", "false")
     assert not seat.take_seat()
-    assert db.get("available_seats") == "0"
+    assert seat_db.get("available_seats") == "0"
 
 
-def test_no_seat_is_taken_when_none_was_ever_set(db, fake_server):
+def test_no_seat_is_taken_when_none_was_ever_set(seat_db, seat_server):
     assert not seat.take_seat()
-    assert db.get("available_seats") is None
+    assert seat_db.get("available_seats") is None
 
 
-def test_a_job_without_a_seat_fails_with_the_course_message(db, fake_server):
+def test_a_job_without_a_seat_fails_with_the_course_message(seat_db, seat_server):
     seat.reserve_seat(0)
 
     with pytest.raises(seat.NotEnoughSeatsError, match=f"^{expected.NOT_ENOUGH_SEATS}$"):
@@ -206,10 +165,12 @@ def printed_lines(capsys: pytest.CaptureFixture[str], count: int) -> list[str]:
     return printed
 
 
-def test_the_server_prints_each_of_its_jobs_completed_or_failed(client, db, run_reservations_here, capsys):
+def test_the_server_prints_each_of_its_jobs_completed_or_failed(
+    seat_client, seat_db, run_reservations_here, capsys
+):
     seat.reserve_seat(2)
     for _ in range(3):
-        assert body_of(client, "/reserve_seat")[2] == expected.RESERVATION_IN_PROCESS
+        assert body_of(seat_client, "/reserve_seat")[2] == expected.RESERVATION_IN_PROCESS
 
     run_reservations_here()
 
@@ -218,5 +179,5 @@ def test_the_server_prints_each_of_its_jobs_completed_or_failed(client, db, run_
         "Seat reservation job 2 completed",
         f"Seat reservation job 3 failed: {expected.NOT_ENOUGH_SEATS}",
     ]
-    assert body_of(client, "/available_seats")[2] == expected.available_seats_body(0)
-    assert body_of(client, "/reserve_seat")[2] == expected.RESERVATION_BLOCKED
+    assert body_of(seat_client, "/available_seats")[2] == expected.available_seats_body(0)
+    assert body_of(seat_client, "/reserve_seat")[2] == expected.RESERVATION_BLOCKED

@@ -10,12 +10,10 @@ from __future__ import annotations
 import importlib
 import socket
 import time
-from collections.abc import Iterator
 
-import fakeredis
 import pytest
+from conftest import clear_stock_caches
 from flask import Flask, jsonify
-from flask.testing import FlaskClient
 
 from course import expected, web
 
@@ -61,31 +59,6 @@ UNKNOWN_PATHS = [
 OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def clear_caches() -> None:
-    stock.stock_db.cache_clear()
-    stock.reserve_one_unit_script.cache_clear()
-
-
-@pytest.fixture
-def db(monkeypatch) -> Iterator[fakeredis.FakeRedis]:
-    """The fake Redis that the module's client is made for, as the test sees it."""
-    server = fakeredis.FakeServer()
-    monkeypatch.setattr(stock, "redis_client", lambda: fakeredis.FakeRedis(server=server))
-    clear_caches()
-    yield fakeredis.FakeRedis(server=server, decode_responses=True)
-    clear_caches()
-
-
-@pytest.fixture
-def app(db) -> Flask:
-    return stock.app
-
-
-@pytest.fixture
-def client(app) -> FlaskClient:
-    return app.test_client()
-
-
 def assert_json(response, status: int, body: bytes) -> None:
     assert (response.status_code, response.content_type, response.get_data()) == (status, JSON, body)
 
@@ -104,12 +77,12 @@ def test_get_item_by_id():
     assert stock.get_item_by_id(0) is None
 
 
-def test_reserve_stock_by_id_sets_the_key(db):
+def test_reserve_stock_by_id_sets_the_key(stock_db):
     stock.reserve_stock_by_id(2, 7)
-    assert db.get("item.2") == "7"
+    assert stock_db.get("item.2") == "7"
 
 
-def test_current_stock_is_the_initial_stock_until_the_key_is_set(db):
+def test_current_stock_is_the_initial_stock_until_the_key_is_set(stock_db):
     assert [stock.get_current_reserved_stock_by_id(item_id) for item_id in (1, 2, 3, 4)] == [4, 10, 2, 5]
     stock.reserve_stock_by_id(2, 7)
     assert stock.get_current_reserved_stock_by_id(2) == 7
@@ -118,91 +91,91 @@ def test_current_stock_is_the_initial_stock_until_the_key_is_set(db):
 # The API ------------------------------------------------------------------------------------
 
 
-def test_the_course_session_gives_the_spec_bodies(client):
+def test_the_course_session_gives_the_spec_bodies(stock_client):
     for path, body in expected.STOCK_SESSION:
-        assert_json(client.get(path), 200, body.encode())
+        assert_json(stock_client.get(path), 200, body.encode())
 
 
-def test_each_product_reserves_its_own_stock_then_refuses(client, db):
+def test_each_product_reserves_its_own_stock_then_refuses(stock_client, stock_db):
     for product in stock.LIST_PRODUCTS:
         item_id, units = product["itemId"], product["initialAvailableQuantity"]
         confirmed = f'{{"status":"Reservation confirmed","itemId":{item_id}}}'.encode()
         refused = f'{{"status":"Not enough stock available","itemId":{item_id}}}'.encode()
         for _ in range(units):
-            assert_json(client.get(f"/reserve_product/{item_id}"), 200, confirmed)
-        assert_json(client.get(f"/reserve_product/{item_id}"), 200, refused)
-        assert db.get(f"item.{item_id}") == "0"
-        assert client.get(f"/list_products/{item_id}").json["currentQuantity"] == 0
+            assert_json(stock_client.get(f"/reserve_product/{item_id}"), 200, confirmed)
+        assert_json(stock_client.get(f"/reserve_product/{item_id}"), 200, refused)
+        assert stock_db.get(f"item.{item_id}") == "0"
+        assert stock_client.get(f"/list_products/{item_id}").json["currentQuantity"] == 0
 
 
-def test_product_detail_shows_the_stock_set_by_reserve_stock_by_id(client):
+def test_product_detail_shows_the_stock_set_by_reserve_stock_by_id(stock_client):
     stock.reserve_stock_by_id(4, 3)
     assert_json(
-        client.get("/list_products/4"),
+        stock_client.get("/list_products/4"),
         200,
         b'{"itemId":4,"itemName":"Suitcase 1050","price":550,"initialAvailableQuantity":5,'
         b'"currentQuantity":3}',
     )
 
 
-def test_an_empty_stock_refuses_without_going_negative(client, db):
+def test_an_empty_stock_refuses_without_going_negative(stock_client, stock_db):
     stock.reserve_stock_by_id(1, 0)
-    assert_json(client.get("/reserve_product/1"), 200, expected.NOT_ENOUGH_STOCK.encode())
-    assert db.get("item.1") == "0"
+    assert_json(stock_client.get("/reserve_product/1"), 200, expected.NOT_ENOUGH_STOCK.encode())
+    assert stock_db.get("item.1") == "0"
 
 
-def test_unknown_numeric_ids_are_the_course_not_found(client):
+def test_unknown_numeric_ids_are_the_course_not_found(stock_client):
     for path in ("/list_products/5", "/reserve_product/5", "/list_products/999999999"):
-        assert_json(client.get(path), 200, expected.PRODUCT_NOT_FOUND.encode())
+        assert_json(stock_client.get(path), 200, expected.PRODUCT_NOT_FOUND.encode())
 
 
 @pytest.mark.parametrize("route", ["/list_products", "/reserve_product"])
 @pytest.mark.parametrize("item_id", MALFORMED_IDS)
-def test_malformed_ids_are_a_json_404(client, route, item_id):
-    assert_json(client.get(f"{route}/{item_id}"), 404, NOT_FOUND)
+def test_malformed_ids_are_a_json_404(stock_client, route, item_id):
+    assert_json(stock_client.get(f"{route}/{item_id}"), 404, NOT_FOUND)
 
 
 @pytest.mark.parametrize("path", UNKNOWN_PATHS)
-def test_unknown_paths_are_a_json_404(client, path):
-    assert_json(client.get(path), 404, NOT_FOUND)
+def test_unknown_paths_are_a_json_404(stock_client, path):
+    assert_json(stock_client.get(path), 404, NOT_FOUND)
 
 
 @pytest.mark.parametrize("method", OTHER_METHODS)
-def test_other_methods_are_a_json_405(client, method):
-    response = client.open("/reserve_product/1", method=method)
+def test_other_methods_are_a_json_405(stock_client, method):
+    response = stock_client.open("/reserve_product/1", method=method)
     assert_json(response, 405, METHOD_NOT_ALLOWED)
     assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD"}
 
 
-def test_head_answers_like_get_without_a_body(client):
-    response = client.head("/list_products")
+def test_head_answers_like_get_without_a_body(stock_client):
+    response = stock_client.head("/list_products")
     assert (response.status_code, response.content_type, response.get_data()) == (200, JSON, b"")
 
 
-def test_no_reservation_is_taken_by_a_malformed_or_refused_request(client, db):
-    client.get("/reserve_product/1.0")
-    client.post("/reserve_product/1")
-    assert db.get("item.1") is None
+def test_no_reservation_is_taken_by_a_malformed_or_refused_request(stock_client, stock_db):
+    stock_client.get("/reserve_product/1.0")
+    stock_client.post("/reserve_product/1")
+    assert stock_db.get("item.1") is None
 
 
-def test_redis_unreachable_is_a_json_503_at_once(client, monkeypatch, dead_redis_url):
+def test_redis_unreachable_is_a_json_503_at_once(stock_client, monkeypatch, dead_redis_url):
     monkeypatch.setenv("REDIS_URL", dead_redis_url)
     monkeypatch.setattr(stock, "redis_client", web.redis_client)
-    clear_caches()
+    clear_stock_caches()
     for path in ("/list_products/1", "/reserve_product/1"):
         started = time.monotonic()
-        response = client.get(path)
+        response = stock_client.get(path)
         assert time.monotonic() - started < 2
         assert_json(response, 503, b'{"error":"Service Unavailable"}')
     # Answers that need no Redis still work.
-    assert_json(client.get("/list_products"), 200, expected.PRODUCTS_BODY.encode())
-    assert_json(client.get("/list_products/12"), 200, expected.PRODUCT_NOT_FOUND.encode())
+    assert_json(stock_client.get("/list_products"), 200, expected.PRODUCTS_BODY.encode())
+    assert_json(stock_client.get("/list_products/12"), 200, expected.PRODUCT_NOT_FOUND.encode())
 
 
-def test_an_unexpected_error_is_a_json_500_without_traceback(client, db, caplog):
-    db.set("item.1", "not a number")
+def test_an_unexpected_error_is_a_json_500_without_traceback(stock_client, stock_db, caplog):
+    stock_db.set("item.1", "not a number")
     for path in ("/list_products/1", "/reserve_product/1"):
-        assert_json(client.get(path), 500, b'{"error":"Internal Server Error"}')
+        assert_json(stock_client.get(path), 500, b'{"error":"Internal Server Error"}')
     # The traceback goes to the server's log, not to the client.
     assert "Exception on /list_products/1 [GET]" in caplog.text
 
