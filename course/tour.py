@@ -114,21 +114,29 @@ def task_redis_server(url: str) -> Outcome:
     return outcome
 
 
-def fixed_output_task(script: str, wanted: list[str]) -> Callable[[str], Outcome]:
+def fixed_output(script: str, url: str, wanted: list[str]) -> Outcome:
     """A task whose one program runs to its end and prints the course's fixed lines."""
+    outcome = Outcome()
+    run_and_compare(outcome, script, url, wanted)
+    return outcome
 
-    def run(url: str) -> Outcome:
-        outcome = Outcome()
-        run_and_compare(outcome, script, url, wanted)
-        return outcome
 
-    return run
+def task_redis_client(url: str) -> Outcome:
+    return fixed_output("0_redis_client.py", url, expected.REDIS_CLIENT)
+
+
+def task_redis_op(url: str) -> Outcome:
+    return fixed_output("1_redis_op.py", url, expected.REDIS_OP)
+
+
+def task_redis_op_async(url: str) -> Outcome:
+    return fixed_output("2_redis_op_async.py", url, expected.REDIS_OP)
 
 
 def task_redis_advanced_op(url: str) -> Outcome:
     with redis.Redis.from_url(url) as client:
         client.delete("HolbertonSchools")  # the course's output is for a fresh database
-    return fixed_output_task("4_redis_advanced_op.py", expected.REDIS_ADVANCED_OP)(url)
+    return fixed_output("4_redis_advanced_op.py", url, expected.REDIS_ADVANCED_OP)
 
 
 def task_pubsub(url: str) -> Outcome:
@@ -306,19 +314,9 @@ def task_seats(url: str) -> Outcome:
 
 TASKS = [
     Task(0, "A Redis server", ("redis_setup.sh",), task_redis_server),
-    Task(
-        1,
-        "Connect to Redis",
-        ("0_redis_client.py",),
-        fixed_output_task("0_redis_client.py", expected.REDIS_CLIENT),
-    ),
-    Task(2, "SET and GET", ("1_redis_op.py",), fixed_output_task("1_redis_op.py", expected.REDIS_OP)),
-    Task(
-        3,
-        "SET and GET with async/await",
-        ("2_redis_op_async.py",),
-        fixed_output_task("2_redis_op_async.py", expected.REDIS_OP),
-    ),
+    Task(1, "Connect to Redis", ("0_redis_client.py",), task_redis_client),
+    Task(2, "SET and GET", ("1_redis_op.py",), task_redis_op),
+    Task(3, "SET and GET with async/await", ("2_redis_op_async.py",), task_redis_op_async),
     Task(4, "A hash, field by field", ("4_redis_advanced_op.py",), task_redis_advanced_op),
     Task(5, "Publish and subscribe", ("5_subscriber.py", "5_publisher.py"), task_pubsub),
     Task(6, "A job and its processor", ("6_job_creator.py", "6_job_processor.py"), task_job_creator),
