@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import pytest
 import redis
 from rq import Queue, Worker
+from rq.worker import WorkerStatus
 
 from course import expected
 from course.lessons import ROOT, lines, script_env, start_script, stop_script, wait_for_line
@@ -118,8 +119,16 @@ def processors(rq_redis: redis.Redis) -> list[Worker]:
 
 
 def wait_for_processors(rq_redis: redis.Redis, count: int) -> list[Worker]:
+    """The processors, once ``count`` of them wait for jobs (or the start-up time is over).
+
+    RQ registers a worker a moment before it installs its signal handlers: a stop sent in
+    between would end it the default way, leaving it registered. Waiting for idle avoids that.
+    """
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while len(workers := processors(rq_redis)) < count and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        workers = processors(rq_redis)
+        if len(workers) >= count and all(worker.get_state() == WorkerStatus.IDLE for worker in workers):
+            break
         time.sleep(0.05)
     return workers
 
