@@ -45,15 +45,15 @@ def not_connected_line(error: BaseException) -> str:
     return f"{NOT_CONNECTED}{error}"
 
 
-def connect(*, decode_responses: bool = True, attempts: int = CONNECT_ATTEMPTS) -> redis.Redis:
+def connect() -> redis.Redis:
     """Connect as node_redis did: the connected line, or one failure line per try, then exit 1."""
-    client = client_from_env(decode_responses=decode_responses)
-    for attempt in range(1, attempts + 1):
+    client = client_from_env()
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
         try:
             client.ping()
         except redis.RedisError as error:
             print(not_connected_line(error), flush=True)
-            if attempt < attempts:
+            if attempt < CONNECT_ATTEMPTS:
                 time.sleep(RETRY_DELAY_SECONDS)
         else:
             print(CONNECTED, flush=True)
@@ -62,17 +62,17 @@ def connect(*, decode_responses: bool = True, attempts: int = CONNECT_ATTEMPTS) 
     raise SystemExit(1)
 
 
-async def connect_async(*, attempts: int = CONNECT_ATTEMPTS) -> redis.asyncio.Redis:
+async def connect_async() -> redis.asyncio.Redis:
     """``connect()`` for ``redis.asyncio``: same lines, same exit status."""
     client = redis.asyncio.Redis.from_url(
         redis_url(), decode_responses=True, socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_SECONDS
     )
-    for attempt in range(1, attempts + 1):
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
         try:
             await client.ping()
         except redis.RedisError as error:
             print(not_connected_line(error), flush=True)
-            if attempt < attempts:
+            if attempt < CONNECT_ATTEMPTS:
                 await asyncio.sleep(RETRY_DELAY_SECONDS)
         else:
             print(CONNECTED, flush=True)

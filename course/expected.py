@@ -55,6 +55,10 @@ TASK6_JOB = {"phoneNumber": "4153518780", "message": "This is the code to verify
 TASK6_PROCESSOR = [sending_line(TASK6_JOB["phoneNumber"], TASK6_JOB["message"])]
 
 
+def check_task6_processor(lines: list[str]) -> list[str]:
+    return [] if lines == TASK6_PROCESSOR else [f"expected {TASK6_PROCESSOR}, got {lines}"]
+
+
 def check_task6_creator(lines: list[str]) -> list[str]:
     """One ``created`` line with an integer id, then ``Notification job completed``."""
     if len(lines) == 2 and CREATED.fullmatch(lines[0]) and lines[1] == "Notification job completed":

@@ -191,7 +191,7 @@ def task_job_creator(url: str) -> Outcome:
         "6_job_creator.py",
         "6_job_processor.py",
         expected.check_task6_creator,
-        lambda output: [] if output == expected.TASK6_PROCESSOR else [f"expected {expected.TASK6_PROCESSOR}"],
+        expected.check_task6_processor,
     )
     return outcome
 
