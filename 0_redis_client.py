@@ -4,9 +4,11 @@ Run with ``python 0_redis_client.py``; the server comes from ``REDIS_URL``.
 """
 
 from course.connection import connect, run
+from course.settings import parse_command_line
 
 
 def main() -> None:
+    parse_command_line(__doc__)
     with connect():
         pass
 

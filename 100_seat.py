@@ -40,7 +40,8 @@ from rq import Queue
 
 from course.connection import client_from_env, not_connected_line, run
 from course.jobs import CourseWorker, JobEvent, JobListener, event_line, rq_logging_level
-from course.web import COMPACT, create_app, json_response, redis_client, serve
+from course.settings import parse_command_line
+from course.web import COMPACT, create_app, json_response, listen_address, redis_client, serve
 
 QUEUE_NAME = "reserve_seat"
 # The worker imports the job function by this name, from the project root.
@@ -258,13 +259,15 @@ def process() -> Response:
 
 
 def main() -> None:
+    parse_command_line(__doc__)
+    address = listen_address()
     try:
         open_reservations()
     except redis.RedisError as error:
         # Nothing listening, a firewall, or something that is not Redis: the course's line, no traceback.
         print(not_connected_line(error), flush=True)
         sys.exit(1)
-    serve(__file__)
+    serve(__file__, address)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from redis import Redis
 
 from course.connection import connect, run
+from course.settings import parse_command_line
 
 
 def set_new_school(client: Redis, school_name: str, value: str) -> None:
@@ -16,6 +17,7 @@ def display_school_value(client: Redis, school_name: str) -> None:
 
 
 def main() -> None:
+    parse_command_line(__doc__)
     with connect() as client:
         display_school_value(client, "Holberton")
         set_new_school(client, "HolbertonSanFrancisco", "100")

@@ -9,6 +9,7 @@ import asyncio
 from redis.asyncio import Redis
 
 from course.connection import connect_async, run
+from course.settings import parse_command_line
 
 
 async def set_new_school(client: Redis, school_name: str, value: str) -> None:
@@ -28,6 +29,7 @@ async def lesson() -> None:
 
 
 def main() -> None:
+    parse_command_line(__doc__)
     asyncio.run(lesson())
 
 

@@ -3,6 +3,7 @@
 from redis import Redis
 
 from course.connection import connect, run
+from course.settings import parse_command_line
 
 HOLBERTON_SCHOOLS = {
     "Portland": "50",
@@ -25,6 +26,7 @@ def display_hash(client: Redis, key: str) -> None:
 
 
 def main() -> None:
+    parse_command_line(__doc__)
     with connect() as client:
         create_hash(client, "HolbertonSchools", HOLBERTON_SCHOOLS)
         display_hash(client, "HolbertonSchools")

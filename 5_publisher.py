@@ -5,6 +5,7 @@ import threading
 from redis import Redis
 
 from course.connection import connect, run
+from course.settings import parse_command_line
 
 CHANNEL = "holberton school channel"
 MESSAGES = [
@@ -32,6 +33,7 @@ def publish_message(client: Redis, message: str, time: int) -> threading.Timer:
 
 
 def main() -> None:
+    parse_command_line(__doc__)
     with connect() as client:
         timers = [publish_message(client, message, time) for message, time in MESSAGES]
         for timer in timers:

@@ -8,6 +8,7 @@ SUBSCRIBE; a publisher started after that line is never missed.
 from redis.client import PubSub
 
 from course.connection import CONNECTED, client_from_env, run
+from course.settings import parse_command_line
 
 CHANNEL = "holberton school channel"
 KILL_MESSAGE = "KILL_SERVER"
@@ -33,6 +34,7 @@ def print_messages(pubsub: PubSub) -> None:
 
 
 def main() -> None:
+    parse_command_line(__doc__)
     with client_from_env() as client, client.pubsub() as pubsub:
         subscribe(pubsub, CHANNEL)
         print(CONNECTED, flush=True)

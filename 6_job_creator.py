@@ -9,6 +9,7 @@ from rq import Queue
 
 from course.connection import client_from_env, run
 from course.jobs import COMPLETE, FAILED, JobEvent, JobWatch
+from course.settings import parse_command_line
 
 QUEUE_NAME = "push_notification_code"
 JOB_FUNCTION = "6_job_processor.send_notification_job"
@@ -24,6 +25,7 @@ def print_outcome(event: JobEvent) -> None:
 
 
 def main() -> None:
+    parse_command_line(__doc__)
     queue = Queue(QUEUE_NAME, connection=client_from_env(decode_responses=False))
     with JobWatch(queue, on_event=print_outcome) as watch:
         job_id = watch.enqueue(JOB_FUNCTION, JOB_DATA)

@@ -10,6 +10,7 @@ from rq import Queue
 
 from course.connection import client_from_env, run
 from course.jobs import JobEvent, JobWatch, event_line
+from course.settings import parse_command_line
 
 QUEUE_NAME = "push_notification_code_2"
 JOB_FUNCTION = "7_job_processor.send_notification_job"
@@ -40,6 +41,7 @@ def create_notification_jobs(watch: JobWatch, jobs: list[dict]) -> list[str]:
 
 
 def main() -> None:
+    parse_command_line(__doc__)
     queue = Queue(QUEUE_NAME, connection=client_from_env(decode_responses=False))
     with JobWatch(queue, on_event=print_event) as watch:
         create_notification_jobs(watch, JOBS)

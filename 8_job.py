@@ -11,6 +11,7 @@ long to listen (``watch.wait()``) and stops with ``watch.close()``.
 from rq import Queue
 
 from course.jobs import JobEvent, JobWatch, event_line
+from course.settings import parse_command_line
 
 QUEUE_NAME = "push_notification_code_3"
 # No processor serves this queue in the course; `rq worker push_notification_code_3`,
@@ -49,3 +50,8 @@ def create_push_notifications_jobs(jobs: list[dict], queue: Queue) -> JobWatch:
     for job_id in watch.enqueue_many(JOB_FUNCTION, jobs):
         print(f"Notification job created: {job_id}", flush=True)
     return watch
+
+
+if __name__ == "__main__":
+    # A module of functions: run as a script, it only answers --help (8_job_main.py uses it).
+    parse_command_line(__doc__)

@@ -9,6 +9,7 @@ import importlib
 from rq import Queue
 
 from course.connection import client_from_env, run
+from course.settings import parse_command_line
 
 # A module whose name starts with a digit cannot be named in an import statement.
 create_push_notifications_jobs = importlib.import_module("8_job").create_push_notifications_jobs
@@ -17,6 +18,7 @@ JOBS = [{"phoneNumber": "4153518780", "message": "This is the code 1234 to verif
 
 
 def main() -> None:
+    parse_command_line(__doc__)
     # Like Kue's createQueue(): the queue stands for the Redis server the jobs go to.
     queue = Queue(connection=client_from_env(decode_responses=False))
     create_push_notifications_jobs(JOBS, queue).close()

@@ -23,7 +23,9 @@ from redis import Redis
 from redis.commands.core import Script
 from werkzeug.routing import BaseConverter
 
-from course.web import COMPACT, create_app, json_response, redis_client, serve
+from course.connection import run
+from course.settings import parse_command_line
+from course.web import COMPACT, create_app, json_response, listen_address, redis_client, serve
 
 LIST_PRODUCTS = [
     {"itemId": 1, "itemName": "Suitcase 250", "price": 50, "initialAvailableQuantity": 4},
@@ -141,8 +143,9 @@ def reserve_product(item_id: int) -> Response:
 
 
 def main() -> None:
-    serve(__file__)
+    parse_command_line(__doc__)
+    serve(__file__, listen_address())
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

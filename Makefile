@@ -3,13 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: tour test lint redis stop dashboard clean
+.PHONY: install tour test lint redis stop dashboard clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,dashboard]'
 	touch $@
+
+## install: the virtual environment .venv with the project and its dependencies
+install: $(BIN)/.installed
 
 ## tour: every course task in order (task 0 provisions Redis), each compared with the course
 tour: $(BIN)/.installed

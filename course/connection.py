@@ -9,7 +9,6 @@ an expected situation for a learner, not a bug).
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -17,7 +16,8 @@ from collections.abc import Callable
 import redis
 import redis.asyncio
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+from course.settings import USAGE_ERROR, SettingError, redis_url
+
 CONNECTED = "Redis client connected to the server"
 NOT_CONNECTED = "Redis client not connected to the server: "
 
@@ -25,11 +25,6 @@ CONNECT_ATTEMPTS = 3
 RETRY_DELAY_SECONDS = 0.5
 # Short enough that three tries against an unroutable host still end well within 10 s.
 SOCKET_CONNECT_TIMEOUT_SECONDS = 2.0
-
-
-def redis_url() -> str:
-    """The server every program uses: ``REDIS_URL``, or the local default."""
-    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
 def client_from_env(*, decode_responses: bool = True, **options) -> redis.Redis:
@@ -84,12 +79,16 @@ async def connect_async() -> redis.asyncio.Redis:
 def run(main: Callable[[], object]) -> None:
     """Run a lesson's ``main()`` the way a learner expects it to end.
 
-    A server lost (or timing out) mid-lesson gets the course's failed-connection line and
-    status 1; any other Redis error its message on stderr and status 1; Ctrl-C ends quietly
-    with status 130, as a shell expects. None shows a traceback.
+    A malformed setting (``REDIS_URL``, ``HOST``, ``PORT``) is one line on stderr and status 2,
+    before anything started. A server lost (or timing out) mid-lesson gets the course's
+    failed-connection line and status 1; any other Redis error its message on stderr and
+    status 1; Ctrl-C ends quietly with status 130, as a shell expects. None shows a traceback.
     """
     try:
         main()
+    except SettingError as error:
+        print(error, file=sys.stderr, flush=True)
+        sys.exit(USAGE_ERROR)
     except (redis.ConnectionError, redis.TimeoutError) as error:
         print(not_connected_line(error), flush=True)
         sys.exit(1)

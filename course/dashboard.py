@@ -3,19 +3,19 @@
 Kue shipped a web UI for its queues; RQ's counterpart is rq-dashboard, an optional extra
 (``pip install -e '.[dashboard]'``). It reads the Redis server from ``REDIS_URL`` like every
 lesson, masks any password in what it shows, and is served like the course's APIs: granian,
-on 127.0.0.1 unless ``HOST`` says otherwise, on ``PORT`` (default 9181, rq-dashboard's own).
+on 127.0.0.1 unless ``HOST`` says otherwise, on ``DASHBOARD_PORT`` (default 9181, rq-dashboard's
+own; not ``PORT``, which an API started in the same shell may use).
 """
 
 from __future__ import annotations
-
-import os
 
 import redis
 import rq_dashboard
 from flask import Flask
 
-from course.connection import not_connected_line, redis_url
-from course.web import serve
+from course.connection import not_connected_line, redis_url, run
+from course.settings import parse_command_line
+from course.web import listen_address, serve
 
 DEFAULT_PORT = 9181
 
@@ -37,13 +37,14 @@ def create_dashboard() -> Flask:
     return app
 
 
-app = create_dashboard()
-
-
 def main() -> None:
-    os.environ.setdefault("PORT", str(DEFAULT_PORT))
-    serve(__file__)
+    parse_command_line(__doc__)
+    serve(__file__, listen_address("DASHBOARD_PORT", DEFAULT_PORT))
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
+else:
+    # Made where a server worker imports this module; run as a program, main() first checks
+    # the command line and the settings, which the app would read before any check.
+    app = create_dashboard()

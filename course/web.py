@@ -10,7 +10,7 @@ API, as ``9_stock.py`` uses it::
     app = create_app(__name__)            # a Flask app; add routes with @app.get(...)
     redis_client()                        # a client for REDIS_URL that fails fast
     json_response('{"status":"..."}')     # a prepared body, sent as application/json
-    serve(__file__)                       # in main(): serve this file's ``app``
+    serve(__file__, listen_address())     # in main(): serve this file's ``app``
 
 Errors become (status, body):
 - any HTTP error (404, 405, ...): its status, ``{"error":"Not Found"}`` (the reason phrase);
@@ -21,14 +21,16 @@ Errors become (status, body):
 two threads in each, on ``HOST`` (default 127.0.0.1) and ``PORT`` (default 1245). Ctrl-C
 (to the terminal's whole process group, or to the main process alone) or SIGTERM stops the
 workers, even ones still starting, and the server exits with status 0 and no traceback.
-On Linux no worker outlives its main process, even one killed with SIGKILL. A busy port or
-a bad ``PORT`` is a one-line message and status 1. ``flask --app NAME run`` still works,
+On Linux no worker outlives its main process, even one killed with SIGKILL. A malformed
+``HOST`` or ``PORT`` is a one-line message and status 2 (``listen_address``), a busy port a
+one-line message and status 1. ``flask --app NAME run`` still works,
 for learners who want the development server and its reloader.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import importlib
 import json
 import multiprocessing
@@ -50,8 +52,8 @@ from redis.retry import Retry
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from course.connection import client_from_env
+from course.settings import host_from_env, port_from_env, redis_url
 
-DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1245
 JSON = "application/json"
 COMPACT = (",", ":")
@@ -134,15 +136,12 @@ def redis_client(**options: Any) -> redis.Redis:
     return client_from_env(**options)
 
 
-def port_from_env() -> int:
-    value = os.environ.get("PORT") or str(DEFAULT_PORT)
-    if not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):
-        sys.exit(f"PORT must be a TCP port number (1-65535), not {value!r}")
-    return int(value)
+class CannotListenError(Exception):
+    """The server's address is taken, or not this machine's."""
 
 
 def check_port_free(host: str, port: int) -> None:
-    """Exit with a message if something listens on the port already.
+    """Raise ``CannotListenError`` if the port cannot be listened on, or something listens there already.
 
     Granian's workers share their port (SO_REUSEPORT), so without this check a second server
     on a busy port would start silently and take a share of the first one's requests.
@@ -152,7 +151,18 @@ def check_port_free(host: str, port: int) -> None:
         with socket.create_server((host, port), family=family):
             pass
     except OSError as error:
-        sys.exit(f"Cannot listen on {host}:{port}: {os.strerror(error.errno)} (is another server running?)")
+        hint = " (is another server running?)" if error.errno == errno.EADDRINUSE else ""
+        raise CannotListenError(f"Cannot listen on {host}:{port}: {os.strerror(error.errno)}{hint}") from None
+
+
+def listen_address(port_variable: str = "PORT", default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """Where to serve: ``HOST`` and the port in ``port_variable``.
+
+    Every setting a server reads is checked here, before it starts (``SettingError``, status
+    2): ``REDIS_URL`` too, which its workers would otherwise only read at their first request.
+    """
+    redis_url()
+    return host_from_env(), port_from_env(port_variable, default_port)
 
 
 def stop_with_main_process() -> None:
@@ -190,16 +200,19 @@ def load_app_in_worker(script: str) -> Flask:
     return app
 
 
-def serve(script: str) -> None:
-    """Serve the ``app`` defined in ``script`` (pass ``__file__``) until Ctrl-C or SIGTERM.
+def serve(script: str, address: tuple[str, int]) -> None:
+    """Serve the ``app`` defined in ``script`` (pass ``__file__``) on ``address`` until Ctrl-C or SIGTERM.
 
     Each worker imports the script as a module of its own, so whatever the module makes at
     import (the app, Redis clients made on first use) belongs to that worker.
-    Exits with status 0 once stopped; with a one-line message and status 1 if ``PORT`` is
-    not a port number or the port is taken.
+    Exits with status 0 once stopped; with a one-line message and status 1 if the port is
+    taken or the address is not this machine's.
     """
-    host, port = os.environ.get("HOST") or DEFAULT_HOST, port_from_env()
-    check_port_free(host, port)
+    host, port = address
+    try:
+        check_port_free(host, port)
+    except CannotListenError as error:
+        sys.exit(str(error))
     server = Granian(
         script,
         address=host,

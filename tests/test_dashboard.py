@@ -37,7 +37,7 @@ def wait_until_answering(port: int) -> None:
 @pytest.fixture
 def dashboard_port(redis_url):
     port = free_port()
-    process = start_script("course/dashboard.py", redis_url, PORT=str(port))
+    process = start_script("course/dashboard.py", redis_url, DASHBOARD_PORT=str(port))
     try:
         wait_until_answering(port)
         yield port

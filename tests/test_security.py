@@ -58,7 +58,8 @@ def start_server(
     script: str, url: str, port: int, host: str | None = None, **extra: str
 ) -> subprocess.Popen[str]:
     """``python SCRIPT`` on ``port``; HOST is set only if ``host`` is given, never inherited."""
-    env = script_env(url, PORT=str(port), **extra)
+    # The dashboard has a port setting of its own, so that it can run beside an API.
+    env = script_env(url, PORT=str(port), DASHBOARD_PORT=str(port), **extra)
     env.pop("HOST", None)
     if host is not None:
         env["HOST"] = host
@@ -210,7 +211,7 @@ FAILING_API = '''
 
 from flask import current_app
 
-from course.web import create_app, serve
+from course.web import create_app, listen_address, serve
 
 app = create_app(__name__)
 
@@ -226,7 +227,7 @@ def boom():
 
 
 if __name__ == "__main__":
-    serve(__file__)
+    serve(__file__, listen_address())
 '''
 
 
@@ -472,7 +473,10 @@ def run_verbose_processor(url: str) -> tour.Outcome:
 def run_dashboard(url: str) -> tour.Outcome:
     """``make dashboard``: its page (its Redis URL listed, the password masked), its queues in JSON."""
 
-    def play(outcome: tour.Outcome, port: int, _server: subprocess.Popen[str]) -> list[str]:
+    outcome = tour.Outcome()
+    port = free_port()
+    dashboard = start_server("course/dashboard.py", url, port)
+    try:
         for path, content_type, wanted in (
             ("/", "text/html", f"://***:***@{LOOPBACK}:"),
             ("/0/data/queues.json", JSON, '"queues"'),
@@ -481,9 +485,9 @@ def run_dashboard(url: str) -> tour.Outcome:
             outcome.show(f"GET {path}", [body])
             if (status, answered_type.split(";")[0]) != (200, content_type) or wanted not in body:
                 outcome.problems.append(f"GET {path}: {status} {answered_type} {body[:200]}")
-        return []
-
-    return tour.run_api(url, "course/dashboard.py", play)
+    finally:
+        outcome.show("course/dashboard.py (server)", lines(stop_cleanly(dashboard)))
+    return outcome
 
 
 Task = Callable[[str], tour.Outcome]

@@ -1,0 +1,91 @@
+"""The settings every program takes from the environment and its command line, checked before it starts.
+
+A learner types these by hand, so a typo must be caught before anything runs, and said in
+one line that names the setting (SPEC: status 2, nothing started):
+
+- ``REDIS_URL``: a ``redis://``, ``rediss://`` or ``unix://`` URL (default
+  ``redis://127.0.0.1:6379/0``). Its password is never repeated in a message;
+- ``HOST``, ``PORT``: where a server listens (``PORT`` may have another name, as the
+  dashboard's ``DASHBOARD_PORT``);
+- the command line: ``--help`` prints a usage line and what the program does, and does
+  nothing else; an unknown argument is a usage error.
+
+Functions raise ``SettingError``; the entry point (``course.connection.run``) turns it into
+its line and status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from urllib.parse import urlsplit
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
+DEFAULT_HOST = "127.0.0.1"
+USAGE_ERROR = 2
+
+
+class SettingError(ValueError):
+    """A malformed setting; the message names it and says what is wrong."""
+
+
+def redis_url() -> str:
+    """``REDIS_URL`` (or the local default), once it has the form of a Redis URL."""
+    url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    check_redis_url(url)
+    return url
+
+
+def check_redis_url(url: str) -> None:
+    """Raise ``SettingError`` for what redis-py would refuse later, with a traceback, or misread."""
+    parts = urlsplit(url)
+    if parts.scheme not in REDIS_URL_SCHEMES:
+        found = f", not {parts.scheme}://" if parts.scheme else ""
+        raise SettingError(
+            "REDIS_URL must start with redis://, rediss:// or unix:// "
+            f"(for example {DEFAULT_REDIS_URL}){found}"
+        )
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise SettingError("REDIS_URL names no socket file after unix://")
+        return
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port is not None and not 0 < port < 65536:
+        raise SettingError("REDIS_URL has a port that is not a TCP port number (1-65535)")
+    database = parts.path.lstrip("/")
+    if database and not (database.isascii() and database.isdigit()):
+        raise SettingError(f"REDIS_URL must end with a database number (like /0), not /{database}")
+
+
+def host_from_env() -> str:
+    """``HOST`` (default 127.0.0.1), once it names an address of this machine's resolver."""
+    host = os.environ.get("HOST") or DEFAULT_HOST
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        reason = error.strerror if isinstance(error, socket.gaierror) else "not a valid host name"
+        raise SettingError(f"HOST {host!r} is not an address to listen on: {reason}") from None
+    return host
+
+
+def port_from_env(variable: str = "PORT", default: int = 1245) -> int:
+    """The TCP port in the environment variable ``variable``, or ``default``."""
+    value = os.environ.get(variable) or str(default)
+    if not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):
+        raise SettingError(f"{variable} must be a TCP port number (1-65535), not {value!r}")
+    return int(value)
+
+
+def command_line_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A parser whose ``--help`` tells what the program does: the first line of its docstring."""
+    return argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0] if doc else None)
+
+
+def parse_command_line(doc: str | None) -> argparse.Namespace:
+    """The command line of a program that takes no arguments: only ``--help`` (argparse exits 2 on others)."""
+    return command_line_parser(doc).parse_args()
