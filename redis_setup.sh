@@ -59,10 +59,11 @@ DATA_DIR=""
 PID_FILE=""
 LOG_FILE=""
 
-BIN_DIR=""  # set by ensure_redis: the directory holding redis-server and redis-cli
-CLI=""      # the redis-cli used to talk to the server
-LOCKED=""   # set while this run holds the build lock
-TMP_DIRS=() # removed on exit, however the script ends
+BIN_DIR=""    # set by ensure_redis: the directory holding redis-server and redis-cli
+CLI=""        # the redis-cli used to talk to the server
+SERVER_PID="" # set by find_our_server
+LOCKED=""     # set while this run holds the build lock
+TMP_DIRS=()   # removed on exit, however the script ends
 
 # What went wrong with each source, for the final message when none worked.
 OFFICIAL_PROBLEM=""
@@ -547,29 +548,31 @@ pid_from_file() {
 }
 
 # Our server answers, but refuses us: say what to do about the password.
-password_refused() { # $1: its reply to PING
+password_refused() {
     if [[ -z $REDIS_PASSWORD ]]; then
         die "Redis on 127.0.0.1:$REDIS_PORT requires a password: set REDIS_PASSWORD to the one it was started with"
     fi
-    die "Redis on 127.0.0.1:$REDIS_PORT refused REDIS_PASSWORD ($1): set it to the password the server was started with"
+    die "Redis on 127.0.0.1:$REDIS_PORT refused REDIS_PASSWORD: set it to the password the server was started with"
 }
 
-# Prints the pid of OUR server on the port: the pidfile's process is alive, the port answers
-# PONG, and the server there reports that same pid (so a reused pid or another Redis on the
-# port is never mistaken for ours).
-our_server_pid() {
+# Sets SERVER_PID to the pid of OUR server on the port: the pidfile's process is alive, the
+# port answers PONG, and the server there reports that same pid (so a reused pid or another
+# Redis on the port is never mistaken for ours). Not run in $(...): a refused password must
+# end the script, not a subshell.
+find_our_server() {
     local pid reply reported
+    SERVER_PID=""
     pid="$(pid_from_file)" || return 1
     [[ -n ${CLI:-} ]] || return 1
     reply="$(ping_reply)"
     case "$reply" in
         PONG) ;;
-        NOAUTH* | WRONGPASS*) password_refused "$reply" ;;
+        NOAUTH* | WRONGPASS*) password_refused ;;
         *) return 1 ;;
     esac
     reported="$(cli info server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id://p')"
     [[ $reported == "$pid" ]] || return 1
-    printf '%s\n' "$pid"
+    SERVER_PID="$pid"
 }
 
 # The password for the server's stdin, each byte as \xHH inside quotes: Redis's config
@@ -589,11 +592,13 @@ private_data_dir() {
     chmod -R go-rwx "$DATA_DIR"
 }
 
-# Why the server just exited: the warnings it logged since byte $1 of its log.
+# Why the server just exited: the warnings (" # ") it logged since byte $1 of its log once
+# running as a server (role M; role C lines are its start-up banner), else its last lines
+# (errors in its settings are printed before logging starts).
 exit_reason() {
     local reason
     [[ -f $LOG_FILE ]] || return 0
-    reason="$(tail -c +"$(($1 + 1))" "$LOG_FILE" | sed -n 's/^[0-9]*:[A-Z] [^#]* # //p')"
+    reason="$(tail -c +"$(($1 + 1))" "$LOG_FILE" | sed -n 's/^[0-9]*:M [^#]* # //p')"
     if [[ -z $reason ]]; then
         reason="$(tail -c +"$(($1 + 1))" "$LOG_FILE" | sed '/^[[:space:]]*$/d' | tail -n 5)"
     fi
@@ -683,10 +688,10 @@ cmd_start() {
     local pid
     ensure_redis
     CLI="$BIN_DIR/redis-cli"
-    if pid="$(our_server_pid)"; then
+    if find_our_server; then
         check_running_has_password
         private_data_dir
-        say "Redis already running on 127.0.0.1:$REDIS_PORT (pid $pid)"
+        say "Redis already running on 127.0.0.1:$REDIS_PORT (pid $SERVER_PID)"
     else
         if port_in_use; then
             die "Port $REDIS_PORT is already in use by another program; set REDIS_PORT to a free port"
@@ -701,10 +706,11 @@ cmd_start() {
 cmd_stop() {
     local pid i
     CLI="$(find_cli)" || CLI=""
-    if ! pid="$(our_server_pid)"; then
+    if ! find_our_server; then
         say "Redis is not running on port $REDIS_PORT"
         return 0
     fi
+    pid="$SERVER_PID"
     # SHUTDOWN saves the data first (save points and AOF are configured).
     cli shutdown >/dev/null 2>&1 || true
     for ((i = 0; i < 100; i++)); do
@@ -718,10 +724,9 @@ cmd_stop() {
 }
 
 cmd_status() {
-    local pid
     CLI="$(find_cli)" || CLI=""
-    if pid="$(our_server_pid)"; then
-        say "Redis running on 127.0.0.1:$REDIS_PORT (pid $pid), data in .redis/$REDIS_PORT"
+    if find_our_server; then
+        say "Redis running on 127.0.0.1:$REDIS_PORT (pid $SERVER_PID), data in .redis/$REDIS_PORT"
         return 0
     fi
     say "Redis is not running on port $REDIS_PORT"
