@@ -24,11 +24,13 @@
 #   XDG_CACHE_HOME            the build cache is $XDG_CACHE_HOME/queuing-system (~/.cache/...).
 set -euo pipefail
 
-# The official release: a supported line with CVE-2024-31228 fixed (KEYS/SCAN with a huge
-# pattern crashed 7.0.15; fixed upstream in 7.2.6, 7.4.1 and later). Its sha256 is the one
-# the redis/redis-hashes README lists for redis-8.10.1.tar.gz. download.redis.io cannot be
-# reached from the machines this project is developed and tested on (no DNS), so this path
-# is not exercised there: they build the Debian path below.
+# The official release: 8.10.1, a security release of the newest stable line (8.10, July
+# 2026), so CVE-2024-31228 (KEYS/SCAN with a huge pattern crashed 7.0.15; fixed upstream in
+# 7.2.6 and 7.4.1) is fixed. Its sha256 is the one published for redis-8.10.1.tar.gz, which
+# Homebrew's redis formula pins too; when bumping, take the new one from the redis/redis-hashes
+# README. download.redis.io cannot be reached from the machines this project is developed and
+# tested on (no DNS), so this path is not exercised there: they build the Debian path below.
+# The default `make` builds core Redis only, as on 7.0 (8.x's modules need BUILD_WITH_MODULES).
 readonly OFFICIAL_VERSION=8.10.1
 readonly OFFICIAL_SHA256=60166c95ab7aedaa9dfe516de685be0a4dd87be95ded59ba429df14c13f1b663
 readonly OFFICIAL_URL="${REDIS_SETUP_OFFICIAL_URL:-https://download.redis.io/releases/redis-${OFFICIAL_VERSION}.tar.gz}"
@@ -456,14 +458,6 @@ stop_system_service() {
     fi
 }
 
-# Builds from the first source that can be had; returns 1 (the reasons recorded) if none.
-build_from_source() {
-    local tmp
-    make_temp_dir tmp
-    fetch_source "$tmp" || return 1
-    compile_redis
-}
-
 # Makes sure a Redis is available and sets BIN_DIR to the directory holding its binaries.
 ensure_redis() {
     use_cached_build && return 0
@@ -475,10 +469,15 @@ ensure_redis() {
         flock 9
         LOCKED=yes
     fi
+    local tmp
     if use_cached_build; then # another run finished the build while we waited
         :
     elif have_compiler; then
-        if ! build_from_source; then
+        make_temp_dir tmp
+        # compile_redis is not called inside a condition, where set -e would not apply.
+        if fetch_source "$tmp"; then
+            compile_redis
+        else
             say "Looking for a Redis on PATH"
             use_system_redis ||
                 die "Could not get Redis: official tarball $OFFICIAL_PROBLEM; Debian source package: $DEBIAN_PROBLEM; system package: $SYSTEM_PROBLEM"
