@@ -258,7 +258,9 @@ fetch_source() {
 # - Add-CPPFLAGS-to-upstream-makefiles: lets Debian's hardening flags into the vendored
 #   libraries' builds; upstream's own flags build them here.
 # - Add-support-for-USE_SYSTEM_JEMALLOC-flag: links Debian's libjemalloc instead of the
-#   vendored deps/jemalloc; harmful here, where the vendored copy is what gets built.
+#   vendored deps/jemalloc, and is harmful here: its `#if USE_SYSTEM_JEMALLOC == yes` holds
+#   even with the flag unset (both names undefined: 0 == 0), which renames the je_* calls
+#   the vendored jemalloc provides to the system library's names.
 # The CVE patches apply to the upstream tarball without them (checked with 7.0.15-1~deb12u10).
 security_patches() { # $1: the unpacked debian/ directory
     local debian="$1" name
