@@ -8,8 +8,8 @@ the Node.js original (Kue). Usage, from the project root, with the project's Red
 
     python bench/jobs.py [--jobs 2000]
 
-REDIS_URL picks the server; redis-benchmark is looked for in REDIS_BIN_DIR, then on PATH,
-then in redis_setup.sh's build cache.
+REDIS_URL picks the server; redis-benchmark is taken from REDIS_BIN_DIR, else from the
+directory ``./redis_setup.sh build`` prints last.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import importlib
 import io
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -49,14 +48,19 @@ BENCHMARK_REQUESTS = 200_000
 
 
 def redis_benchmark_path() -> Path:
-    """Where redis-benchmark is, found as tests/conftest.py finds redis-server."""
+    """Where redis-benchmark is, found as tests/conftest.py finds redis-server.
+
+    REDIS_BIN_DIR, else the directory ``./redis_setup.sh build`` prints last: only the script
+    knows which build it made.
+    """
     if os.environ.get("REDIS_BIN_DIR"):
         return Path(os.environ["REDIS_BIN_DIR"]) / "redis-benchmark"
-    on_path = shutil.which("redis-benchmark")
-    if on_path:
-        return Path(on_path)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "queuing-system" / "redis-7.0.15" / "src" / "redis-benchmark"
+    built = subprocess.run(
+        [str(ROOT / "redis_setup.sh"), "build"], capture_output=True, text=True, check=False
+    )
+    if built.returncode != 0:
+        sys.exit(f"./redis_setup.sh build failed:\n{built.stdout}{built.stderr}")
+    return Path(built.stdout.splitlines()[-1]) / "redis-benchmark"
 
 
 def redis_get_ops_per_second() -> float:

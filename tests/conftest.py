@@ -2,14 +2,13 @@
 and the stock and seat APIs bound to fakeredis in Flask's test client.
 
 The server binary comes from ``REDIS_BIN_DIR`` (``make test`` sets it from
-``./redis_setup.sh build``), else ``redis-server`` on PATH, else redis_setup.sh's cache.
+``./redis_setup.sh build``), else from running ``./redis_setup.sh build`` here.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,13 +30,19 @@ from course.lessons import ROOT, lines, script_env
 
 
 def redis_bin_dir() -> Path:
+    """REDIS_BIN_DIR, else the directory ``./redis_setup.sh build`` prints last (building once if needed).
+
+    Only the script knows which build it made (its cache directory names the version and any
+    Debian revision), so the path is never guessed here.
+    """
     if os.environ.get("REDIS_BIN_DIR"):
         return Path(os.environ["REDIS_BIN_DIR"])
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return Path(on_path).parent
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "queuing-system" / "redis-7.0.15" / "src"
+    built = subprocess.run(
+        [str(ROOT / "redis_setup.sh"), "build"], capture_output=True, text=True, check=False
+    )
+    if built.returncode != 0:
+        raise RuntimeError(f"./redis_setup.sh build failed:\n{built.stdout}{built.stderr}")
+    return Path(built.stdout.splitlines()[-1])
 
 
 REDIS_BIN = redis_bin_dir()
