@@ -250,7 +250,13 @@ def stock_client(stock_app) -> FlaskClient:
 
 
 def clear_seat_caches() -> None:
-    for cached in (seat.seats_db, seat.take_seat_script, seat._started_job_listener):
+    for cached in (
+        seat.seats_db,
+        seat.take_seat_script,
+        seat.seats_script,
+        seat.admit_script,
+        seat._started_job_listener,
+    ):
         cached.cache_clear()
 
 
