@@ -164,6 +164,16 @@ def test_a_head_on_the_seats_answers_the_headers_of_a_get(seat_client):
     assert response.content_length == len(expected.available_seats_body(expected.INITIAL_SEATS))
 
 
+def test_a_foreign_host_is_a_json_400_that_queues_and_starts_nothing(
+    seat_client, seat_db, seat_processors_started
+):
+    for path in ("/reserve_seat", "/process", "/available_seats"):
+        response = seat_client.get(path, headers={"Host": "attacker.example"})
+        assert (response.status_code, response.get_data(as_text=True)) == (400, '{"error":"Bad Request"}')
+    assert Queue(seat.QUEUE_NAME, connection=seat_db).count == 0
+    assert seat_processors_started == []
+
+
 def test_the_queue_holds_at_most_as_many_reservations_as_seats_left(seat_client, seat_db):
     seat.reserve_seat(3)
 

@@ -585,6 +585,18 @@ def test_started_without_redis_it_says_so_serves_503s_and_sets_up_once_redis_ans
     } <= {line for line in server.printed if NOT_CONNECTED.fullmatch(line)}
 
 
+def test_redis_stuck_is_a_json_503_on_every_route_not_a_hang(start_server, own_redis, rq_redis):
+    server = start_server(own_redis.url)
+    assert server.get("/reserve_seat") == (200, expected.RESERVATION_IN_PROCESS)  # its listener is up
+    os.kill(own_redis.process.pid, signal.SIGSTOP)
+    try:
+        assert_every_route_unavailable(server)
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    assert server.get("/available_seats") == (200, expected.available_seats_body(expected.INITIAL_SEATS))
+    assert processors(rq_redis) == []
+
+
 def test_a_job_refused_by_a_redis_out_of_memory_is_a_failed_reservation(start_server, own_redis):
     server = start_server(own_redis.url)
     with redis.Redis.from_url(own_redis.url) as client:
