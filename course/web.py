@@ -19,15 +19,17 @@ Errors become (status, body):
 - ``redis.ConnectionError`` or ``redis.TimeoutError``: 503, ``{"error":"Service Unavailable"}``;
 - any other exception: 500, ``{"error":"Internal Server Error"}``, the traceback logged.
 
-Two defences that the course's GET routes need, since a browser may be tricked into sending
-them (a reservation is a GET, as in the course):
+Two rules that the course's GET routes need, since some of them change state (a reservation
+is a GET, as in the course):
 - ``Host``: a web page can make its own name resolve to 127.0.0.1 (DNS rebinding) and then
   call the API as if it were its own site. ``refuse_foreign_hosts`` answers a JSON 400 to a
-  request whose ``Host`` is not a name of the address the server listens on: bound to
-  loopback (the default), ``127.0.0.1``, ``localhost`` or ``[::1]``, with or without a port;
-  bound to another address, that address only; bound to every interface (``HOST=0.0.0.0``
-  or ``::``), any name, since the server is then meant to be reached by any name (behind a
-  load balancer, say). ``create_app`` applies it; any other Flask app can call it too.
+  request whose ``Host`` is not a name of the address the server listens on (a request
+  with no ``Host`` at all included): bound to loopback (the default), ``127.0.0.1``,
+  ``localhost`` or ``[::1]``, with or without a port; bound to another address, that
+  address only; bound to every interface (``HOST=0.0.0.0`` or ``::``), any name, since the
+  server is then meant to be reached by any name (behind a load balancer, say). The address
+  is read from ``HOST``: ``flask run --host`` is not seen, so set ``HOST`` along with it.
+  ``create_app`` applies it; any other Flask app can call it too.
 - ``HEAD``: Flask answers HEAD with the GET route, which would reserve and book. A route
   registered with ``action_route`` answers HEAD with a JSON 405 and ``Allow: GET`` instead,
   and does nothing; a route that only reads answers HEAD with the headers of its GET.
