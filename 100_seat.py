@@ -168,14 +168,6 @@ def get_current_available_seats() -> int:
     return int(seats_db().get(AVAILABLE_SEATS_KEY) or 0)
 
 
-def set_reservation_enabled(enabled: bool) -> None:
-    seats_db().set(RESERVATION_ENABLED_KEY, ENABLED if enabled else DISABLED)
-
-
-def reservations_enabled() -> bool:
-    return seats_db().get(RESERVATION_ENABLED_KEY) == ENABLED
-
-
 @cache
 def seats_script() -> Script:
     return seats_db().register_script(SEATS_LUA)
@@ -191,16 +183,12 @@ def seat_keys() -> list[str]:
 
 
 def set_up_seats() -> int:
-    """The seats left, once a fresh Redis got its 50 seats and reservations enabled (one step)."""
-    return int(seats_script()(keys=seat_keys(), args=[INITIAL_SEATS, ENABLED]))
+    """The launch's set-up, then the seats left: a Redis holding no seats yet gets 50, reservations enabled.
 
-
-def open_reservations() -> None:
-    """What the server does at launch: on a Redis holding no seats yet, 50 seats, reservations enabled.
-
-    A Redis that holds a seat count keeps it: the reservations under way stay valid.
+    One step in Redis. A Redis that holds a seat count keeps it, and the reservations under
+    way stay valid. The server runs it at launch and every route before it answers.
     """
-    set_up_seats()
+    return int(seats_script()(keys=seat_keys(), args=[INITIAL_SEATS, ENABLED]))
 
 
 def admit_reservation() -> str:
@@ -216,7 +204,7 @@ def take_seat_script() -> Script:
 def take_seat() -> bool:
     """Take one seat if one is left, in one step; taking the last one blocks reservations."""
     script = take_seat_script()
-    return script(keys=[AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY], args=[DISABLED]) == 1
+    return script(keys=seat_keys(), args=[DISABLED]) == 1
 
 
 # The jobs: queued by the server, run by the processor ------------------------------------
@@ -347,7 +335,7 @@ def process() -> Response:
 
 
 def main() -> None:
-    connect_at_launch(open_reservations)
+    connect_at_launch(set_up_seats)
     serve(__file__)
 
 

@@ -292,5 +292,5 @@ def seat_processors_started(monkeypatch) -> list[bool]:
 @pytest.fixture
 def seat_client(seat_server, seat_processors_started) -> FlaskClient:
     """The API just launched: 50 seats, reservations enabled."""
-    seat.open_reservations()
+    seat.set_up_seats()
     return seat.app.test_client()

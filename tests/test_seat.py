@@ -59,10 +59,10 @@ def test_reserve_seat_sets_and_get_current_available_seats_reads(seat_db, seat_s
 
 
 def test_launch_on_a_fresh_redis_sets_50_seats_and_enables_reservations(seat_db, seat_server):
-    seat.open_reservations()
+    seat.set_up_seats()
 
     assert seat.get_current_available_seats() == expected.INITIAL_SEATS
-    assert seat.reservations_enabled()
+    assert seat_db.get("reservation_enabled") == "true"
 
 
 @pytest.mark.parametrize(("seats", "enabled"), [("20", "true"), ("0", "false"), ("0", "true")])
@@ -71,7 +71,7 @@ def test_launch_keeps_the_seats_redis_holds(seat_db, seat_server, seats, enabled
     seat_db.set("available_seats", seats)
     seat_db.set("reservation_enabled", enabled)
 
-    seat.open_reservations()
+    seat.set_up_seats()
 
     assert (seat_db.get("available_seats"), seat_db.get("reservation_enabled")) == (seats, enabled)
 
@@ -206,7 +206,7 @@ def test_bad_requests_are_answered_in_json(seat_client, method, path, status, bo
 
 def test_taking_seats_stops_at_0_and_the_last_one_blocks_reservations(seat_db, seat_server):
     seat.reserve_seat(2)
-    seat.set_reservation_enabled(True)
+    seat_db.set("reservation_enabled", "true")
 
     assert seat.take_seat()
     assert (seat_db.get("available_seats"), seat_db.get("reservation_enabled")) == ("1", "true")
