@@ -34,7 +34,7 @@ so a flood of requests cannot fill Redis with jobs that could only fail. The che
 step) and the enqueue (RQ's) are two steps: requests admitted at the same moment may each
 queue a job, so the queue may exceed the seats left by the requests being admitted at once,
 less one (at most 2 per core per server: granian's threads), and by one per job a processor
-has taken from the queue and not yet finished.
+has taken from the queue that has not taken its seat yet.
 
 A HEAD changes nothing: on ``/reserve_seat`` and ``/process`` it is a JSON 405 with
 ``Allow: GET``; on ``/available_seats`` it answers the headers of the GET. A request whose
@@ -43,7 +43,7 @@ A HEAD changes nothing: on ``/reserve_seat`` and ``/process`` it is a JSON 405 w
 With Redis away every route answers a JSON 503 within about a second, and serves again by
 itself once Redis is back; ``Reservation failed`` is for a job Redis refused otherwise (out of
 memory, say). Started while Redis is away, the server prints the course's not-connected
-line, keeps trying, and prints the connected line once Redis answers (and set up the seats).
+line, keeps trying, and prints the connected line once Redis answers and the seats are set up.
 
 Run it with ``python 100_seat.py`` (HOST, PORT and REDIS_URL may override the defaults),
 or ``flask --app 100_seat run`` for the development server, which sets up the same way.
