@@ -18,13 +18,39 @@ Kue-style ids and prints ``Seat reservation job ID completed`` or
 starts the processor, an RQ worker in a process of its own beside the web process that
 answered, and it runs until the server stops, as Kue's ``queue.process`` did.
 
-Run it with ``python 100_seat.py`` (HOST, PORT and REDIS_URL may override the defaults):
-at launch it sets 50 seats and enables reservations, once, before serving.
+The seats are set up once per Redis, not once per launch. On a Redis that holds no seat
+count yet (a fresh one) the server sets 50 seats and enables reservations, in one Lua step
+(``SET_UP_SEATS``); a Redis that holds a count keeps it. So starting a second server, or
+restarting one, never hands out the seats again while reservations are under way (the
+course set 50 at every launch: two servers could book 80 seats of 50). Every route runs
+that step before it answers, so a server started while Redis was away, one started with
+``flask --app 100_seat run``, or one whose Redis came back empty answers from seats it set
+up, never from a state nobody set up. To start again from 50 seats, ``make reset`` (it
+restores the course's fresh state on ``REDIS_URL``'s Redis); a restart keeps the seats.
+
+``/reserve_seat`` queues at most as many reservations as there are seats left: once the
+queue holds that many, it answers ``{"status":"Reservation failed"}`` and queues nothing,
+so a flood of requests cannot fill Redis with jobs that could only fail. The check (a Lua
+step) and the enqueue (RQ's) are two steps: requests admitted at the same moment may each
+queue a job, so the queue may exceed the seats left by the requests being admitted at once,
+less one (at most 2 per core per server: granian's threads), and by one per job a processor
+has taken from the queue that has not taken its seat yet.
+
+A HEAD changes nothing: on ``/reserve_seat`` and ``/process`` it is a JSON 405 with
+``Allow: GET``; on ``/available_seats`` it answers the headers of the GET. A request whose
+``Host`` is not a name of the address the server listens on is a JSON 400 (course/web.py).
+
+With Redis away every route answers a JSON 503 within about a second, and serves again by
+itself once Redis is back; ``Reservation failed`` is for a job Redis refused otherwise (out of
+memory, say). Started while Redis is away, the server prints the course's not-connected
+line, keeps trying, and prints the connected line once Redis answers and the seats are set up.
+
+Run it with ``python 100_seat.py`` (HOST, PORT and REDIS_URL may override the defaults),
+or ``flask --app 100_seat run`` for the development server, which sets up the same way.
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -38,12 +64,23 @@ from flask import Response
 from redis.commands.core import Script
 from rq import Queue
 
-from course.connection import client_from_env, not_connected_line, run
+from course.connection import client_from_env, run
 from course.jobs import CourseWorker, JobEvent, JobListener, event_line, rq_logging_level
 from course.settings import parse_command_line
-from course.web import COMPACT, create_app, json_response, listen_address, redis_client, serve
+from course.web import (
+    action_route,
+    compact_json,
+    connect_at_launch,
+    create_app,
+    json_response,
+    listen_address,
+    redis_client,
+    serve,
+)
 
 QUEUE_NAME = "reserve_seat"
+# The Redis list RQ keeps the queue's waiting jobs in.
+QUEUE_KEY = f"{Queue.redis_queue_namespace_prefix}{QUEUE_NAME}"
 # The worker imports the job function by this name, from the project root.
 JOB_FUNCTION = "100_seat.reserve_seat_job"
 
@@ -54,6 +91,31 @@ AVAILABLE_SEATS_KEY = "available_seats"
 RESERVATION_ENABLED_KEY = "reservation_enabled"
 ENABLED = "true"
 DISABLED = "false"
+
+# The seats' set-up, run first by every script that the routes run. KEYS: the seats, the
+# "reservations enabled" flag; ARGV: the initial seats, the flag's "enabled" value. Only a
+# Redis holding no seat count gets them: a count, even 0, is never raised.
+SET_UP_SEATS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('SET', KEYS[1], ARGV[1])
+    redis.call('SET', KEYS[2], ARGV[2])
+end
+"""
+# The seats left, set up first.
+SEATS_LUA = f"{SET_UP_SEATS}return redis.call('GET', KEYS[1])"
+# Whether a reservation may be queued, set up first. KEYS[3]: the queue's list.
+ADMITTED = "admitted"
+BLOCKED = "blocked"
+FULL = "full"
+ADMIT_LUA = f"""{SET_UP_SEATS}
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then
+    return '{BLOCKED}'
+end
+if redis.call('LLEN', KEYS[3]) >= tonumber(redis.call('GET', KEYS[1])) then
+    return '{FULL}'
+end
+return '{ADMITTED}'
+"""
 
 # KEYS: the seats, the "reservations enabled" flag; ARGV[1]: the flag's "disabled" value.
 # Returns 1 if a seat was taken, 0 if none was left. An absent count means no seats.
@@ -67,10 +129,6 @@ if redis.call('DECR', KEYS[1]) == 0 then
 end
 return 1
 """
-
-
-def compact_json(value: object) -> str:
-    return json.dumps(value, separators=COMPACT)
 
 
 # The bodies that never change, serialised once.
@@ -112,18 +170,32 @@ def get_current_available_seats() -> int:
     return int(seats_db().get(AVAILABLE_SEATS_KEY) or 0)
 
 
-def set_reservation_enabled(enabled: bool) -> None:
-    seats_db().set(RESERVATION_ENABLED_KEY, ENABLED if enabled else DISABLED)
+@cache
+def seats_script() -> Script:
+    return seats_db().register_script(SEATS_LUA)
 
 
-def reservations_enabled() -> bool:
-    return seats_db().get(RESERVATION_ENABLED_KEY) == ENABLED
+@cache
+def admit_script() -> Script:
+    return seats_db().register_script(ADMIT_LUA)
 
 
-def open_reservations() -> None:
-    """What the server does at launch: every seat free, then reservations enabled."""
-    reserve_seat(INITIAL_SEATS)
-    set_reservation_enabled(True)
+def seat_keys() -> list[str]:
+    return [AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY]
+
+
+def set_up_seats() -> int:
+    """The launch's set-up, then the seats left: a Redis holding no seats yet gets 50, reservations enabled.
+
+    One step in Redis. A Redis that holds a seat count keeps it, and the reservations under
+    way stay valid. The server runs it at launch and every route before it answers.
+    """
+    return int(seats_script()(keys=seat_keys(), args=[INITIAL_SEATS, ENABLED]))
+
+
+def admit_reservation() -> str:
+    """ADMITTED, BLOCKED, or FULL (the queue holds as many reservations as seats are left)."""
+    return admit_script()(keys=[*seat_keys(), QUEUE_KEY], args=[INITIAL_SEATS, ENABLED])
 
 
 @cache
@@ -134,7 +206,7 @@ def take_seat_script() -> Script:
 def take_seat() -> bool:
     """Take one seat if one is left, in one step; taking the last one blocks reservations."""
     script = take_seat_script()
-    return script(keys=[AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY], args=[DISABLED]) == 1
+    return script(keys=seat_keys(), args=[DISABLED]) == 1
 
 
 # The jobs: queued by the server, run by the processor ------------------------------------
@@ -237,23 +309,29 @@ app = create_app(__name__)
 
 @app.get("/available_seats")
 def available_seats() -> Response:
-    return json_response(available_seats_body(get_current_available_seats()))
+    return json_response(available_seats_body(set_up_seats()))
 
 
-@app.get("/reserve_seat")
+@action_route(app, "/reserve_seat")
 def reserve() -> Response:
-    # Redis out of reach, or refusing the job (out of memory): the job could not be queued.
+    # Redis out of reach is the 503 of every route (course/web.py); a Redis that refuses the
+    # job (out of memory, say) is the course's failure.
     try:
-        if not reservations_enabled():
+        admission = admit_reservation()
+        if admission == BLOCKED:
             return json_response(RESERVATION_BLOCKED)
+        if admission == FULL:
+            return json_response(RESERVATION_FAILED)
         job_listener().enqueue(JOB_FUNCTION, {})
-    except redis.RedisError:
+    except redis.ResponseError:
         return json_response(RESERVATION_FAILED)
     return json_response(RESERVATION_IN_PROCESS)
 
 
-@app.get("/process")
+@action_route(app, "/process")
 def process() -> Response:
+    # A processor started while Redis is away would only wait for it: say so instead (503).
+    set_up_seats()
     processor.ensure_started()
     return json_response(QUEUE_PROCESSING)
 
@@ -261,12 +339,7 @@ def process() -> Response:
 def main() -> None:
     parse_command_line(__doc__)
     address = listen_address()
-    try:
-        open_reservations()
-    except redis.RedisError as error:
-        # Nothing listening, a firewall, or something that is not Redis: the course's line, no traceback.
-        print(not_connected_line(error), flush=True)
-        sys.exit(1)
+    connect_at_launch(set_up_seats)
     serve(__file__, address)
 
 

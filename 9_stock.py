@@ -9,13 +9,26 @@ the same moment both saw the last unit, and both were confirmed. Here the check 
 take are one Lua script that Redis runs in a single step, so no number of simultaneous
 requests, served by any number of processes, confirms more units than there were.
 
+An id is any run of decimal digits: one that names no product (``0``, ``12``, a number of a
+thousand digits) gets the course's ``{"status":"Product not found"}``; anything else (``abc``,
+``-1``, ``1.5``) is a JSON 404. A leading zero changes nothing: ``01`` is product 1.
+
+A HEAD changes nothing: on ``/reserve_product/<itemId>`` it is a JSON 405 with ``Allow: GET``
+(a HEAD that reserved would take a unit, and ``curl -I`` would not show it); on the listings
+it answers the headers of the GET. A request whose ``Host`` is not a name of the address the
+server listens on is a JSON 400 (course/web.py: DNS rebinding).
+
+With Redis away, the routes that read or take stock answer a JSON 503 within about a second,
+and serve again by themselves once it is back; ``/list_products`` needs no Redis and answers
+as ever. Started while Redis is away, the server prints the course's not-connected line,
+keeps trying, and prints the connected line once Redis answers.
+
 Run it with ``python 9_stock.py`` (HOST, PORT and REDIS_URL may override the defaults),
 or ``flask --app 9_stock run --reload`` for the development server.
 """
 
 from __future__ import annotations
 
-import json
 from functools import cache
 
 from flask import Response
@@ -25,7 +38,16 @@ from werkzeug.routing import BaseConverter
 
 from course.connection import run
 from course.settings import parse_command_line
-from course.web import COMPACT, create_app, json_response, listen_address, redis_client, serve
+from course.web import (
+    action_route,
+    compact_json,
+    connect_at_launch,
+    create_app,
+    json_response,
+    listen_address,
+    redis_client,
+    serve,
+)
 
 LIST_PRODUCTS = [
     {"itemId": 1, "itemName": "Suitcase 250", "price": 50, "initialAvailableQuantity": 4},
@@ -34,6 +56,8 @@ LIST_PRODUCTS = [
     {"itemId": 4, "itemName": "Suitcase 1050", "price": 550, "initialAvailableQuantity": 5},
 ]
 PRODUCTS_BY_ID = {product["itemId"]: product for product in LIST_PRODUCTS}
+# An id with more significant digits than this names no product, whatever its value.
+ID_DIGITS = 9
 
 # The check and the take in one step. An absent key means no unit was reserved yet.
 RESERVE_ONE_UNIT_LUA = """
@@ -46,8 +70,8 @@ return 1
 """
 
 
-def get_item_by_id(item_id: int) -> dict | None:
-    """The product with this id, or None."""
+def get_item_by_id(item_id: int | None) -> dict | None:
+    """The product with this id, or None (also for None: an id too long to name a product)."""
     return PRODUCTS_BY_ID.get(item_id)
 
 
@@ -87,16 +111,17 @@ def reserve_one_unit(item: dict) -> bool:
 
 
 class ItemIdConverter(BaseConverter):
-    """A plain positive decimal integer of up to 9 digits; any other id is a JSON 404."""
+    """Any run of ASCII decimal digits, as a number; any other id is a JSON 404.
 
-    regex = "[1-9][0-9]{0,8}"
+    A number too long to be any product's id becomes None (``int`` refuses strings of
+    more than 4,300 digits, and no product needs one).
+    """
 
-    def to_python(self, value: str) -> int:
-        return int(value)
+    regex = "[0-9]+"
 
-
-def compact_json(value: object) -> str:
-    return json.dumps(value, separators=COMPACT)
+    def to_python(self, value: str) -> int | None:
+        digits = value.lstrip("0") or "0"
+        return int(digits) if len(digits) <= ID_DIGITS else None
 
 
 # The bodies that never change, serialised once, at import.
@@ -125,15 +150,15 @@ def list_products() -> Response:
 
 
 @app.get("/list_products/<item_id:item_id>")
-def product_detail(item_id: int) -> Response:
+def product_detail(item_id: int | None) -> Response:
     if get_item_by_id(item_id) is None:
         return json_response(PRODUCT_NOT_FOUND)
     current_quantity = get_current_reserved_stock_by_id(item_id)
     return json_response(f"{PRODUCT_PREFIX[item_id]}{current_quantity}}}")
 
 
-@app.get("/reserve_product/<item_id:item_id>")
-def reserve_product(item_id: int) -> Response:
+@action_route(app, "/reserve_product/<item_id:item_id>")
+def reserve_product(item_id: int | None) -> Response:
     item = get_item_by_id(item_id)
     if item is None:
         return json_response(PRODUCT_NOT_FOUND)
@@ -144,7 +169,9 @@ def reserve_product(item_id: int) -> Response:
 
 def main() -> None:
     parse_command_line(__doc__)
-    serve(__file__, listen_address())
+    address = listen_address()
+    connect_at_launch()
+    serve(__file__, address)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,31 @@ down, a bug. Tracebacks go to the server's log, never to the client.
 API, as ``9_stock.py`` uses it::
 
     app = create_app(__name__)            # a Flask app; add routes with @app.get(...)
+    @action_route(app, "/reserve/<id>")   # a GET route that changes state: HEAD refused
     redis_client()                        # a client for REDIS_URL that fails fast
     json_response('{"status":"..."}')     # a prepared body, sent as application/json
+    connect_at_launch()                   # in main(): say so while Redis is away at launch
     serve(__file__, listen_address())     # in main(): serve this file's ``app``
 
 Errors become (status, body):
 - any HTTP error (404, 405, ...): its status, ``{"error":"Not Found"}`` (the reason phrase);
 - ``redis.ConnectionError`` or ``redis.TimeoutError``: 503, ``{"error":"Service Unavailable"}``;
 - any other exception: 500, ``{"error":"Internal Server Error"}``, the traceback logged.
+
+Two rules that the course's GET routes need, since some of them change state (a reservation
+is a GET, as in the course):
+- ``Host``: a web page can make its own name resolve to 127.0.0.1 (DNS rebinding) and then
+  call the API as if it were its own site. ``refuse_foreign_hosts`` answers a JSON 400 to a
+  request whose ``Host`` is not a name of the address the server listens on (a request
+  with no ``Host`` at all included): bound to loopback (the default), ``127.0.0.1``,
+  ``localhost`` or ``[::1]``, with or without a port; bound to another address, that
+  address only; bound to every interface (``HOST=0.0.0.0`` or ``::``), any name, since the
+  server is then meant to be reached by any name (behind a load balancer, say). The address
+  is read from ``HOST``: ``flask run --host`` is not seen, so set ``HOST`` along with it.
+  ``create_app`` applies it; any other Flask app can call it too.
+- ``HEAD``: Flask answers HEAD with the GET route, which would reserve and book. A route
+  registered with ``action_route`` answers HEAD with a JSON 405 and ``Allow: GET`` instead,
+  and does nothing; a route that only reads answers HEAD with the headers of its GET.
 
 ``serve`` runs granian, a production WSGI server, with one worker process per CPU core and
 two threads in each, on ``HOST`` (default 127.0.0.1) and ``PORT`` (default 1245). Ctrl-C
@@ -32,27 +49,31 @@ from __future__ import annotations
 import ctypes
 import errno
 import importlib
+import ipaddress
 import json
 import multiprocessing
 import os
 import signal
 import socket
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import redis
-from flask import Flask, Response
+from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 from granian import Granian
 from granian.constants import Interfaces
 from granian.log import LogLevels
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from werkzeug.exceptions import HTTPException, ServiceUnavailable
+from werkzeug.exceptions import BadRequest, HTTPException, ServiceUnavailable
 
-from course.connection import client_from_env
-from course.settings import host_from_env, port_from_env, redis_url
+from course.connection import CONNECTED, client_from_env, not_connected_line
+from course.settings import DEFAULT_HOST, host_from_env, port_from_env, redis_url
 
 DEFAULT_PORT = 1245
 JSON = "application/json"
@@ -72,6 +93,16 @@ PR_SET_PDEATHSIG = 1
 # client opens: set below them, it left connections unserved (bench/README.md).
 THREADS_PER_WORKER = 2
 
+# The names a client on this machine uses for loopback, as a Host header carries them.
+LOOPBACK_HOST_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+# Addresses that mean "every interface".
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]"})
+
+# A server started while Redis is away tries again after 1 s, then 2, then every 4 s, printing
+# the course's not-connected line each time, as the course's processors do.
+LAUNCH_RETRY_FIRST_SECONDS = 1.0
+LAUNCH_RETRY_MAX_SECONDS = 4.0
+
 
 class CourseJSONProvider(DefaultJSONProvider):
     """Express's ``res.json``: compact, keys in insertion order, no trailing newline."""
@@ -87,6 +118,11 @@ class CourseJSONProvider(DefaultJSONProvider):
         return self._app.response_class(body, mimetype=JSON)
 
 
+def compact_json(value: object) -> str:
+    """``value`` as Express's ``res.json`` wrote it, for a body prepared once."""
+    return json.dumps(value, separators=COMPACT)
+
+
 def json_response(body: str, status: int = 200) -> Response:
     """A response for a body that is JSON already (prepared once, not serialised per request)."""
     return Response(body, status=status, mimetype=JSON)
@@ -95,13 +131,67 @@ def json_response(body: str, status: int = 200) -> Response:
 def json_error(error: HTTPException) -> Response:
     """Any HTTP error as JSON, keeping its status and headers (``Allow`` on a 405)."""
     response = error.get_response()
-    response.data = json.dumps({"error": error.name}, separators=COMPACT)
+    response.data = compact_json({"error": error.name})
     response.content_type = JSON
     return response
 
 
 def redis_unavailable(error: redis.RedisError) -> Response:
     return json_error(ServiceUnavailable())
+
+
+def host_name(host: str) -> str:
+    """The name in a ``Host`` header, without its port, in lower case: ``localhost``, ``[::1]``."""
+    if host.startswith("["):
+        return host.partition("]")[0].lower() + "]"
+    return host.partition(":")[0].lower()
+
+
+def allowed_host_names(bind_host: str) -> frozenset[str] | None:
+    """The ``Host`` names a server listening on ``bind_host`` answers; None: any name."""
+    if bind_host in WILDCARD_HOSTS:
+        return None
+    name = host_name(f"[{bind_host}]" if ":" in bind_host and not bind_host.startswith("[") else bind_host)
+    try:
+        loopback = name == "localhost" or ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:  # a name, not an address
+        loopback = False
+    return LOOPBACK_HOST_NAMES | {name} if loopback else frozenset({name})
+
+
+def refuse_foreign_hosts(app: Flask, bind_host: str | None = None) -> None:
+    """Answer a JSON 400 to any request whose ``Host`` does not name ``bind_host`` (see the module doc).
+
+    ``bind_host`` defaults to ``HOST``, the address ``serve`` listens on (127.0.0.1 unless set).
+    """
+    allowed = allowed_host_names(bind_host or os.environ.get("HOST") or DEFAULT_HOST)
+    if allowed is None:
+        return
+
+    def check_host() -> Response | None:
+        if host_name(request.host) in allowed:
+            return None
+        return json_error(BadRequest())
+
+    # First of all the hooks: no other code of the app runs for a foreign Host.
+    app.before_request_funcs.setdefault(None, []).insert(0, check_host)
+
+
+def action_route(app: Flask, rule: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """``@app.get(rule)`` for a route that changes state: a HEAD gets a JSON 405 (``Allow: GET``).
+
+    Werkzeug adds HEAD to every GET rule, and Flask runs the GET view for it, dropping only
+    the body; taking it out of the rule's methods makes the router refuse HEAD like any
+    other method it does not allow.
+    """
+
+    def register(view: Callable[..., Response]) -> Callable[..., Response]:
+        app.get(rule)(view)
+        for url_rule in app.url_map.iter_rules(view.__name__):
+            url_rule.methods.discard("HEAD")
+        return view
+
+    return register
 
 
 def create_app(import_name: str) -> Flask:
@@ -120,6 +210,7 @@ def create_app(import_name: str) -> Flask:
     app.register_error_handler(HTTPException, json_error)
     app.register_error_handler(redis.ConnectionError, redis_unavailable)
     app.register_error_handler(redis.TimeoutError, redis_unavailable)
+    refuse_foreign_hosts(app)
     return app
 
 
@@ -134,6 +225,55 @@ def redis_client(**options: Any) -> redis.Redis:
     options.setdefault("socket_timeout", REDIS_TIMEOUT_SECONDS)
     options.setdefault("retry", Retry(NoBackoff(), 0))
     return client_from_env(**options)
+
+
+def write_line(line: str, stream: Any = None) -> None:
+    """Write one line straight to the file descriptor, taking no lock of Python's.
+
+    ``connect_at_launch`` writes from a thread of the main process while granian forks its
+    workers: a child forked while that thread held ``sys.stdout``'s lock would inherit it
+    held, and hang at its first print.
+    """
+    os.write((stream or sys.stdout).fileno(), f"{line}\n".encode())
+
+
+def connect_at_launch(first_contact: Callable[[], object] | None = None) -> None:
+    """At launch, reach Redis with ``first_contact`` (default: a PING), and say so if it is away.
+
+    If Redis answers, nothing is printed. If not, the course's not-connected line is printed,
+    and a background thread tries again (1 s, 2 s, then every 4 s, a line each time) until
+    Redis answers, then prints the connected line. The server starts serving meanwhile; its
+    routes answer their 503 until Redis is back. ``first_contact`` also sets up what the
+    API needs on a fresh Redis (the seats); another Redis error there is printed on stderr.
+    """
+    contact = first_contact or redis_client().ping
+    if try_contact(contact, announce_success=False):
+        return
+    threading.Thread(target=keep_trying, args=(contact,), name="Redis at launch", daemon=True).start()
+
+
+def try_contact(contact: Callable[[], object], *, announce_success: bool) -> bool:
+    """One try: True once it is done with (Redis answered, or refused for good)."""
+    try:
+        contact()
+    except (redis.ConnectionError, redis.TimeoutError) as error:
+        write_line(not_connected_line(error))
+        return False
+    except redis.RedisError as error:
+        write_line(f"Redis error: {error}", sys.stderr)
+        return True
+    if announce_success:
+        write_line(CONNECTED)
+    return True
+
+
+def keep_trying(contact: Callable[[], object]) -> None:
+    delay = LAUNCH_RETRY_FIRST_SECONDS
+    while True:
+        time.sleep(delay)
+        if try_contact(contact, announce_success=True):
+            return
+        delay = min(delay * 2, LAUNCH_RETRY_MAX_SECONDS)
 
 
 class CannotListenError(Exception):

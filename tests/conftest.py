@@ -255,7 +255,13 @@ def stock_client(stock_app) -> FlaskClient:
 
 
 def clear_seat_caches() -> None:
-    for cached in (seat.seats_db, seat.take_seat_script, seat._started_job_listener):
+    for cached in (
+        seat.seats_db,
+        seat.take_seat_script,
+        seat.seats_script,
+        seat.admit_script,
+        seat._started_job_listener,
+    ):
         cached.cache_clear()
 
 
@@ -291,5 +297,5 @@ def seat_processors_started(monkeypatch) -> list[bool]:
 @pytest.fixture
 def seat_client(seat_server, seat_processors_started) -> FlaskClient:
     """The API just launched: 50 seats, reservations enabled."""
-    seat.open_reservations()
+    seat.set_up_seats()
     return seat.app.test_client()

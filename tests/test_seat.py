@@ -58,14 +58,34 @@ def test_reserve_seat_sets_and_get_current_available_seats_reads(seat_db, seat_s
     assert seat.get_current_available_seats() == 7
 
 
-def test_launch_sets_50_seats_and_enables_reservations(seat_db, seat_server):
-    seat_db.set("available_seats", 0)
-    seat_db.set("reservation_enabled", "false")
-
-    seat.open_reservations()
+def test_launch_on_a_fresh_redis_sets_50_seats_and_enables_reservations(seat_db, seat_server):
+    seat.set_up_seats()
 
     assert seat.get_current_available_seats() == expected.INITIAL_SEATS
-    assert seat.reservations_enabled()
+    assert seat_db.get("reservation_enabled") == "true"
+
+
+@pytest.mark.parametrize(("seats", "enabled"), [("20", "true"), ("0", "false"), ("0", "true")])
+def test_launch_keeps_the_seats_redis_holds(seat_db, seat_server, seats, enabled):
+    """A second server, or one restarted, must not hand out the seats again."""
+    seat_db.set("available_seats", seats)
+    seat_db.set("reservation_enabled", enabled)
+
+    seat.set_up_seats()
+
+    assert (seat_db.get("available_seats"), seat_db.get("reservation_enabled")) == (seats, enabled)
+
+
+@pytest.mark.parametrize("path", ["/available_seats", "/reserve_seat", "/process"])
+def test_every_route_sets_up_a_redis_that_holds_no_seats_yet(
+    seat_server, seat_db, seat_processors_started, path
+):
+    """``flask --app 100_seat run`` has no launch, and a Redis may come back empty: the route sets up."""
+    client = seat.app.test_client()
+
+    assert client.get(path).status_code == 200
+
+    assert (seat_db.get("available_seats"), seat_db.get("reservation_enabled")) == ("50", "true")
 
 
 def test_the_course_session_answers_the_course_bodies(seat_client):
@@ -100,11 +120,67 @@ def test_a_reservation_that_cannot_be_queued_failed(seat_client, monkeypatch):
     assert body_of(seat_client, "/reserve_seat") == (200, JSON, expected.RESERVATION_FAILED)
 
 
-def test_without_redis_a_reservation_failed_and_the_seats_are_a_json_503(seat_client, seat_server):
+def test_without_redis_every_route_is_a_json_503_and_nothing_starts(
+    seat_client, seat_server, seat_processors_started
+):
     seat_server.connected = False
 
+    for path in ("/available_seats", "/reserve_seat", "/process"):
+        assert body_of(seat_client, path) == (503, JSON, '{"error":"Service Unavailable"}'), path
+    assert seat_processors_started == []
+
+    seat_server.connected = True
+    assert body_of(seat_client, "/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
+
+
+def test_a_reservation_refused_by_a_redis_out_of_memory_failed(seat_client, seat_db, monkeypatch):
+    def out_of_memory() -> str:
+        raise redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
+
+    monkeypatch.setattr(seat, "admit_reservation", out_of_memory)
+
     assert body_of(seat_client, "/reserve_seat") == (200, JSON, expected.RESERVATION_FAILED)
-    assert body_of(seat_client, "/available_seats") == (503, JSON, '{"error":"Service Unavailable"}')
+    assert Queue(seat.QUEUE_NAME, connection=seat_db).count == 0
+
+
+# HEAD, and the pending reservations ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/reserve_seat", "/process"])
+def test_a_head_on_a_route_that_acts_is_a_json_405_and_does_nothing(
+    seat_client, seat_db, seat_processors_started, path
+):
+    response = seat_client.head(path)
+
+    assert (response.status_code, response.content_type, response.headers["Allow"]) == (405, JSON, "GET")
+    assert Queue(seat.QUEUE_NAME, connection=seat_db).count == 0
+    assert seat_processors_started == []
+    assert seat_db.get("available_seats") == "50"
+
+
+def test_a_head_on_the_seats_answers_the_headers_of_a_get(seat_client):
+    response = seat_client.head("/available_seats")
+    assert (response.status_code, response.content_type, response.get_data()) == (200, JSON, b"")
+    assert response.content_length == len(expected.available_seats_body(expected.INITIAL_SEATS))
+
+
+def test_a_foreign_host_is_a_json_400_that_queues_and_starts_nothing(
+    seat_client, seat_db, seat_processors_started
+):
+    for path in ("/reserve_seat", "/process", "/available_seats"):
+        response = seat_client.get(path, headers={"Host": "attacker.example"})
+        assert (response.status_code, response.get_data(as_text=True)) == (400, '{"error":"Bad Request"}')
+    assert Queue(seat.QUEUE_NAME, connection=seat_db).count == 0
+    assert seat_processors_started == []
+
+
+def test_the_queue_holds_at_most_as_many_reservations_as_seats_left(seat_client, seat_db):
+    seat.reserve_seat(3)
+
+    answers = [body_of(seat_client, "/reserve_seat")[2] for _ in range(5)]
+
+    assert answers == [expected.RESERVATION_IN_PROCESS] * 3 + [expected.RESERVATION_FAILED] * 2
+    assert Queue(seat.QUEUE_NAME, connection=seat_db).count == 3
 
 
 def test_process_answers_at_once_and_starts_this_process_processor(seat_client, seat_processors_started):
@@ -130,7 +206,7 @@ def test_bad_requests_are_answered_in_json(seat_client, method, path, status, bo
 
 def test_taking_seats_stops_at_0_and_the_last_one_blocks_reservations(seat_db, seat_server):
     seat.reserve_seat(2)
-    seat.set_reservation_enabled(True)
+    seat_db.set("reservation_enabled", "true")
 
     assert seat.take_seat()
     assert (seat_db.get("available_seats"), seat_db.get("reservation_enabled")) == ("1", "true")
@@ -168,9 +244,10 @@ def printed_lines(capsys: pytest.CaptureFixture[str], count: int) -> list[str]:
 def test_the_server_prints_each_of_its_jobs_completed_or_failed(
     seat_client, seat_db, run_reservations_here, capsys
 ):
-    seat.reserve_seat(2)
+    seat.reserve_seat(3)
     for _ in range(3):
         assert body_of(seat_client, "/reserve_seat")[2] == expected.RESERVATION_IN_PROCESS
+    seat.reserve_seat(2)  # another server's processor took one meanwhile
 
     run_reservations_here()
 

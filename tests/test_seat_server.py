@@ -2,8 +2,12 @@
 
 The course's session gives the course's bodies; 120 simultaneous reservations book exactly
 the 50 seats whether one server or two serve them and however often /process is called
-(the Node original booked up to 100); every server then answers that reservations are
-blocked; stopping a server stops the processor it started, with no traceback.
+(the Node original booked up to 100), and a server restarted midway hands out no seat
+again; the queue holds no more reservations than there are seats left (and a stated slack),
+even under 2,000 requests; every server then answers that reservations are blocked;
+stopping a server stops the processor it started, with no traceback. A HEAD changes
+nothing; Redis away is a 503 on every route, at launch as later, and the server recovers
+by itself; ``flask --app 100_seat run`` plays the course's session too.
 
 The outcome is read from what the servers print, waiting for each line up to a bound:
 no assertion depends on how fast anything is.
@@ -28,11 +32,13 @@ from dataclasses import dataclass, field
 
 import pytest
 import redis
+from conftest import OwnRedis
 from rq import Queue, Worker
+from rq.registry import FinishedJobRegistry
 from rq.worker import WorkerStatus
 
-from course import expected
-from course.lessons import ROOT, lines, script_env, start_script, stop_script, wait_for_line
+from course import expected, web
+from course.lessons import ROOT, lines, script_env, stop_script, wait_for_line
 from course.tour import free_port, get, wait_until_serving
 
 seat = importlib.import_module("100_seat")
@@ -47,6 +53,18 @@ EVENTS_TIMEOUT_SECONDS = 60
 STARTUP_TIMEOUT_SECONDS = 30
 # Enough requests that each of a server's web processes very likely answers some.
 CHECKS_PER_SERVER = 8
+SERVICE_UNAVAILABLE = (503, '{"error":"Service Unavailable"}')
+NOT_CONNECTED = re.compile(re.escape(expected.NOT_CONNECTED_PREFIX) + ".+")
+ROUTES = ["/available_seats", "/reserve_seat", "/process"]
+# A flood of reservations, as wrk gave one: many clients, each sending request after request.
+FLOOD_REQUESTS = 2000
+FLOOD_CLIENTS = 50
+
+
+def queue_slack(servers: int) -> int:
+    """How far the queue may exceed the seats left, no processor running (100_seat.py's doc):
+    the requests being admitted at once, less one; each server runs THREADS_PER_WORKER per core."""
+    return servers * (os.cpu_count() or 1) * web.THREADS_PER_WORKER - 1
 
 
 @dataclass
@@ -60,6 +78,12 @@ class Server:
     def get(self, path: str) -> tuple[int, str]:
         status, _, body = get(self.port, path)
         return status, body
+
+    def wait_for(self, wanted: re.Pattern[str] | str) -> bool:
+        """Read its output up to the line ``wanted``; False if it never came."""
+        seen = wait_for_line(self.process, wanted, timeout=EVENTS_TIMEOUT_SECONDS)
+        self.printed += seen
+        return bool(seen) and bool(re.fullmatch(wanted, seen[-1]))
 
     def job_lines(self, count: int) -> list[str]:
         """Read its output until it printed ``count`` job lines in all (or the time is up)."""
@@ -87,16 +111,20 @@ def job_lines(printed: list[str]) -> list[str]:
 
 
 @pytest.fixture
-def start_server(redis_url) -> Iterator[Callable[[], Server]]:
-    """Start ``python 100_seat.py`` on a free port as a shell does (a process group of its own)."""
+def start_server(redis_url) -> Iterator[Callable[..., Server]]:
+    """Start ``python 100_seat.py`` on a free port as a shell does (a process group of its own).
+
+    ``start(url)`` starts one on another Redis; ``start(command=[...])`` another command, given
+    its port.
+    """
     started: list[subprocess.Popen[str]] = []
 
-    def start() -> Server:
+    def start(url: str = redis_url, command: Callable[[int], list[str]] | None = None) -> Server:
         port = free_port()
         process = subprocess.Popen(
-            [sys.executable, "100_seat.py"],
+            command(port) if command else [sys.executable, "100_seat.py"],
             cwd=ROOT,
-            env=script_env(redis_url, PORT=str(port)),
+            env=script_env(url, PORT=str(port)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -203,15 +231,30 @@ def assert_stop_cleanly(servers: list[Server], rq_redis: redis.Redis) -> None:
     assert not [pid for pid in pids if running(pid)]
 
 
+def queued_reservations(servers: list[Server], bodies: dict[int, Counter[str]]) -> dict[int, int]:
+    """The reservations each server queued: at least the seats, at most the seats and the slack."""
+    queued = {port: counter[expected.RESERVATION_IN_PROCESS] for port, counter in bodies.items()}
+    assert (
+        expected.INITIAL_SEATS <= sum(queued.values()) <= expected.INITIAL_SEATS + queue_slack(len(servers))
+    )
+    return queued
+
+
 def book_120_seats(servers: list[Server], process_on: list[Server], real_redis, rq_redis) -> None:
-    """The issue's run: 120 reservations at once, then /process on each of ``process_on``."""
+    """The issue's run: 120 reservations at once, then /process on each of ``process_on``.
+
+    Once the queue holds a reservation for each seat, the next ones fail without being queued.
+    """
     bodies = reserve_at_once(servers, RESERVATIONS)
-    assert all(set(counter) == {expected.RESERVATION_IN_PROCESS} for counter in bodies.values()), bodies
+    assert all(
+        set(counter) <= {expected.RESERVATION_IN_PROCESS, expected.RESERVATION_FAILED}
+        for counter in bodies.values()
+    ), bodies
+    queued = queued_reservations(servers, bodies)
 
     for server in process_on:
         assert server.get("/process") == (200, expected.QUEUE_PROCESSING)
 
-    queued = {port: counter[expected.RESERVATION_IN_PROCESS] for port, counter in bodies.items()}
     assert_every_seat_booked_once(servers, queued)
     assert_blocked_everywhere(servers, real_redis)
     assert_stop_cleanly(servers, rq_redis)
@@ -292,9 +335,11 @@ def test_120_reservations_while_two_processors_run(start_server, real_redis, rq_
 
     bodies = reserve_at_once(servers, RESERVATIONS)
 
-    # Once the last seat is taken, later requests are told reservations are blocked.
+    # Once the queue holds a reservation per seat left, requests fail; once the last seat is
+    # taken, they are told reservations are blocked.
     assert all(
-        set(counter) <= {expected.RESERVATION_IN_PROCESS, expected.RESERVATION_BLOCKED}
+        set(counter)
+        <= {expected.RESERVATION_IN_PROCESS, expected.RESERVATION_FAILED, expected.RESERVATION_BLOCKED}
         for counter in bodies.values()
     ), bodies
     queued = {port: counter[expected.RESERVATION_IN_PROCESS] for port, counter in bodies.items()}
@@ -359,10 +404,230 @@ def test_a_second_process_call_in_one_web_process_starts_nothing(redis_url, rq_r
     assert processors(rq_redis) == []
 
 
-def test_without_redis_it_says_so_and_exits_1(dead_redis_url):
-    process = start_script("100_seat.py", dead_redis_url, PORT=str(free_port()))
-    stdout, stderr = process.communicate(timeout=STARTUP_TIMEOUT_SECONDS)
+# A server restarted, a second one started: no seat is handed out again ---------------------------
 
-    assert process.returncode == 1
-    assert [line.startswith(expected.NOT_CONNECTED_PREFIX) for line in lines(stdout)] == [True]
-    assert "Traceback" not in stderr
+
+def test_a_server_restarted_midway_books_no_seat_twice(start_server, real_redis, rq_redis):
+    """Two servers, 30 seats booked, one restarted, 90 more reservations: 50 booked in all.
+
+    The course set 50 seats at every launch: the restart handed out 30 seats again.
+    """
+    first, second = start_server(), start_server()
+    assert first.get("/process") == (200, expected.QUEUE_PROCESSING)
+    assert len(wait_for_processors(rq_redis, 1)) == 1
+
+    bodies = reserve_at_once([first, second], 30)
+    assert all(set(counter) == {expected.RESERVATION_IN_PROCESS} for counter in bodies.values()), bodies
+    assert len(first.job_lines(bodies[first.port].total())) == bodies[first.port].total()
+    assert len(second.job_lines(bodies[second.port].total())) == bodies[second.port].total()
+    assert second.stop() == ""
+    restarted = start_server()
+    for server in (first, restarted):
+        for _ in range(CHECKS_PER_SERVER):
+            assert server.get("/available_seats") == (200, expected.available_seats_body(20))
+
+    later = reserve_at_once([first, restarted], 90)
+    for server, count in (
+        (first, bodies[first.port] + later[first.port]),
+        (restarted, later[restarted.port]),
+    ):
+        queued = count[expected.RESERVATION_IN_PROCESS]
+        assert len(server.job_lines(queued)) == queued
+
+    completed = [line for server in (first, second, restarted) for line in job_lines(server.printed)]
+    assert len([line for line in completed if line.endswith(" completed")]) == expected.INITIAL_SEATS
+    assert FinishedJobRegistry(seat.QUEUE_NAME, connection=rq_redis).count == expected.INITIAL_SEATS
+    assert real_redis.get("available_seats") == "0"
+
+
+def test_a_second_server_keeps_the_seats_the_first_one_left(start_server, real_redis):
+    first = start_server()
+    real_redis.set("available_seats", 7)
+
+    second = start_server()
+
+    for server in (first, second):
+        assert server.get("/available_seats") == (200, expected.available_seats_body(7))
+    assert real_redis.get("reservation_enabled") == "true"
+
+
+# A flood of reservations ------------------------------------------------------------------------
+
+
+def test_a_flood_of_reservations_queues_no_more_than_the_seats_left(start_server, real_redis, rq_redis):
+    """2,000 requests from 50 clients: the queue never grows past the seats (and the slack).
+
+    wrk -c100 for 15 s once queued 16,604 jobs for 50 seats, kept in Redis.
+    """
+    server = start_server()
+    queue = Queue(seat.QUEUE_NAME, connection=rq_redis)
+    longest: list[int] = []
+    flooding = threading.Event()
+    flooding.set()
+
+    def watch_the_queue() -> None:
+        while flooding.is_set():
+            longest.append(queue.count)
+
+    def client(requests: int) -> Counter[str]:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        answers: Counter[str] = Counter()
+        try:
+            for _ in range(requests):
+                connection.request("GET", "/reserve_seat")
+                response = connection.getresponse()
+                answers[f"{response.status} {response.read().decode()}"] += 1
+        finally:
+            connection.close()
+        return answers
+
+    watcher = threading.Thread(target=watch_the_queue)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=FLOOD_CLIENTS) as pool:
+            answers = sum(pool.map(client, [FLOOD_REQUESTS // FLOOD_CLIENTS] * FLOOD_CLIENTS), Counter())
+    finally:
+        flooding.clear()
+        watcher.join()
+
+    queued = answers[f"200 {expected.RESERVATION_IN_PROCESS}"]
+    assert answers == {
+        f"200 {expected.RESERVATION_IN_PROCESS}": queued,
+        f"200 {expected.RESERVATION_FAILED}": FLOOD_REQUESTS - queued,
+    }
+    bound = expected.INITIAL_SEATS + queue_slack(1)
+    assert expected.INITIAL_SEATS <= queued <= bound
+    assert max(longest) <= bound
+    assert queue.count == queued
+    assert real_redis.get("available_seats") == str(expected.INITIAL_SEATS)
+
+    assert server.get("/process") == (200, expected.QUEUE_PROCESSING)
+    assert_every_seat_booked_once([server], {server.port: queued})
+    assert_blocked_everywhere([server], real_redis)
+
+
+# HEAD -------------------------------------------------------------------------------------------
+
+
+def head(port: int, path: str) -> tuple[int, str | None, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("HEAD", path)
+        response = connection.getresponse()
+        return response.status, response.getheader("Allow"), response.read()
+    finally:
+        connection.close()
+
+
+def test_a_head_changes_nothing(start_server, real_redis, rq_redis):
+    """``curl -I /reserve_seat`` then ``curl -I /process`` once booked a seat."""
+    server = start_server()
+
+    for _ in range(CHECKS_PER_SERVER):
+        assert head(server.port, "/reserve_seat") == (405, "GET", b"")
+        assert head(server.port, "/process") == (405, "GET", b"")
+    assert head(server.port, "/available_seats")[0] == 200
+
+    assert Queue(seat.QUEUE_NAME, connection=rq_redis).count == 0
+    assert real_redis.get("course:job-ids") is None
+    assert processors(rq_redis) == []
+    assert server.get("/available_seats") == (200, expected.available_seats_body(expected.INITIAL_SEATS))
+    assert_stop_cleanly([server], rq_redis)
+
+
+# Redis away, at launch and later ------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_not_started_yet(tmp_path) -> Iterator[OwnRedis]:
+    """A Redis of the test's own, persistent (as redis_setup.sh's is), that the test starts itself."""
+    server = OwnRedis(tmp_path, persistent=True)
+    yield server
+    if server.process is not None:
+        server.stop()
+
+
+def assert_every_route_unavailable(server: Server) -> None:
+    for path in ROUTES:
+        for _ in range(CHECKS_PER_SERVER):
+            assert server.get(path) == SERVICE_UNAVAILABLE, path
+
+
+def test_started_without_redis_it_says_so_serves_503s_and_sets_up_once_redis_answers(
+    start_server, redis_not_started_yet
+):
+    own = redis_not_started_yet
+    server = start_server(own.url)
+    assert server.wait_for(NOT_CONNECTED), server.printed
+    assert_every_route_unavailable(server)
+    with redis.Redis.from_url(own.url, decode_responses=True) as client:
+        own.start()
+        assert server.wait_for(expected.CONNECTED), server.printed
+        assert (client.get("available_seats"), client.get("reservation_enabled")) == ("50", "true")
+
+        for path, wanted in expected.SEAT_SESSION:
+            assert server.get(path) == (200, wanted), path
+        assert len(server.job_lines(1)) == 1
+        assert server.get("/available_seats") == (200, expected.available_seats_body(49))
+
+        own.shut_down()  # as ./redis_setup.sh stop does: the data is saved
+        assert_every_route_unavailable(server)
+        own.start()
+        assert server.get("/available_seats") == (200, expected.available_seats_body(49))
+        assert server.get("/reserve_seat") == (200, expected.RESERVATION_IN_PROCESS)
+        assert len(server.job_lines(2)) == 2
+        assert client.get("available_seats") == "48"
+    assert server.stop() == ""
+    assert server.process.returncode == 0
+    # Besides the launch's lines and the jobs', only the processor's, while Redis was away.
+    assert {
+        line for line in server.printed if not JOB_LINE.fullmatch(line) and line != expected.CONNECTED
+    } <= {line for line in server.printed if NOT_CONNECTED.fullmatch(line)}
+
+
+def test_redis_stuck_is_a_json_503_on_every_route_not_a_hang(start_server, own_redis, rq_redis):
+    server = start_server(own_redis.url)
+    assert server.get("/reserve_seat") == (200, expected.RESERVATION_IN_PROCESS)  # its listener is up
+    os.kill(own_redis.process.pid, signal.SIGSTOP)
+    try:
+        assert_every_route_unavailable(server)
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    assert server.get("/available_seats") == (200, expected.available_seats_body(expected.INITIAL_SEATS))
+    assert processors(rq_redis) == []
+
+
+def test_a_job_refused_by_a_redis_out_of_memory_is_a_failed_reservation(start_server, own_redis):
+    server = start_server(own_redis.url)
+    with redis.Redis.from_url(own_redis.url) as client:
+        assert server.get("/available_seats") == (200, expected.available_seats_body(expected.INITIAL_SEATS))
+        client.config_set("maxmemory", 1)
+        try:
+            for _ in range(CHECKS_PER_SERVER):
+                assert server.get("/reserve_seat") == (200, expected.RESERVATION_FAILED)
+            assert server.get("/available_seats") == (
+                200,
+                expected.available_seats_body(expected.INITIAL_SEATS),
+            )
+        finally:
+            client.config_set("maxmemory", 0)
+        assert server.get("/reserve_seat") == (200, expected.RESERVATION_IN_PROCESS)
+
+
+# The development server ---------------------------------------------------------------------------
+
+
+def flask_run(port: int) -> list[str]:
+    return [sys.executable, "-m", "flask", "--app", "100_seat", "run", "--port", str(port)]
+
+
+def test_flask_run_plays_the_course_session(start_server, rq_redis):
+    """The README's ``flask --app 100_seat run``: the same set-up as ``python 100_seat.py``."""
+    server = start_server(command=flask_run)
+
+    for path, wanted in expected.SEAT_SESSION:
+        assert server.get(path) == (200, wanted), path
+    assert server.wait_for(expected.SEAT_JOB_COMPLETED), server.printed
+    assert server.get("/available_seats") == (200, expected.available_seats_body(expected.INITIAL_SEATS - 1))
+    stop_script(server.process)
+    assert processors(rq_redis) == []

@@ -2,6 +2,9 @@
 
 - Both APIs, the dashboard and redis_setup.sh's Redis listen on 127.0.0.1 only, unless HOST
   says otherwise (read from the kernel's table of listening sockets, /proc/net/tcp).
+- Both APIs answer only requests whose ``Host`` names the address they listen on (a page
+  using DNS rebinding sends its own name): on loopback, a foreign Host is a JSON 400 that
+  reserves nothing; with HOST=0.0.0.0, any name is served.
 - Flask's debug mode is off in the served apps, even with FLASK_DEBUG=1 in the environment,
   and no request reaches a debugger: a bug is a JSON 500, its traceback in the server's log.
 - A REDIS_URL with a password works unchanged in every program, and a ``rediss://`` one (TLS,
@@ -141,6 +144,50 @@ def test_host_makes_an_api_listen_on_every_interface(script, redis_url):
         assert get(port, "/no_such_path") == (404, JSON, NOT_FOUND)
     finally:
         stop_cleanly(process)
+
+
+# What a page using DNS rebinding sends, and what a learner's own client sends.
+FOREIGN_HOSTS = ["attacker.example", "attacker.example:1245", "127.0.0.1.attacker.example"]
+BAD_REQUEST = (400, JSON, '{"error":"Bad Request"}')
+# A route of each API that changes state, and what it answers when it is allowed to.
+ACTIONS = {
+    "9_stock.py": ("/reserve_product/1", expected.RESERVATION_CONFIRMED),
+    "100_seat.py": ("/reserve_seat", expected.RESERVATION_IN_PROCESS),
+}
+
+
+def assert_nothing_reserved(url: str) -> None:
+    with redis.Redis.from_url(url, decode_responses=True) as client:
+        assert client.get("item.1") is None
+        assert client.llen("rq:queue:reserve_seat") == 0
+
+
+@pytest.mark.parametrize("script", APIS)
+def test_an_api_on_loopback_refuses_a_foreign_host(script, redis_url):
+    port = free_port()
+    process = start_server(script, redis_url, port)
+    path, body = ACTIONS[script]
+    try:
+        for host in FOREIGN_HOSTS:
+            assert get_with_headers(port, path, {"Host": host}) == BAD_REQUEST, host
+            assert get_with_headers(port, "/no_such_path", {"Host": host}) == BAD_REQUEST, host
+        assert_nothing_reserved(redis_url)
+        for host in ("127.0.0.1", f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+            assert get_with_headers(port, "/no_such_path", {"Host": host}) == (404, JSON, NOT_FOUND), host
+        assert get_with_headers(port, path, {"Host": f"localhost:{port}"}) == (200, JSON, body)
+    finally:
+        assert stop_cleanly(process) == ""
+
+
+@pytest.mark.parametrize("script", APIS)
+def test_an_api_on_every_interface_serves_any_host(script, redis_url):
+    port = free_port()
+    process = start_server(script, redis_url, port, host="0.0.0.0")
+    path, body = ACTIONS[script]
+    try:
+        assert get_with_headers(port, path, {"Host": "api.example"}) == (200, JSON, body)
+    finally:
+        assert stop_cleanly(process) == ""
 
 
 def redis_setup(port: int, command: str) -> subprocess.CompletedProcess[str]:
@@ -542,7 +589,6 @@ GIVING_UP = [
     "6_job_creator.py",
     "7_job_creator.py",
     "8_job_main.py",
-    "100_seat.py",  # sets its seats before serving
 ]
 # Processors wait for Redis as long as it takes, with the course's line for each try.
 WAITING = ["6_job_processor.py", "7_job_processor.py"]
@@ -571,24 +617,31 @@ def test_a_wrong_password_gets_the_failed_connection_line_and_is_never_shown(pas
         assert_never_shown(stdout, PASSWORD, WRONG_PASSWORD)
 
 
-def test_a_wrong_password_is_a_503_from_the_stock_api_and_the_dashboard(password_port):
+def test_a_wrong_password_is_a_503_from_the_apis_and_the_dashboard(password_port):
+    """The APIs say so at launch, with the course's line, and keep trying; meanwhile, 503s."""
     url = url_with_password("redis", password_port, WRONG_PASSWORD)
-    stock_port, dashboard_port = free_port(), free_port()
+    stock_port, seat_port, dashboard_port = free_port(), free_port(), free_port()
     stock = start_server("9_stock.py", url, stock_port)
+    seat = start_server("100_seat.py", url, seat_port)
     dashboard = start_server("course/dashboard.py", url, dashboard_port)
     try:
-        answers = [
+        refused = [wait_for_line(api, REFUSED) for api in (stock, seat)]
+        unavailable = [
             get(stock_port, "/list_products/1"),
             get(stock_port, "/reserve_product/1"),
-            get(dashboard_port, "/0/data/queues.json"),
+            *(get(seat_port, path) for path in ("/available_seats", "/reserve_seat", "/process")),
         ]
-        assert answers[:2] == [(503, JSON, '{"error":"Service Unavailable"}')] * 2
-        assert answers[2][0] == 503 and REFUSED.fullmatch(answers[2][2]), answers[2]
+        on_the_dashboard = get(dashboard_port, "/0/data/queues.json")
+        assert unavailable == [(503, JSON, '{"error":"Service Unavailable"}')] * 5
+        assert on_the_dashboard[0] == 503 and REFUSED.fullmatch(on_the_dashboard[2]), on_the_dashboard
         # What needs no Redis is still served.
         assert get(stock_port, "/list_products") == (200, JSON, expected.PRODUCTS_BODY)
     finally:
-        printed = stop_cleanly(stock) + stop_cleanly(dashboard)
-    assert_never_shown("\n".join([printed, *(body for _, _, body in answers)]), PASSWORD, WRONG_PASSWORD)
+        printed = stop_cleanly(stock) + stop_cleanly(seat) + stop_cleanly(dashboard)
+    for lines_of_one in refused:
+        assert lines_of_one and all(REFUSED.fullmatch(line) for line in lines_of_one), refused
+    shown = [printed, *(line for lines_of_one in refused for line in lines_of_one), on_the_dashboard[2]]
+    assert_never_shown("\n".join(shown), PASSWORD, WRONG_PASSWORD)
 
 
 # TLS -----------------------------------------------------------------------------------------------

@@ -25,11 +25,9 @@ JSON = "application/json"
 NOT_FOUND = b'{"error":"Not Found"}'
 METHOD_NOT_ALLOWED = b'{"error":"Method Not Allowed"}'
 
-# Ids that are not plain positive decimal integers of at most 9 digits, as they appear in a URL.
+# Ids that are not runs of ASCII decimal digits, as they appear in a URL.
 MALFORMED_IDS = [
     "abc",
-    "0",
-    "01",
     "-1",
     "+1",
     "1.0",
@@ -44,9 +42,9 @@ MALFORMED_IDS = [
     "%F0%9F%98%80",  # an emoji
     "%EF%BC%91",  # a fullwidth digit one
     "%D9%A1",  # an Arabic-Indic digit one
-    "1234567890",
-    "99999999999999999999999999999999",
 ]
+# Runs of digits that name no product: the course's "Product not found", never a 404.
+NOT_PRODUCT_IDS = ["0", "00", "5", "12", "0012", "999999999", "1000000000", "9" * 40, "1" + "0" * 5000]
 UNKNOWN_PATHS = [
     "/",
     "/list_products/",
@@ -124,9 +122,16 @@ def test_an_empty_stock_refuses_without_going_negative(stock_client, stock_db):
     assert stock_db.get("item.1") == "0"
 
 
-def test_unknown_numeric_ids_are_the_course_not_found(stock_client):
-    for path in ("/list_products/5", "/reserve_product/5", "/list_products/999999999"):
-        assert_json(stock_client.get(path), 200, expected.PRODUCT_NOT_FOUND.encode())
+@pytest.mark.parametrize("route", ["/list_products", "/reserve_product"])
+@pytest.mark.parametrize("item_id", NOT_PRODUCT_IDS, ids=lambda item_id: item_id[:12])
+def test_any_number_that_is_not_a_product_is_the_course_not_found(stock_client, stock_db, route, item_id):
+    assert_json(stock_client.get(f"{route}/{item_id}"), 200, expected.PRODUCT_NOT_FOUND.encode())
+    assert list(stock_db.scan_iter()) == []
+
+
+def test_a_leading_zero_names_the_same_product(stock_client):
+    assert_json(stock_client.get("/list_products/001"), 200, expected.product_body(4).encode())
+    assert_json(stock_client.get("/reserve_product/01"), 200, expected.RESERVATION_CONFIRMED.encode())
 
 
 @pytest.mark.parametrize("route", ["/list_products", "/reserve_product"])
@@ -144,12 +149,26 @@ def test_unknown_paths_are_a_json_404(stock_client, path):
 def test_other_methods_are_a_json_405(stock_client, method):
     response = stock_client.open("/reserve_product/1", method=method)
     assert_json(response, 405, METHOD_NOT_ALLOWED)
+    assert response.headers["Allow"] == "GET"
+    response = stock_client.open("/list_products/1", method=method)
+    assert_json(response, 405, METHOD_NOT_ALLOWED)
     assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD"}
 
 
-def test_head_answers_like_get_without_a_body(stock_client):
-    response = stock_client.head("/list_products")
+@pytest.mark.parametrize("path", ["/list_products", "/list_products/1", "/list_products/12"])
+def test_head_on_a_listing_answers_like_get_without_a_body(stock_client, path):
+    get = stock_client.get(path)
+    response = stock_client.head(path)
     assert (response.status_code, response.content_type, response.get_data()) == (200, JSON, b"")
+    assert response.content_length == get.content_length
+
+
+@pytest.mark.parametrize("item_id", ["2", "12", "0"])
+def test_head_on_a_reservation_is_a_json_405_and_takes_nothing(stock_client, stock_db, item_id):
+    response = stock_client.head(f"/reserve_product/{item_id}")
+    assert (response.status_code, response.content_type, response.headers["Allow"]) == (405, JSON, "GET")
+    assert stock_db.get("item.2") is None
+    assert stock_client.get("/list_products/2").json["currentQuantity"] == 10
 
 
 def test_no_reservation_is_taken_by_a_malformed_or_refused_request(stock_client, stock_db):
@@ -233,3 +252,93 @@ def test_a_busy_port_is_a_one_line_error():
             web.CannotListenError, match=f"Cannot listen on 127.0.0.1:{port}: Address already in use"
         ):
             web.check_port_free("127.0.0.1", port)
+
+
+# Host: refused unless it names the address the server listens on (DNS rebinding) ---------------
+
+LOOPBACK_HOSTS = ["127.0.0.1", "127.0.0.1:1245", "localhost", "LOCALHOST:8080", "[::1]", "[::1]:1245"]
+FOREIGN_HOSTS = [
+    "evil.example",
+    "evil.example:1245",
+    "127.0.0.1.evil.example",
+    "localhost.evil",
+    "10.0.0.7",
+    "",
+]
+BAD_REQUEST = b'{"error":"Bad Request"}'
+
+
+@pytest.mark.parametrize("host", LOOPBACK_HOSTS)
+def test_a_loopback_host_is_served(stock_client, host):
+    assert_json(
+        stock_client.get("/list_products/12", headers={"Host": host}),
+        200,
+        expected.PRODUCT_NOT_FOUND.encode(),
+    )
+
+
+@pytest.mark.parametrize("host", FOREIGN_HOSTS)
+def test_a_foreign_host_is_a_json_400_that_reserves_nothing(stock_client, stock_db, host):
+    for path in ("/reserve_product/1", "/list_products", "/nope"):
+        assert_json(stock_client.get(path, headers={"Host": host}), 400, BAD_REQUEST)
+    assert stock_db.get("item.1") is None
+
+
+@pytest.mark.parametrize(
+    ("bind_host", "allowed"),
+    [
+        ("127.0.0.1", web.LOOPBACK_HOST_NAMES),
+        ("localhost", web.LOOPBACK_HOST_NAMES),
+        ("::1", web.LOOPBACK_HOST_NAMES),
+        ("127.0.0.2", web.LOOPBACK_HOST_NAMES | {"127.0.0.2"}),
+        ("192.168.1.5", {"192.168.1.5"}),
+        ("fe80::1", {"[fe80::1]"}),
+        ("api.example", {"api.example"}),
+        ("0.0.0.0", None),
+        ("::", None),
+    ],
+)
+def test_the_names_allowed_are_those_of_the_address_listened_on(bind_host, allowed):
+    assert web.allowed_host_names(bind_host) == allowed
+
+
+def plain_flask_app() -> Flask:
+    """Any Flask app, not made by create_app: the check still answers JSON."""
+    app = Flask("plain")
+
+    @app.get("/")
+    def home():
+        return "home"
+
+    return app
+
+
+def test_any_flask_app_can_refuse_foreign_hosts(monkeypatch):
+    monkeypatch.delenv("HOST", raising=False)
+    app = plain_flask_app()
+    web.refuse_foreign_hosts(app)
+    client = app.test_client()
+
+    assert client.get("/", headers={"Host": "localhost:9181"}).get_data() == b"home"
+    assert_json(client.get("/", headers={"Host": "evil.example"}), 400, BAD_REQUEST)
+
+
+def test_host_set_to_another_address_admits_that_address_only(monkeypatch):
+    monkeypatch.setenv("HOST", "192.168.1.5")
+    app = plain_flask_app()
+    web.refuse_foreign_hosts(app)
+    client = app.test_client()
+
+    assert client.get("/", headers={"Host": "192.168.1.5:1245"}).get_data() == b"home"
+    for host in ("localhost", "evil.example"):
+        assert_json(client.get("/", headers={"Host": host}), 400, BAD_REQUEST)
+
+
+def test_host_set_to_every_interface_admits_any_name(monkeypatch):
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    app = plain_flask_app()
+    web.refuse_foreign_hosts(app)
+    client = app.test_client()
+
+    for host in ("evil.example", "api.example:1245", "localhost"):
+        assert client.get("/", headers={"Host": host}).get_data() == b"home"

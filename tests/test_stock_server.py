@@ -1,8 +1,9 @@
 """Task 9 as a learner runs it: ``python 9_stock.py`` on a real Redis, spoken to over HTTP.
 
 The course's curl session; 200 simultaneous reservations of 2 units, served by one and by
-two server processes (fakeredis cannot show a race); every bad input answered in JSON;
-Redis stopped, stuck and back again; Ctrl-C and SIGTERM.
+two server processes (fakeredis cannot show a race); every bad input answered in JSON, any
+number that names no product the course's "Product not found"; a HEAD takes nothing;
+Redis stopped, stuck and back again, and away at launch; Ctrl-C and SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,11 +27,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import free_port
-from test_stock import MALFORMED_IDS, OTHER_METHODS, UNKNOWN_PATHS
+from conftest import OwnRedis, free_port
+from test_stock import MALFORMED_IDS, NOT_PRODUCT_IDS, OTHER_METHODS, UNKNOWN_PATHS
 
 from course import expected
-from course.lessons import ROOT, script_env, start_script, stop_script
+from course.lessons import ROOT, script_env, start_script, stop_script, wait_for_line
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -38,6 +40,7 @@ READY_TIMEOUT_SECONDS = 20
 # The spec's bound for an answer while Redis is down; the server's own timeouts are 0.5 s.
 REDIS_DOWN_ANSWER_SECONDS = 2
 SIMULTANEOUS = 200
+NOT_CONNECTED = re.compile(re.escape(expected.NOT_CONNECTED_PREFIX) + ".+")
 UNITS = 2
 
 
@@ -208,6 +211,30 @@ def test_every_bad_input_gets_a_json_answer_and_no_5xx(server, real_redis):
     assert real_redis.get("item.1") is None
 
 
+def test_any_number_that_names_no_product_is_the_course_not_found(server, real_redis):
+    for route in ("/list_products", "/reserve_product"):
+        for item_id in NOT_PRODUCT_IDS:
+            assert server.get(f"{route}/{item_id}") == (200, JSON, expected.PRODUCT_NOT_FOUND.encode())
+    assert real_redis.keys() == []
+
+
+def test_a_head_takes_no_unit(server, real_redis):
+    """``curl -I /reserve_product/2`` once took a unit."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        for path in ("/reserve_product/2", "/reserve_product/12", "/list_products/2"):
+            connection.request("HEAD", path)
+            response = connection.getresponse()
+            response.read()
+            wanted = (200, None) if path.startswith("/list_products") else (405, "GET")
+            assert (response.status, response.getheader("Allow")) == wanted, path
+            assert response.getheader("Content-Type") == JSON
+    finally:
+        connection.close()
+    assert real_redis.get("item.2") is None
+    assert json.loads(server.get("/list_products/2")[2])["currentQuantity"] == 10
+
+
 # Redis going away and coming back -----------------------------------------------------------
 
 
@@ -231,6 +258,23 @@ def test_redis_stopped_is_a_json_503_and_its_return_is_noticed(own_redis):
         assert server.get("/list_products/1") == (200, JSON, expected.product_body(4).encode())
         assert server.get("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED.encode())
         assert server.get("/list_products/1") == (200, JSON, expected.product_body(3).encode())
+
+
+def test_started_without_redis_it_says_so_serves_503s_and_recovers(tmp_path):
+    """It once printed nothing at all: the course's lines say what is going on."""
+    own = OwnRedis(tmp_path, persistent=False)
+    with running(own.url) as server:
+        [line] = wait_for_line(server.process, NOT_CONNECTED)
+        assert line.startswith(expected.NOT_CONNECTED_PREFIX)
+        for path in ("/list_products/1", "/reserve_product/1"):
+            assert_a_quick_503(server, path)
+        own.start()
+        try:
+            assert wait_for_line(server.process, expected.CONNECTED)[-1:] == [expected.CONNECTED]
+            assert server.get("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED.encode())
+            assert server.get("/list_products/1") == (200, JSON, expected.product_body(3).encode())
+        finally:
+            own.stop()
 
 
 def test_redis_stuck_is_a_json_503_not_a_hang(own_redis):
@@ -283,14 +327,14 @@ def test_ctrl_c_in_a_terminal_stops_it_every_time(redis_url):
 SLOW_APP = """
 import time
 
-from course.web import create_app, serve
+from course.web import create_app, listen_address, serve
 
 if __name__ != "__main__":
     time.sleep(5)  # each worker takes its time to import the app
 app = create_app(__name__)
 
 if __name__ == "__main__":
-    serve(__file__)
+    serve(__file__, listen_address())
 """
 
 
