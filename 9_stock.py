@@ -18,9 +18,9 @@ A HEAD changes nothing: on ``/reserve_product/<itemId>`` it is a JSON 405 with `
 it answers the headers of the GET. A request whose ``Host`` is not a name of the address the
 server listens on is a JSON 400 (course/web.py: DNS rebinding).
 
-With Redis away, the routes that read or take stock answer a JSON 503 within about a second,
-and serve again by themselves once it is back; ``/list_products`` needs no Redis and answers
-as ever. Started while Redis is away, the server prints the course's not-connected line,
+With Redis away, every route answers a JSON 503 within about a second (those whose answer
+reads nothing in Redis PING it, so that a client sees one behaviour), and serves again by
+itself once it is back. Started while Redis is away, the server prints the course's not-connected line,
 keeps trying, and prints the connected line once Redis answers.
 
 Run it with ``python 9_stock.py`` (HOST, PORT and REDIS_URL may override the defaults),
@@ -144,14 +144,21 @@ app = create_app(__name__)
 app.url_map.converters["item_id"] = ItemIdConverter
 
 
+def check_redis() -> None:
+    """A PING, for the answers that read nothing in Redis: with Redis away, every route is a 503."""
+    stock_db().ping()
+
+
 @app.get("/list_products")
 def list_products() -> Response:
+    check_redis()
     return json_response(PRODUCTS_BODY)
 
 
 @app.get("/list_products/<item_id:item_id>")
 def product_detail(item_id: int | None) -> Response:
     if get_item_by_id(item_id) is None:
+        check_redis()
         return json_response(PRODUCT_NOT_FOUND)
     current_quantity = get_current_reserved_stock_by_id(item_id)
     return json_response(f"{PRODUCT_PREFIX[item_id]}{current_quantity}}}")
@@ -161,6 +168,7 @@ def product_detail(item_id: int | None) -> Response:
 def reserve_product(item_id: int | None) -> Response:
     item = get_item_by_id(item_id)
     if item is None:
+        check_redis()
         return json_response(PRODUCT_NOT_FOUND)
     if reserve_one_unit(item):
         return json_response(RESERVATION_CONFIRMED[item_id])
