@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: tour test lint redis stop dashboard clean
+.PHONY: tour reset test lint redis stop dashboard clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(BIN)/.installed: pyproject.toml
 ## tour: every course task in order (task 0 provisions Redis), each compared with the course
 tour: $(BIN)/.installed
 	$(BIN)/python -m course.tour
+
+## reset: the course's fresh state back on REDIS_URL: stock, 50 seats, no HolbertonSchools
+reset: $(BIN)/.installed
+	$(BIN)/python -m course.reset
 
 ## test: the whole test suite, each test on its own real redis-server (and fakeredis)
 # redis_setup.sh build prints what it did, then the directory holding redis-server.

@@ -201,3 +201,29 @@ SEAT_SESSION = [
 ]
 SEAT_JOB_COMPLETED = re.compile(r"Seat reservation job (\d+) completed")
 SEAT_JOB_FAILED = re.compile(r"Seat reservation job (\d+) failed: (.+)")
+
+# The course's data: the keys the lessons keep in Redis, and their fresh values ------------
+# (``make reset`` puts these back; tests/test_course_data.py checks the lessons use the same.)
+
+SCHOOLS_HASH_KEY = "HolbertonSchools"
+
+PRODUCTS = [
+    {"itemId": 1, "itemName": "Suitcase 250", "price": 50, "initialAvailableQuantity": 4},
+    {"itemId": 2, "itemName": "Suitcase 450", "price": 100, "initialAvailableQuantity": 10},
+    {"itemId": 3, "itemName": "Suitcase 650", "price": 350, "initialAvailableQuantity": 2},
+    {"itemId": 4, "itemName": "Suitcase 1050", "price": 550, "initialAvailableQuantity": 5},
+]
+
+
+def stock_key(item_id: int) -> str:
+    """The key holding the units of a product still available (absent: all of them)."""
+    return f"item.{item_id}"
+
+
+AVAILABLE_SEATS_KEY = "available_seats"
+RESERVATION_ENABLED_KEY = "reservation_enabled"
+RESERVATION_ENABLED = "true"
+
+TASK6_QUEUE = "push_notification_code"
+TASK7_QUEUE = "push_notification_code_2"
+SEAT_QUEUE = "reserve_seat"

@@ -1,28 +1,42 @@
 """``make tour``: every course task in order, its output beside the course's, and a verdict.
 
-The tour runs on the project's own Redis (``redis_setup.sh``, 127.0.0.1 on ``REDIS_PORT``),
-starts the background half of each lesson itself (a subscriber, a processor, a server),
-stops everything it started, and ends with ``N/N tasks match the course``. It exits 1
-when any task differs, so it doubles as the course's acceptance check.
+The tour runs on a Redis of its own: task 0 starts it with ``redis_setup.sh`` on a free
+port (its data in ``.redis/PORT``), and it is stopped, its data removed, when the tour
+ends, however it ends. The learner's Redis (``REDIS_URL``, ``REDIS_PORT``), its keys and
+its queued jobs are never touched. The tour starts the background half of each lesson
+itself (a subscriber, a processor, a server), stops everything it started, and ends with
+``N/11 tasks match the course``: a task whose file is missing counts as not matching. It
+exits 1 when any task differs, so it doubles as the course's acceptance check.
 """
 
 from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import redis
 from rq import Queue
 
 from course import expected
-from course.lessons import ROOT, lines, run_script, start_script, stop_script, wait_for_line
+from course.lessons import (
+    ROOT,
+    lines,
+    run_script,
+    start_script,
+    stop_every_lesson,
+    stop_script,
+    wait_for_line,
+)
 
 SERVER_START_SECONDS = 30
 
@@ -55,8 +69,44 @@ class Task:
     run: Callable[[str], Outcome]
 
 
-def project_redis_url() -> str:
-    return f"redis://127.0.0.1:{os.environ.get('REDIS_PORT', '6379')}/0"
+@dataclass(frozen=True)
+class TourRedis:
+    """The tour's own server: ``redis_setup.sh`` on a free port, with its data in ``.redis/PORT``."""
+
+    port: int
+
+    @classmethod
+    def for_url(cls, url: str) -> TourRedis:
+        return cls(urllib.parse.urlsplit(url).port)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def data_dir(self) -> Path:
+        return ROOT / ".redis" / str(self.port)
+
+    def setup_env(self) -> dict[str, str]:
+        """``redis_setup.sh``'s environment: this port, and no password (the tour's URL has none)."""
+        env = {**os.environ, "REDIS_PORT": str(self.port)}
+        env.pop("REDIS_PASSWORD", None)
+        return env
+
+    def setup(self, command: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["./redis_setup.sh", command],
+            cwd=ROOT,
+            env=self.setup_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def remove(self) -> None:
+        """Stop the server (if task 0 started it) and delete its data directory."""
+        self.setup("stop", timeout=60)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -76,7 +126,7 @@ def finished_output(program: str, result: subprocess.CompletedProcess[str]) -> t
 
 
 def run_and_compare(outcome: Outcome, script: str, url: str, wanted: list[str]) -> None:
-    output, problems = finished_output(script, run_script(script, url))
+    output, problems = finished_output(script, run_script(script, url, own_session=True))
     outcome.compare(script, output, wanted)
     outcome.problems.extend(problems)
 
@@ -97,7 +147,8 @@ def stopped_output(
 
 def task_redis_server(url: str) -> Outcome:
     outcome = Outcome()
-    result = subprocess.run(["./redis_setup.sh"], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    # A first run builds Redis: allow for a download and a compilation.
+    result = TourRedis.for_url(url).setup("start", timeout=1800)
     output, problems = finished_output("redis_setup.sh", result)
     outcome.show("redis_setup.sh", output)
     outcome.problems.extend(problems)
@@ -141,16 +192,19 @@ def task_redis_advanced_op(url: str) -> Outcome:
 
 def task_pubsub(url: str) -> Outcome:
     outcome = Outcome()
-    subscriber = start_script("5_subscriber.py", url)
-    ready = wait_for_line(subscriber, expected.CONNECTED)
-    if ready[-1:] != [expected.CONNECTED]:
-        outcome.problems.append("5_subscriber.py never said it was connected")
-    run_and_compare(outcome, "5_publisher.py", url, expected.PUBLISHER)
+    subscriber = start_script("5_subscriber.py", url, own_session=True)
+    ready: list[str] = []
     try:
-        subscriber.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        outcome.problems.append("5_subscriber.py did not exit after KILL_SERVER")
-    output, problems = stopped_output("5_subscriber.py", subscriber, ready)
+        ready = wait_for_line(subscriber, expected.CONNECTED)
+        if ready[-1:] != [expected.CONNECTED]:
+            outcome.problems.append("5_subscriber.py never said it was connected")
+        run_and_compare(outcome, "5_publisher.py", url, expected.PUBLISHER)
+        try:
+            subscriber.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            outcome.problems.append("5_subscriber.py did not exit after KILL_SERVER")
+    finally:
+        output, problems = stopped_output("5_subscriber.py", subscriber, ready)
     outcome.compare("5_subscriber.py", output, expected.SUBSCRIBER)
     outcome.problems.extend(problems)
     if subscriber.returncode != 0:
@@ -167,9 +221,9 @@ def run_creator_with_processor(
     check_processor: Callable[[list[str]], list[str]],
 ) -> None:
     """Start the processor in the background, run the creator to its end, then stop the processor."""
-    worker = start_script(processor, url)
+    worker = start_script(processor, url, own_session=True)
     try:
-        output, problems = finished_output(creator, run_script(creator, url, timeout=120))
+        output, problems = finished_output(creator, run_script(creator, url, timeout=120, own_session=True))
         outcome.check(creator, output, check_creator(output) + problems)
     finally:
         processor_output, processor_problems = stopped_output(processor, worker, [])
@@ -212,7 +266,7 @@ def task_job_processor(url: str) -> Outcome:
 
 def task_job_function(url: str) -> Outcome:
     outcome = Outcome()
-    output, problems = finished_output("8_job_main.py", run_script("8_job_main.py", url))
+    output, problems = finished_output("8_job_main.py", run_script("8_job_main.py", url, own_session=True))
     outcome.check("8_job_main.py", output, expected.check_task8_main(output) + problems)
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "8_job.test.py"],
@@ -269,7 +323,7 @@ def run_api(
     """Start an API server on a free port, let ``play`` talk to it, stop it and show its output."""
     outcome = Outcome()
     port = free_port()
-    server = start_script(script, url, PORT=str(port))
+    server = start_script(script, url, own_session=True, PORT=str(port))
     server_lines: list[str] = []
     try:
         if wait_until_serving(server, port):
@@ -340,40 +394,43 @@ def print_outcome(task: Task, outcome: Outcome) -> None:
         print("  ✓ matches the course")
 
 
-def redis_setup(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["./redis_setup.sh", command], cwd=ROOT, capture_output=True, text=True, timeout=60)
+def interrupt_once(signum: int, frame: object) -> None:
+    """Ctrl-C or SIGTERM: stop the tour; a second one must not cut short the clean-up that follows."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def main() -> int:
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    url = project_redis_url()
-    redis_was_running = redis_setup("status").returncode == 0
+    signal.signal(signal.SIGINT, interrupt_once)
+    signal.signal(signal.SIGTERM, interrupt_once)
+    tour_redis = TourRedis(free_port())
+    print(f"The tour runs on a Redis of its own, 127.0.0.1:{tour_redis.port}: yours is not touched.")
     try:
-        matched, ran = run_tasks(url)
+        matched = run_tasks(tour_redis.url)
     except KeyboardInterrupt:
         print("\nTour interrupted")
         return 130
     finally:
-        if not redis_was_running:
-            # Like the course's task 0, which stopped the server once dump.rdb was kept.
-            redis_setup("stop")
-    print(f"\n{matched}/{ran} tasks match the course")
-    return 0 if matched == ran else 1
+        stop_every_lesson()
+        tour_redis.remove()
+    print(f"\n{matched}/{len(TASKS)} tasks match the course")
+    return 0 if matched == len(TASKS) else 1
 
 
-def run_tasks(url: str) -> tuple[int, int]:
-    matched = ran = 0
+def run_tasks(url: str) -> int:
+    """Run every task in order; the number that match the course (a task with a missing file does not)."""
+    matched = 0
     for task in TASKS:
         print(f"\n== Task {task.number}: {task.title} ({', '.join(task.files)})")
         missing = [name for name in task.files if not (ROOT / name).exists()]
         if missing:
-            print(f"  (not built yet: {', '.join(missing)})")
+            print(f"  ✗ Task {task.number}: missing {', '.join(missing)}")
             continue
-        ran += 1
         outcome = task.run(url)
         print_outcome(task, outcome)
         matched += not outcome.problems
-    return matched, ran
+    return matched
 
 
 if __name__ == "__main__":
