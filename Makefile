@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: tour reset test lint redis stop dashboard clean
+.PHONY: tour check reset test lint redis stop dashboard clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,9 +11,15 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dashboard]'
 	touch $@
 
-## tour: every course task in order (task 0 provisions Redis), each compared with the course
+## tour: every course task in order, each compared with the course, on a Redis of its own
+# The same run as `make check DIR=.`, with the tour's rules: all 11 tasks must be there.
 tour: $(BIN)/.installed
 	$(BIN)/python -m course.tour
+
+## check: the course run against your own solution: make check DIR=path/to/solution
+check: $(BIN)/.installed
+	@test -n "$(DIR)" || { echo "Usage: make check DIR=path/to/solution" >&2; exit 2; }
+	$(BIN)/python -m course.check "$(DIR)"
 
 ## reset: the course's fresh state back on REDIS_URL: stock, 50 seats, no HolbertonSchools
 reset: $(BIN)/.installed

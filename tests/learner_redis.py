@@ -3,12 +3,17 @@
 The tour, the check and ``make reset`` must leave a learner's server alone (or, for reset,
 touch only the course's keys). Tests fill a server of their own the way a learner's shell
 session would, then compare every key's DUMP and expiry time, and the queues, before and after.
+They also check that the run's own Redis, and every program it started, are gone afterwards.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import socket
+from pathlib import Path
 
+import pytest
 import redis
 from rq import Queue
 
@@ -67,3 +72,35 @@ def snapshot(url: str) -> dict:
 def learner_env(url: str, port: int) -> dict[str, str]:
     """The environment of a learner's shell pointed at their own server."""
     return {**os.environ, "REDIS_URL": url, "REDIS_PORT": str(port)}
+
+
+# The first line of ``make tour`` and ``make check``: where the run's own Redis is.
+RUN_REDIS_LINE = re.compile(
+    r"The (tour|check) runs on a Redis of its own, 127\.0\.0\.1:(\d+): yours is not touched\."
+)
+
+
+def run_port(stdout: str) -> int:
+    match = RUN_REDIS_LINE.fullmatch(stdout.splitlines()[0])
+    assert match, stdout[:500]
+    return int(match[2])
+
+
+def processes_using(redis_url: str) -> list[int]:
+    """Pids of the processes whose environment points them at ``redis_url``."""
+    marker = f"REDIS_URL={redis_url}".encode()
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes().split(b"\0"):
+                pids.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return pids
+
+
+def assert_nothing_left_running(port: int) -> None:
+    """The run's Redis is stopped and no lesson it started still runs."""
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    assert processes_using(f"redis://127.0.0.1:{port}/0") == []

@@ -4,10 +4,8 @@ exactly as it was, every task counts (a missing file fails), and nothing is left
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,46 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
-from learner_redis import learner_env, snapshot
+from learner_redis import assert_nothing_left_running, learner_env, run_port, snapshot
 
 from course.lessons import ROOT
 
 pytestmark = pytest.mark.timeout(900)
 
 TOUR_TIMEOUT_SECONDS = 840
-TOUR_REDIS_LINE = re.compile(
-    r"The tour runs on a Redis of its own, 127\.0\.0\.1:(\d+): yours is not touched\."
-)
 # What a copy of the project leaves out: the environment, history, data and caches.
 NOT_COPIED = shutil.ignore_patterns(
     ".venv", ".git", ".redis", "dump.rdb", "*cache*", "__pycache__", ".hypothesis"
 )
-
-
-def processes_using(redis_url: str) -> list[int]:
-    """Pids of the processes whose environment points them at ``redis_url``."""
-    marker = f"REDIS_URL={redis_url}".encode()
-    pids = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if marker in environ.read_bytes().split(b"\0"):
-                pids.append(int(environ.parent.name))
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-    return pids
-
-
-def tour_port(stdout: str) -> int:
-    match = TOUR_REDIS_LINE.fullmatch(stdout.splitlines()[0])
-    assert match, stdout[:500]
-    return int(match[1])
-
-
-def assert_nothing_left_running(port: int) -> None:
-    """The tour's Redis is stopped and no lesson it started still runs."""
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    assert processes_using(f"redis://127.0.0.1:{port}/0") == []
 
 
 def run_tour(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -85,7 +54,7 @@ def test_the_tour_matches_every_task_and_leaves_the_learners_redis_as_it_was(lea
     assert "== Task 0: A Redis server (redis_setup.sh)\n  --- redis_setup.sh\n" in result.stdout
     # Every key (value and expiry) and every queued job of the learner's server is as it was.
     assert snapshot(learner_redis.url) == before
-    port = tour_port(result.stdout)
+    port = run_port(result.stdout)
     assert port != learner_redis.port
     assert_nothing_left_running(port)
     assert redis_data_dirs(ROOT) == data_dirs  # the tour's data directory is removed
@@ -106,7 +75,7 @@ def test_a_missing_task_file_is_a_failure_named_in_the_summary(project_copy):
     assert "Task 9: missing 9_stock.py" in result.stdout, result.stdout[-3000:]
     assert result.stdout.splitlines()[-1] == "10/11 tasks match the course"
     assert result.returncode == 1
-    assert_nothing_left_running(tour_port(result.stdout))
+    assert_nothing_left_running(run_port(result.stdout))
 
 
 def test_ctrl_c_during_the_tour_stops_everything_it_started(learner_redis):
@@ -138,7 +107,7 @@ def test_ctrl_c_during_the_tour_stops_everything_it_started(learner_redis):
 
     assert tour.returncode == 130
     assert "Tour interrupted\n" in printed
-    port = tour_port("".join(printed))
+    port = run_port("".join(printed))
     assert_nothing_left_running(port)
     assert str(port) not in redis_data_dirs(ROOT)
     assert snapshot(learner_redis.url) == before
