@@ -830,6 +830,9 @@ def check_folder(folder: Path, *, require_all: bool, timeout: float, name: str) 
     except KeyboardInterrupt:
         print(f"\n{name.capitalize()} interrupted")
         return 130
+    except BrokenPipeError:  # its output was cut short (`| head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except RedisDidNotStart as error:
         print(f"Could not start a Redis for the {name}:\n{error.args[0].strip()}")
         return 1

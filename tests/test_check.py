@@ -19,7 +19,7 @@ from learner_redis import assert_nothing_left_running, learner_env, run_port, sn
 
 from course import expected
 from course.lessons import ROOT
-from course.tour import TASKS
+from course.tour import TASKS, Outcome, diff
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -209,9 +209,23 @@ def test_an_overselling_stock_api_matches_the_session_and_gets_a_warning(tmp_pat
     assert_finished_cleanly(result)
 
 
+# Task 1 through a helper module of the learner's own, beside the script.
+CLIENT_WITH_HELPER = "from my_helpers import say_connected\n\nsay_connected()\n"
+MY_HELPERS = """\
+from course.connection import connect
+
+
+def say_connected():
+    with connect():
+        pass
+"""
+
+
 def test_a_partial_solution_lists_the_missing_tasks(tmp_path):
     folder = solution(
-        tmp_path / "partial", ["redis_setup.sh", "0_redis_client.py", "1_redis_op.py", "2_redis_op_async.py"]
+        tmp_path / "partial",
+        ["redis_setup.sh", "1_redis_op.py", "2_redis_op_async.py"],
+        **{"0_redis_client.py": CLIENT_WITH_HELPER, "my_helpers.py": MY_HELPERS},
     )
 
     result = check(folder)
@@ -237,3 +251,41 @@ def test_a_folder_without_the_course_files_is_refused(tmp_path):
     assert no_folder.returncode == 2
     assert "is not a folder" in no_folder.stderr
     assert "Traceback" not in nothing.stderr + no_folder.stderr
+
+
+def test_a_long_diff_is_cut_to_twenty_lines():
+    shown = diff([f"line {n}" for n in range(50)], [f"other {n}" for n in range(50)])
+
+    assert len(shown.splitlines()) == 20
+    assert shown.splitlines()[:2] == ["--- expected", "+++ got"]
+    assert shown.splitlines()[-1].endswith("more lines)")
+
+
+def task7_output(drop: str | None = None) -> list[str]:
+    """Task 7's creator output with ids 1 to 11, two jobs' lines interleaved, maybe one line dropped."""
+    ids = range(1, 12)
+    jobs = zip(expected.TASK7_JOBS, ids, strict=True)
+    events = [line for job, job_id in jobs for line in expected.task7_events(job, job_id)]
+    events[3], events[4] = events[4], events[3]  # job 3 starts before job 2 has failed
+    return [*map(expected.created_line, ids), *(line for line in events if line != drop)]
+
+
+def test_task_7_lines_are_gathered_job_by_job_so_the_diff_shows_only_what_is_wrong():
+    interleaved = task7_output()
+    assert expected.check_task7_creator(interleaved) == []
+    assert expected.task7_in_job_order(interleaved) == expected.task7_creator_wanted(interleaved)
+
+    missing = task7_output(drop="Notification job 5 50% complete")
+    outcome = Outcome()
+    outcome.check(
+        "7_job_creator.py",
+        missing,
+        expected.check_task7_creator(missing),
+        expected.task7_creator_wanted(missing),
+        expected.task7_in_job_order(missing),
+    )
+
+    changed = [
+        line for line in outcome.problems[0].splitlines() if line[:1] in "+-" and line[:3] not in "---+++"
+    ]
+    assert changed == ["-Notification job 5 50% complete"]
