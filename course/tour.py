@@ -25,6 +25,7 @@ It ends with ``N/11 tasks match the course`` and exits 1 unless every task it ra
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import http.client
 import os
@@ -263,7 +264,7 @@ class RunRedis:
 def shut_down_redis_on(port: int) -> None:
     """Shut down whatever Redis a script started on a port the run chose for it."""
     try:
-        with redis.Redis(port=port, socket_timeout=5) as client:
+        with redis.Redis("127.0.0.1", port, socket_timeout=5) as client:
             client.shutdown(nosave=True)
     except redis.ConnectionError:  # none there, or it went down while answering SHUTDOWN
         pass
@@ -289,9 +290,11 @@ def run_redis_setup(lessons: Lessons, port: int) -> tuple[subprocess.CompletedPr
         )
         try:
             returncode = process.wait(timeout=max(lessons.timeout, SETUP_TIMEOUT_SECONDS))
-        except subprocess.TimeoutExpired:
+        except BaseException as stopped:  # out of time, or Ctrl-C: it goes too
             os.killpg(process.pid, signal.SIGKILL)
             returncode = process.wait()
+            if not isinstance(stopped, subprocess.TimeoutExpired):
+                raise
         stdout.seek(0)
         stderr.seek(0)
         result = subprocess.CompletedProcess(process.args, returncode, stdout.read(), stderr.read())
@@ -335,7 +338,7 @@ def redis_setup_problems(port: int, folder: Path) -> list[str]:
     """What the course's task 0 leaves that is not there: a server answering, Holberton, dump.rdb."""
     problems = []
     try:
-        with redis.Redis(port=port, decode_responses=True, socket_timeout=5) as client:
+        with redis.Redis("127.0.0.1", port, decode_responses=True, socket_timeout=5) as client:
             if client.get("Holberton") != "School":
                 problems.append("GET Holberton does not answer School")
     except redis.RedisError as error:
@@ -847,8 +850,13 @@ def course_files() -> str:
     return ", ".join(file for task in TASKS for file in task.files)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """``make tour``: this project's own scripts, with the tour's rules (all 11 tasks, task 0 shown)."""
+    argparse.ArgumentParser(
+        prog="python -m course.tour",
+        description="Run every course task of this project, each compared with the course, on a Redis"
+        " of its own; all 11 must match.",
+    ).parse_args(argv)
     return check_folder(ROOT, require_all=True, timeout=SCRIPT_TIMEOUT_SECONDS, name="tour")
 
 

@@ -41,10 +41,13 @@ def redis_data_dirs(root: Path) -> set[str]:
     return {path.name for path in (root / ".redis").glob("*")}
 
 
-def test_the_tour_matches_every_task_and_leaves_the_learners_redis_as_it_was(learner_redis):
-    env = learner_env(learner_redis.url, learner_redis.port)
+def test_the_tour_matches_every_task_and_leaves_the_learners_redis_as_it_was(learner_redis, tmp_path):
+    temporary = tmp_path / "tmp"  # where the tour keeps its copy and its Redis
+    temporary.mkdir()
+    env = {**learner_env(learner_redis.url, learner_redis.port), "TMPDIR": str(temporary)}
     before = snapshot(learner_redis.url)
     data_dirs = redis_data_dirs(ROOT)
+    dump = (ROOT / "dump.rdb").read_bytes() if (ROOT / "dump.rdb").exists() else None
 
     result = run_tour(ROOT, env)
 
@@ -57,7 +60,9 @@ def test_the_tour_matches_every_task_and_leaves_the_learners_redis_as_it_was(lea
     port = run_port(result.stdout)
     assert port != learner_redis.port
     assert_nothing_left_running(port)
-    assert redis_data_dirs(ROOT) == data_dirs  # the tour's data directory is removed
+    assert redis_data_dirs(ROOT) == data_dirs
+    assert list(temporary.iterdir()) == []  # its copy and its Redis's data directory are removed
+    assert ((ROOT / "dump.rdb").read_bytes() if (ROOT / "dump.rdb").exists() else None) == dump
 
 
 @pytest.fixture
