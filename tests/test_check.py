@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 from learner_redis import assert_nothing_left_running, learner_env, run_port, snapshot
 
-from course import expected
+from course import expected, tour
 from course.lessons import ROOT
 from course.tour import TASKS, Outcome, diff
 
@@ -289,3 +290,18 @@ def test_task_7_lines_are_gathered_job_by_job_so_the_diff_shows_only_what_is_wro
         line for line in outcome.problems[0].splitlines() if line[:1] in "+-" and line[:3] not in "---+++"
     ]
     assert changed == ["-Notification job 5 50% complete"]
+
+
+def test_a_server_that_ignores_port_is_reached_on_its_fixed_port(tmp_path, redis_url, monkeypatch):
+    # The course's 1245 stands for any fixed port here: tests never bind the default ports.
+    fixed_port = free_port()
+    monkeypatch.setattr(tour, "COURSE_PORT", fixed_port)
+    ignoring_port = OVERSELLING_STOCK.replace('int(os.environ.get("PORT", "1245"))', str(fixed_port))
+    assert ignoring_port != OVERSELLING_STOCK
+    folder = solution(tmp_path / "fixed-port", [], **{"9_stock.py": ignoring_port})
+
+    outcome = tour.task_stock(redis_url, tour.Lessons(folder=folder))
+
+    assert outcome.problems == []
+    assert ("9_stock.py ignores PORT", [f"it serves on {fixed_port}, the course's port"]) in outcome.blocks
+    assert outcome.warnings[0].startswith("reservations oversell: ")
