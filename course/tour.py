@@ -624,9 +624,13 @@ def probe_stock_overselling(outcome: Outcome, url: str, port: int) -> None:
     in_stock = expected.PRODUCTS[0]["initialAvailableQuantity"]
     bodies = simultaneous_gets(port, "/reserve_product/1", expected.SIMULTANEOUS_REQUESTS)
     confirmed = bodies.count(expected.RESERVATION_CONFIRMED)
+    unanswered = f", {bodies.count('')} got no answer" if "" in bodies else ""
     outcome.show(
         "100 simultaneous reservations",
-        [f"{expected.SIMULTANEOUS_REQUESTS} requests for item 1, {in_stock} in stock: {confirmed} confirmed"],
+        [
+            f"{expected.SIMULTANEOUS_REQUESTS} requests for item 1, {in_stock} in stock:"
+            f" {confirmed} confirmed{unanswered}"
+        ],
     )
     if confirmed > in_stock:
         outcome.warnings.append(

@@ -73,8 +73,8 @@ def test_a_correct_solution_matches_every_task_and_nothing_of_the_learners_chang
     assert result.stdout.splitlines()[-1] == "11/11 tasks match the course", result.stdout[-3000:]
     assert result.returncode == 0
     assert "--- pytest 8_job.test.py (the course's tests)\n  | 14 passed" in result.stdout
-    assert "100 requests for item 1, 4 in stock: 4 confirmed" in result.stdout
-    assert "warning" not in result.stdout
+    assert "100 requests for item 1, 4 in stock: " in result.stdout
+    assert "warning" not in result.stdout  # neither API oversells
     assert folder_state(folder) == files_before  # no dump.rdb, no .redis, nothing rewritten
     assert snapshot(learner_redis.url) == redis_before
     assert_finished_cleanly(result)
