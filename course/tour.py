@@ -618,18 +618,24 @@ def clear_stock(url: str) -> None:
         client.delete(*(expected.stock_key(product["itemId"]) for product in expected.PRODUCTS))
 
 
+def other_answers(bodies: list[str], expected_answers: int) -> str:
+    """How many of the simultaneous requests got some other answer, or none (a timeout, an error)."""
+    others = len(bodies) - expected_answers
+    return f", {others} other answers or none" if others else ""
+
+
 def probe_stock_overselling(outcome: Outcome, url: str, port: int) -> None:
     """100 simultaneous reservations of item 1 (4 in stock): more than 4 confirmed is overselling."""
     clear_stock(url)
     in_stock = expected.PRODUCTS[0]["initialAvailableQuantity"]
     bodies = simultaneous_gets(port, "/reserve_product/1", expected.SIMULTANEOUS_REQUESTS)
     confirmed = bodies.count(expected.RESERVATION_CONFIRMED)
-    unanswered = f", {bodies.count('')} got no answer" if "" in bodies else ""
+    refused = bodies.count(expected.NOT_ENOUGH_STOCK)
     outcome.show(
         "100 simultaneous reservations",
         [
             f"{expected.SIMULTANEOUS_REQUESTS} requests for item 1, {in_stock} in stock:"
-            f" {confirmed} confirmed{unanswered}"
+            f" {confirmed} confirmed, {refused} not enough stock{other_answers(bodies, confirmed + refused)}"
         ],
     )
     if confirmed > in_stock:
@@ -679,9 +685,8 @@ def probe_seat_overselling(url: str, lessons: Lessons) -> Outcome:
     with serving(url, "100_seat.py", lessons, Outcome()) as (port, server, server_lines):
         if port is None:
             return outcome
-        queued = simultaneous_gets(port, "/reserve_seat", expected.SIMULTANEOUS_REQUESTS).count(
-            expected.RESERVATION_IN_PROCESS
-        )
+        answers = simultaneous_gets(port, "/reserve_seat", expected.SIMULTANEOUS_REQUESTS)
+        queued = answers.count(expected.RESERVATION_IN_PROCESS)
         simultaneous_gets(port, "/process", expected.SEAT_PROCESS_CALLS)
         server_lines += seat_job_lines(server, queued, lessons.timeout)
         completed = sum(bool(expected.SEAT_JOB_COMPLETED.fullmatch(line)) for line in server_lines)
@@ -689,8 +694,9 @@ def probe_seat_overselling(url: str, lessons: Lessons) -> Outcome:
     outcome.show(
         "100 simultaneous reservations",
         [
-            f"{expected.SIMULTANEOUS_REQUESTS} requests for {expected.INITIAL_SEATS} seats, then /process"
-            f" twice at once: {queued} queued, {completed} completed, then {seats}"
+            f"{expected.SIMULTANEOUS_REQUESTS} requests for {expected.INITIAL_SEATS} seats:"
+            f" {queued} queued{other_answers(answers, queued)}; then /process twice at once:"
+            f" {completed} completed, then {seats}"
         ],
     )
     if completed > expected.INITIAL_SEATS:
