@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install tour test lint redis stop dashboard clean
+.PHONY: install tour check reset test lint redis stop dashboard clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +14,19 @@ $(BIN)/.installed: pyproject.toml
 ## install: the virtual environment .venv with the project and its dependencies
 install: $(BIN)/.installed
 
-## tour: every course task in order (task 0 provisions Redis), each compared with the course
+## tour: every course task in order, each compared with the course, on a Redis of its own
+# The same run as `make check DIR=.`, with the tour's rules: all 11 tasks must be there.
 tour: $(BIN)/.installed
 	$(BIN)/python -m course.tour
+
+## check: the course run against your own solution: make check DIR=path/to/solution
+check: $(BIN)/.installed
+	@test -n "$(DIR)" || { echo "Usage: make check DIR=path/to/solution" >&2; exit 2; }
+	$(BIN)/python -m course.check "$(DIR)"
+
+## reset: the course's fresh state back on REDIS_URL: stock, 50 seats, no HolbertonSchools
+reset: $(BIN)/.installed
+	$(BIN)/python -m course.reset
 
 ## test: the whole test suite, each test on its own real redis-server (and fakeredis)
 # redis_setup.sh build prints what it did, then the directory holding redis-server.

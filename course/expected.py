@@ -201,3 +201,86 @@ SEAT_SESSION = [
 ]
 SEAT_JOB_COMPLETED = re.compile(r"Seat reservation job (\d+) completed")
 SEAT_JOB_FAILED = re.compile(r"Seat reservation job (\d+) failed: (.+)")
+
+# The course's data: the keys the lessons keep in Redis, and their fresh values ------------
+# (``make reset`` puts these back; tests/test_course_data.py checks the lessons use the same.)
+
+SCHOOLS_HASH_KEY = "HolbertonSchools"
+
+PRODUCTS = [
+    {"itemId": 1, "itemName": "Suitcase 250", "price": 50, "initialAvailableQuantity": 4},
+    {"itemId": 2, "itemName": "Suitcase 450", "price": 100, "initialAvailableQuantity": 10},
+    {"itemId": 3, "itemName": "Suitcase 650", "price": 350, "initialAvailableQuantity": 2},
+    {"itemId": 4, "itemName": "Suitcase 1050", "price": 550, "initialAvailableQuantity": 5},
+]
+
+
+def stock_key(item_id: int) -> str:
+    """The key holding the units of a product still available (absent: all of them)."""
+    return f"item.{item_id}"
+
+
+AVAILABLE_SEATS_KEY = "available_seats"
+RESERVATION_ENABLED_KEY = "reservation_enabled"
+RESERVATION_ENABLED = "true"
+
+TASK6_QUEUE = "push_notification_code"
+TASK7_QUEUE = "push_notification_code_2"
+SEAT_QUEUE = "reserve_seat"
+
+
+# What a job program should have printed, to show beside what it did print -----------------
+# The checkers above give the verdict; these give the expected lines for a diff, with the
+# job ids the program printed (``ID`` where it printed none, or ids that do not increase).
+
+ID = "ID"
+
+
+def created_line(job_id: int | str) -> str:
+    return f"Notification job created: {job_id}"
+
+
+def task6_creator_wanted(lines: list[str]) -> list[str]:
+    ids = created_ids(lines[:1])
+    return [created_line(ids[0] if ids else ID), "Notification job completed"]
+
+
+def task7_ids(lines: list[str]) -> list[int | str]:
+    """The ids the 11 ``created`` lines gave, if they are 11 increasing ids; placeholders otherwise."""
+    ids = created_ids(lines[: len(TASK7_JOBS)])
+    if len(ids) == len(TASK7_JOBS) and ids == sorted(set(ids)):
+        return list(ids)
+    return [ID] * len(TASK7_JOBS)
+
+
+def task7_creator_wanted(lines: list[str]) -> list[str]:
+    ids = task7_ids(lines)
+    events = [line for job, job_id in zip(TASK7_JOBS, ids, strict=True) for line in task7_events(job, job_id)]
+    return [*map(created_line, ids), *events]
+
+
+def task7_in_job_order(lines: list[str]) -> list[str]:
+    """The creator's lines with each job's events gathered after the 11 ``created`` lines, job by job.
+
+    Lines of different jobs may interleave; gathered, they line up with ``task7_creator_wanted``.
+    Lines that belong to no job come last.
+    """
+    created, events = lines[: len(TASK7_JOBS)], lines[len(TASK7_JOBS) :]
+    gathered = []
+    for job_id in created_ids(created):
+        gathered += [line for line in events if line.startswith(f"Notification job {job_id} ")]
+    rest = list(events)
+    for line in gathered:
+        rest.remove(line)
+    return [*created, *gathered, *rest]
+
+
+def task8_main_wanted(lines: list[str]) -> list[str]:
+    ids = created_ids(lines[:1])
+    return [created_line(ids[0] if ids else ID)]
+
+
+# Reservations under load: what the course's JavaScript got wrong --------------------------
+
+SIMULTANEOUS_REQUESTS = 100
+SEAT_PROCESS_CALLS = 2

@@ -1,6 +1,10 @@
 """Run the lessons the way a learner does: ``python NAME`` from the project root, REDIS_URL set.
 
-``make tour`` and the tests both drive the numbered scripts through these functions.
+``make tour`` and the tests both drive the numbered scripts through these functions. A
+lesson started with ``own_session=True`` runs in a session (a process group) of its own,
+as a terminal runs a job: stopping it reaches every process it started, and whatever of
+the group is left once it has exited (a worker it forked, say) is killed, so nothing
+outlives it. ``cwd`` runs the lessons of another folder (``make check``).
 """
 
 from __future__ import annotations
@@ -11,10 +15,21 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+import weakref
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT_TIMEOUT_SECONDS = 60
+# How long a lesson that ran out of time gets to stop on Ctrl-C before it is killed.
+SCRIPT_STOP_SECONDS = 10
+# After SIGKILL, how long to wait for the last output of processes outside the lesson's group.
+KILLED_OUTPUT_SECONDS = 5
+
+# The lessons started in a session of their own, which stop_script stops group and all, and
+# those of them not stopped yet (stop_every_lesson stops them).
+_IN_OWN_SESSION: weakref.WeakSet[subprocess.Popen[str]] = weakref.WeakSet()
+_RUNNING_IN_OWN_SESSION: set[subprocess.Popen[str]] = set()
 
 
 def script_env(url: str, **extra: str) -> dict[str, str]:
@@ -24,42 +39,126 @@ def script_env(url: str, **extra: str) -> dict[str, str]:
 
 
 def run_script(
-    name: str, url: str, *args: str, timeout: float = SCRIPT_TIMEOUT_SECONDS, **extra_env: str
+    name: str,
+    url: str,
+    *args: str,
+    timeout: float = SCRIPT_TIMEOUT_SECONDS,
+    cwd: Path = ROOT,
+    own_session: bool = False,
+    **extra_env: str,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python NAME`` from the project root, as a learner does, and capture its output."""
-    return subprocess.run(
-        [sys.executable, name, *args],
-        cwd=ROOT,
-        env=script_env(url, **extra_env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """Run ``python NAME`` from ``cwd`` (the project root), as a learner does, and capture its output.
+
+    One still running after ``timeout`` is stopped as Ctrl-C would stop it; then
+    ``subprocess.TimeoutExpired`` is raised, carrying what it printed.
+    """
+    process = start_script(name, url, *args, cwd=cwd, own_session=own_session, **extra_env)
+    output = Output(process)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stdout, stderr = end_lesson(process, output, signal.SIGINT, SCRIPT_STOP_SECONDS)
+        raise subprocess.TimeoutExpired(process.args, timeout, stdout, stderr) from None
+    except BaseException:  # Ctrl-C: the lesson goes too
+        end_lesson(process, output, signal.SIGINT, SCRIPT_STOP_SECONDS)
+        raise
+    stdout, stderr = end_lesson(process, output, signal.SIGINT, SCRIPT_STOP_SECONDS)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-def start_script(name: str, url: str, *args: str, **extra_env: str) -> subprocess.Popen[str]:
+def start_script(
+    name: str, url: str, *args: str, cwd: Path = ROOT, own_session: bool = False, **extra_env: str
+) -> subprocess.Popen[str]:
     """Start a long-running lesson (a subscriber, a processor, a server) in the background."""
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, name, *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=script_env(url, **extra_env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=own_session,
     )
+    if own_session:
+        _IN_OWN_SESSION.add(process)
+        _RUNNING_IN_OWN_SESSION.add(process)
+    return process
+
+
+class Output:
+    """A lesson's stdout and stderr, read to their end in the background (so it never blocks writing)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self._parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, self._parts[name]), daemon=True)
+            for name, stream in (("stdout", process.stdout), ("stderr", process.stderr))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream, parts: list[str]) -> None:
+        # A stream that a caller already read to its end with communicate() is closed: nothing left.
+        try:
+            while not stream.closed and (chunk := stream.read(4096)):
+                parts.append(chunk)
+        except ValueError:  # closed by such a caller meanwhile
+            pass
+
+    def text(self, timeout: float) -> tuple[str, str]:
+        """(stdout, stderr) once both are closed, or what came within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        for reader in self._readers:
+            reader.join(max(0.0, deadline - time.monotonic()))
+        return "".join(self._parts["stdout"]), "".join(self._parts["stderr"])
+
+
+def signal_lesson(process: subprocess.Popen[str], sig: int) -> None:
+    """Signal the lesson; one in a session of its own with every process of its group."""
+    try:
+        if process in _IN_OWN_SESSION:
+            os.killpg(process.pid, sig)
+        elif process.poll() is None:
+            process.send_signal(sig)
+    except ProcessLookupError:  # it has ended, and so has all of its group
+        pass
+
+
+def end_lesson(process: subprocess.Popen[str], output: Output, sig: int, timeout: float) -> tuple[str, str]:
+    """Signal a lesson still running, kill it if it is still there ``timeout`` s later; its output.
+
+    Once it has exited, what is left of its own group is killed: while any process of the
+    group lives, no new group can take its id, so this reaches only the lesson's leftovers.
+    """
+    if process.poll() is None:
+        signal_lesson(process, sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        signal_lesson(process, signal.SIGKILL)
+        process.kill()
+        process.wait()
+    if process in _IN_OWN_SESSION:
+        signal_lesson(process, signal.SIGKILL)
+        _RUNNING_IN_OWN_SESSION.discard(process)
+    return output.text(KILLED_OUTPUT_SECONDS)
 
 
 def stop_script(
     process: subprocess.Popen[str], sig: int = signal.SIGINT, timeout: float = 20
 ) -> tuple[str, str]:
-    """Stop a background lesson as Ctrl-C would and return its (stdout, stderr)."""
-    if process.poll() is None:
-        process.send_signal(sig)
-    try:
-        return process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.communicate()
+    """Stop a background lesson as Ctrl-C would and return its (stdout, stderr).
+
+    One that has not exited ``timeout`` seconds later is killed.
+    """
+    return end_lesson(process, Output(process), sig, timeout)
+
+
+def stop_every_lesson() -> None:
+    """Stop the lessons started in sessions of their own that nothing stopped yet (after Ctrl-C, say)."""
+    for process in list(_RUNNING_IN_OWN_SESSION):
+        stop_script(process)
 
 
 def lines(text: str) -> list[str]:

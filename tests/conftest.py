@@ -22,6 +22,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from learner_redis import fill_like_a_learner
 from pytest_redis import factories
 from rq import Queue, SimpleWorker, Worker
 from rq.worker import WorkerStatus
@@ -299,3 +300,15 @@ def seat_client(seat_server, seat_processors_started) -> FlaskClient:
     """The API just launched: 50 seats, reservations enabled."""
     seat.set_up_seats()
     return seat.app.test_client()
+
+
+@pytest.fixture
+def learner_redis(tmp_path) -> Iterator[OwnRedis]:
+    """A server standing for the learner's own, holding a learner's keys and queued jobs."""
+    directory = tmp_path / "learner-redis"
+    directory.mkdir()
+    server = OwnRedis(directory, persistent=False)
+    server.start()
+    fill_like_a_learner(server.url)
+    yield server
+    server.stop()

@@ -1,0 +1,85 @@
+"""The course's data lives once, in course/expected.py: the lessons use the same keys and values.
+
+``make reset`` and the checker read expected.py and never import a numbered lesson; these
+tests are what keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+
+import fakeredis
+import pytest
+
+from course import expected
+from course.lessons import ROOT
+
+stock = importlib.import_module("9_stock")
+seat = importlib.import_module("100_seat")
+advanced_op = importlib.import_module("4_redis_advanced_op")
+
+
+def test_the_stock_api_sells_the_course_products_under_the_course_keys():
+    assert stock.LIST_PRODUCTS == expected.PRODUCTS
+    assert json.dumps(expected.PRODUCTS, separators=(",", ":")) == expected.PRODUCTS_BODY
+    for product in expected.PRODUCTS:
+        assert stock.stock_key(product["itemId"]) == expected.stock_key(product["itemId"])
+
+
+def test_the_seat_api_keeps_its_seats_under_the_course_keys():
+    assert seat.AVAILABLE_SEATS_KEY == expected.AVAILABLE_SEATS_KEY
+    assert seat.RESERVATION_ENABLED_KEY == expected.RESERVATION_ENABLED_KEY
+    assert seat.ENABLED == expected.RESERVATION_ENABLED
+    assert seat.INITIAL_SEATS == expected.INITIAL_SEATS
+    assert seat.QUEUE_NAME == expected.SEAT_QUEUE
+
+
+@pytest.mark.parametrize(
+    ("lesson", "queue"),
+    [
+        ("6_job_creator", expected.TASK6_QUEUE),
+        ("6_job_processor", expected.TASK6_QUEUE),
+        ("7_job_creator", expected.TASK7_QUEUE),
+        ("7_job_processor", expected.TASK7_QUEUE),
+        ("8_job", expected.TASK8_QUEUE),
+    ],
+)
+def test_the_job_lessons_use_the_course_queues(lesson, queue):
+    assert queue == importlib.import_module(lesson).QUEUE_NAME
+
+
+def test_task_4_writes_the_course_hash(monkeypatch, capsys):
+    client = fakeredis.FakeRedis(decode_responses=True)
+    monkeypatch.setattr(advanced_op, "connect", lambda: client)
+
+    advanced_op.main()
+
+    assert client.hgetall(expected.SCHOOLS_HASH_KEY) == advanced_op.HOLBERTON_SCHOOLS
+    assert capsys.readouterr().out.splitlines() == expected.REDIS_ADVANCED_OP[1:]
+
+
+def imported_names(tree: ast.AST) -> list[str]:
+    """Every module a piece of code imports, by statement or by importlib.import_module("...")."""
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            names.append(node.args[0].value)
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(path.name for path in (ROOT / "course").glob("*.py")))
+def test_the_course_package_never_imports_a_numbered_lesson(module):
+    tree = ast.parse((ROOT / "course" / module).read_text())
+
+    assert [name for name in imported_names(tree) if name[:1].isdigit()] == []

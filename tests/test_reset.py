@@ -1,0 +1,86 @@
+"""``make reset``: the course's fresh state back on the learner's Redis, and nothing else changed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import redis
+from conftest import free_port
+from learner_redis import learner_env, snapshot
+
+from course import expected
+from course.lessons import ROOT, lines, run_script, start_script, stop_script
+from course.tour import get, wait_until_serving
+
+
+def reset(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "course.reset"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def course_keys() -> set[bytes]:
+    keys = [expected.stock_key(product["itemId"]) for product in expected.PRODUCTS]
+    keys += [expected.AVAILABLE_SEATS_KEY, expected.RESERVATION_ENABLED_KEY, expected.SCHOOLS_HASH_KEY]
+    return {key.encode() for key in keys}
+
+
+def without_course_keys(state: dict) -> dict:
+    """A snapshot less the course's keys in database 0: what reset must leave alone."""
+    keys = {
+        (database, key): value
+        for (database, key), value in state["keys"].items()
+        if not (database == 0 and key in course_keys())
+    }
+    return {"keys": keys, "queues": state["queues"]}
+
+
+def test_reset_puts_back_the_course_keys_and_touches_nothing_else(learner_redis):
+    before = snapshot(learner_redis.url)
+
+    result = reset(learner_env(learner_redis.url, learner_redis.port))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert lines(result.stdout) == [
+        f"Course state restored on 127.0.0.1:{learner_redis.port}/0: item.1=4, item.2=10, item.3=2, item.4=5,"
+        " available_seats=50, reservation_enabled=true",
+        "HolbertonSchools (task 4's hash) removed",
+    ]
+    with redis.Redis.from_url(learner_redis.url, decode_responses=True) as client:
+        assert client.mget(expected.stock_key(n) for n in (1, 2, 3, 4)) == ["4", "10", "2", "5"]
+        assert client.get(expected.AVAILABLE_SEATS_KEY) == "50"
+        assert client.get(expected.RESERVATION_ENABLED_KEY) == "true"
+        assert not client.exists(expected.SCHOOLS_HASH_KEY)
+    after = snapshot(learner_redis.url)
+    assert without_course_keys(after) == without_course_keys(before)
+    assert len(without_course_keys(before)["keys"]) > 10  # the learner's strings, jobs, queues...
+
+
+def test_after_a_reset_the_course_transcripts_hold_again(learner_redis):
+    env = learner_env(learner_redis.url, learner_redis.port)
+    assert reset(env).returncode == 0
+    assert "HolbertonSchools (task 4's hash) was not there" in reset(env).stdout  # a second reset
+
+    task4 = run_script("4_redis_advanced_op.py", learner_redis.url)
+    port = free_port()
+    server = start_script("9_stock.py", learner_redis.url, PORT=str(port))
+    try:
+        assert wait_until_serving(server, port)
+        answers = [get(port, path)[2] for path in ("/list_products/1", "/reserve_product/1")]
+    finally:
+        stop_script(server)
+
+    assert lines(task4.stdout) == expected.REDIS_ADVANCED_OP
+    assert answers == [expected.product_body(4), expected.RESERVATION_CONFIRMED]
+
+
+def test_reset_without_redis_says_so_in_the_course_words(dead_redis_url):
+    result = reset({**os.environ, "REDIS_URL": dead_redis_url})
+
+    assert result.returncode == 1
+    assert len(lines(result.stdout)) == 1
+    assert result.stdout.startswith(expected.NOT_CONNECTED_PREFIX)
+    assert "Traceback" not in result.stdout + result.stderr
