@@ -8,10 +8,10 @@ from course.settings import parse_command_line
 
 
 def main() -> None:
-    parse_command_line(__doc__)
     with connect():
         pass
 
 
 if __name__ == "__main__":
+    parse_command_line(__doc__)
     run(main)

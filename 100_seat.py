@@ -337,11 +337,11 @@ def process() -> Response:
 
 
 def main() -> None:
-    parse_command_line(__doc__)
     address = listen_address()
     connect_at_launch(set_up_seats)
     serve(__file__, address)
 
 
 if __name__ == "__main__":
+    parse_command_line(__doc__)
     run(main)

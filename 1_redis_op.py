@@ -17,7 +17,6 @@ def display_school_value(client: Redis, school_name: str) -> None:
 
 
 def main() -> None:
-    parse_command_line(__doc__)
     with connect() as client:
         display_school_value(client, "Holberton")
         set_new_school(client, "HolbertonSanFrancisco", "100")
@@ -25,4 +24,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    parse_command_line(__doc__)
     run(main)

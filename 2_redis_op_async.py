@@ -29,9 +29,9 @@ async def lesson() -> None:
 
 
 def main() -> None:
-    parse_command_line(__doc__)
     asyncio.run(lesson())
 
 
 if __name__ == "__main__":
+    parse_command_line(__doc__)
     run(main)

@@ -26,11 +26,11 @@ def display_hash(client: Redis, key: str) -> None:
 
 
 def main() -> None:
-    parse_command_line(__doc__)
     with connect() as client:
         create_hash(client, "HolbertonSchools", HOLBERTON_SCHOOLS)
         display_hash(client, "HolbertonSchools")
 
 
 if __name__ == "__main__":
+    parse_command_line(__doc__)
     run(main)

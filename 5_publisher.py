@@ -33,7 +33,6 @@ def publish_message(client: Redis, message: str, time: int) -> threading.Timer:
 
 
 def main() -> None:
-    parse_command_line(__doc__)
     with connect() as client:
         timers = [publish_message(client, message, time) for message, time in MESSAGES]
         for timer in timers:
@@ -41,4 +40,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    parse_command_line(__doc__)
     run(main)

@@ -34,7 +34,6 @@ def print_messages(pubsub: PubSub) -> None:
 
 
 def main() -> None:
-    parse_command_line(__doc__)
     with client_from_env() as client, client.pubsub() as pubsub:
         subscribe(pubsub, CHANNEL)
         print(CONNECTED, flush=True)
@@ -42,4 +41,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    parse_command_line(__doc__)
     run(main)

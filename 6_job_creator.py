@@ -25,7 +25,6 @@ def print_outcome(event: JobEvent) -> None:
 
 
 def main() -> None:
-    parse_command_line(__doc__)
     queue = Queue(QUEUE_NAME, connection=client_from_env(decode_responses=False))
     with JobWatch(queue, on_event=print_outcome) as watch:
         job_id = watch.enqueue(JOB_FUNCTION, JOB_DATA)
@@ -34,4 +33,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    parse_command_line(__doc__)
     run(main)

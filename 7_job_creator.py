@@ -41,7 +41,6 @@ def create_notification_jobs(watch: JobWatch, jobs: list[dict]) -> list[str]:
 
 
 def main() -> None:
-    parse_command_line(__doc__)
     queue = Queue(QUEUE_NAME, connection=client_from_env(decode_responses=False))
     with JobWatch(queue, on_event=print_event) as watch:
         create_notification_jobs(watch, JOBS)
@@ -49,4 +48,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    parse_command_line(__doc__)
     run(main)

@@ -18,11 +18,11 @@ JOBS = [{"phoneNumber": "4153518780", "message": "This is the code 1234 to verif
 
 
 def main() -> None:
-    parse_command_line(__doc__)
     # Like Kue's createQueue(): the queue stands for the Redis server the jobs go to.
     queue = Queue(connection=client_from_env(decode_responses=False))
     create_push_notifications_jobs(JOBS, queue).close()
 
 
 if __name__ == "__main__":
+    parse_command_line(__doc__)
     run(main)

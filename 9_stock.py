@@ -176,11 +176,11 @@ def reserve_product(item_id: int | None) -> Response:
 
 
 def main() -> None:
-    parse_command_line(__doc__)
     address = listen_address()
     connect_at_launch()
     serve(__file__, address)
 
 
 if __name__ == "__main__":
+    parse_command_line(__doc__)
     run(main)

@@ -38,11 +38,11 @@ def create_dashboard() -> Flask:
 
 
 def main() -> None:
-    parse_command_line(__doc__)
     serve(__file__, listen_address("DASHBOARD_PORT", DEFAULT_PORT))
 
 
 if __name__ == "__main__":
+    parse_command_line(__doc__)
     run(main)
 else:
     # Made where a server worker imports this module; run as a program, main() first checks

@@ -687,6 +687,8 @@ def probe_seat_overselling(url: str, lessons: Lessons) -> Outcome:
             return outcome
         answers = simultaneous_gets(port, "/reserve_seat", expected.SIMULTANEOUS_REQUESTS)
         queued = answers.count(expected.RESERVATION_IN_PROCESS)
+        # The course's other answers: a queue bounded by the seats left, or reservations blocked.
+        refused = answers.count(expected.RESERVATION_FAILED) + answers.count(expected.RESERVATION_BLOCKED)
         simultaneous_gets(port, "/process", expected.SEAT_PROCESS_CALLS)
         server_lines += seat_job_lines(server, queued, lessons.timeout)
         completed = sum(bool(expected.SEAT_JOB_COMPLETED.fullmatch(line)) for line in server_lines)
@@ -695,7 +697,8 @@ def probe_seat_overselling(url: str, lessons: Lessons) -> Outcome:
         "100 simultaneous reservations",
         [
             f"{expected.SIMULTANEOUS_REQUESTS} requests for {expected.INITIAL_SEATS} seats:"
-            f" {queued} queued{other_answers(answers, queued)}; then /process twice at once:"
+            f" {queued} queued, {refused} refused{other_answers(answers, queued + refused)};"
+            " then /process twice at once:"
             f" {completed} completed, then {seats}"
         ],
     )
