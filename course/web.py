@@ -134,10 +134,10 @@ def redis_client(**options: Any) -> redis.Redis:
     return client_from_env(**options)
 
 
-def port_from_env() -> int:
-    value = os.environ.get("PORT") or str(DEFAULT_PORT)
+def port_from_env(port_variable: str = "PORT", default_port: int = DEFAULT_PORT) -> int:
+    value = os.environ.get(port_variable) or str(default_port)
     if not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):
-        sys.exit(f"PORT must be a TCP port number (1-65535), not {value!r}")
+        sys.exit(f"{port_variable} must be a TCP port number (1-65535), not {value!r}")
     return int(value)
 
 
@@ -190,7 +190,7 @@ def load_app_in_worker(script: str) -> Flask:
     return app
 
 
-def serve(script: str) -> None:
+def serve(script: str, *, port_variable: str = "PORT", default_port: int = DEFAULT_PORT) -> None:
     """Serve the ``app`` defined in ``script`` (pass ``__file__``) until Ctrl-C or SIGTERM.
 
     Each worker imports the script as a module of its own, so whatever the module makes at
@@ -198,7 +198,7 @@ def serve(script: str) -> None:
     Exits with status 0 once stopped; with a one-line message and status 1 if ``PORT`` is
     not a port number or the port is taken.
     """
-    host, port = os.environ.get("HOST") or DEFAULT_HOST, port_from_env()
+    host, port = os.environ.get("HOST") or DEFAULT_HOST, port_from_env(port_variable, default_port)
     check_port_free(host, port)
     server = Granian(
         script,
