@@ -32,7 +32,7 @@ import redis
 import rq_dashboard
 import rq_dashboard.web
 from flask import Flask, Response, current_app, jsonify, request
-from rq import Worker, requeue_job
+from rq import Worker
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -149,6 +149,18 @@ class WorkerReadAsJSON(Worker):
         return super().all(connection, job_class, queue_class, queue, serializer or SERIALIZER)
 
 
+def requeue_readable_job(job_id: str, connection: redis.Redis) -> Job:
+    """RQ's ``requeue_job``, reading the job as JSON, for a job whose meta is JSON.
+
+    RQ keeps a meta it could not read as raw bytes, and takes the job out of the failed
+    registry before it saves it again: such a job would be lost on the way, so it stays put
+    (``get_meta`` raises, the answer is a 422).
+    """
+    job = JobReadAsJSON.fetch(job_id, connection=connection)
+    job.get_meta()
+    return job.requeue()
+
+
 def adapt_rq_dashboard() -> None:
     """Make rq-dashboard 0.9 read every job with ``SERIALIZER`` and mask passwords whole.
 
@@ -161,7 +173,7 @@ def adapt_rq_dashboard() -> None:
     rq_dashboard.web.config.serializer = SERIALIZER
     rq_dashboard.web.Job = JobReadAsJSON
     rq_dashboard.web.Worker = WorkerReadAsJSON
-    rq_dashboard.web.requeue_job = functools.partial(requeue_job, serializer=SERIALIZER)
+    rq_dashboard.web.requeue_job = requeue_readable_job
     rq_dashboard.web.escape_format_instance_list = masked_urls
 
 
