@@ -15,13 +15,20 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import redis
 from conftest import free_port
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
 
+from course.jobs import next_job_ids
 from course.lessons import start_script, stop_script
 
 READY_TIMEOUT_SECONDS = 30
 REQUEST_TIMEOUT_SECONDS = 10
 
+TASK7_QUEUE = "push_notification_code_2"
+BLACKLISTED_ERROR = "Phone number 4153518780 is blacklisted"
 LOOPBACK = "127.0.0.1"
 USER = "learner"
 PASSWORD = "dashboard-secret"
@@ -82,3 +89,14 @@ def served_dashboard(redis_url: str, **env: str) -> Iterator[int]:
     finally:
         stdout, stderr = stop_script(process)
     assert "Traceback" not in stdout + stderr, stdout + stderr
+
+
+def failed_task7_job(connection: redis.Redis, exc_string: str = BLACKLISTED_ERROR, **job_options) -> Job:
+    """A job of task 7's queue that failed with ``exc_string``, as its processor leaves one."""
+    (job_id,) = next_job_ids(connection)
+    queue = Queue(TASK7_QUEUE, connection=connection, **job_options)
+    job = queue.enqueue("7_job_processor.send_notification_job", {"phoneNumber": "4153518780"}, job_id=job_id)
+    queue.remove(job)
+    FailedJobRegistry(TASK7_QUEUE, connection=connection).add(job, exc_string=exc_string)
+    job.set_status(JobStatus.FAILED)
+    return job

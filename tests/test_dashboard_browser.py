@@ -19,13 +19,11 @@ from pathlib import Path
 
 import pytest
 from conftest import stopped_output
-from dashboard_support import served_dashboard
-from rq import Queue
+from dashboard_support import failed_task7_job, served_dashboard
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry
 
 from course import expected
-from course.jobs import next_job_ids
 from course.lessons import lines, run_script
 
 pytestmark = pytest.mark.timeout(300)
@@ -194,23 +192,16 @@ def test_a_page_of_another_origin_cannot_touch_the_jobs(
     chromium, tmp_path, redis_url, rq_redis, another_origin
 ):
     server, pages = another_origin
-    (job_id,) = next_job_ids(rq_redis)
-    queue = Queue(QUEUE, connection=rq_redis)
-    job = queue.enqueue("7_job_processor.send_notification_job", {"phoneNumber": "4153518780"}, job_id=job_id)
-    queue.remove(job)
-    FailedJobRegistry(QUEUE, connection=rq_redis).add(
-        job, exc_string="Phone number 4153518780 is blacklisted"
-    )
-    job.set_status(JobStatus.FAILED)
+    job = failed_task7_job(rq_redis)
 
     with served_dashboard(redis_url) as port:
         dashboard = f"http://127.0.0.1:{port}"
         rendered(chromium, tmp_path, f"{dashboard}/0/view/jobs/{QUEUE}/failed/8/asc/1")  # the learner looks
-        pages["/"] = attacker_page(dashboard, job_id)
+        pages["/"] = attacker_page(dashboard, job.id)
         page = rendered(
             chromium, tmp_path, f"http://127.0.0.1:{server.server_port}/"
         )  # then browses elsewhere
 
         assert '<p id="sent">fulfilled fulfilled fulfilled</p>' in page  # the browser did send them
         assert job.get_status(refresh=True) == JobStatus.FAILED
-        assert FailedJobRegistry(QUEUE, connection=rq_redis).get_job_ids() == [job_id]
+        assert FailedJobRegistry(QUEUE, connection=rq_redis).get_job_ids() == [job.id]

@@ -9,7 +9,7 @@ credentials; and every answer to an action is JSON.
 from __future__ import annotations
 
 import pytest
-from dashboard_support import PASSWORD, USER, basic_auth, send, served_dashboard
+from dashboard_support import PASSWORD, USER, basic_auth, failed_task7_job, send, served_dashboard
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
@@ -61,16 +61,8 @@ def locked_dashboard(redis_proc):
 
 @pytest.fixture
 def failed_job(redis_url, rq_redis) -> Job:
-    """A failed job of task 7's queue: every action has something to destroy or requeue."""
-    (job_id,) = next_job_ids(rq_redis)
-    queue = Queue(QUEUE, connection=rq_redis)
-    job = queue.enqueue("7_job_processor.send_notification_job", {"phoneNumber": "4153518780"}, job_id=job_id)
-    queue.remove(job)
-    FailedJobRegistry(QUEUE, connection=rq_redis).add(
-        job, exc_string="Phone number 4153518780 is blacklisted"
-    )
-    job.set_status(JobStatus.FAILED)
-    return job
+    """Every action has something to destroy or requeue."""
+    return failed_task7_job(rq_redis)
 
 
 def path_of(template: str, job: Job) -> str:
