@@ -12,13 +12,18 @@ rq-dashboard 0.9 trusts whoever reaches it; this wrapper does not:
 - an action is a POST from the dashboard's own pages: another origin (any web page the
   learner visits) is refused, and so is a request for another ``Host`` (DNS rebinding);
 - jobs are read as JSON (RQ's ``JSONSerializer``), never unpickled: what is in Redis is data;
+- its pages run only the scripts they were served with: markup in a job's data or error
+  message stays inert (rq-dashboard writes those into the job page as HTML), and no other
+  site may frame them;
 - the Redis password is masked, whatever characters it holds;
 - every error, Redis away included, is a JSON answer.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import hmac
 import json
 import os
@@ -80,6 +85,17 @@ OWN_FETCH_SITES = frozenset({"same-origin", "none"})
 # "@", ":" or "/" included), as long as the URL has an "@" at all.
 USERINFO = re.compile(r"(?<=://).*@")
 MASKED_USERINFO = "***:***@"
+
+# rq-dashboard's job page puts a job's description, meta and error message into the page as
+# HTML: a job failing with "<img src=x onerror=...>" would run that script in the dashboard's
+# origin, with its credentials. This policy lets only the page's own scripts run (its files,
+# and its inline scripts by hash); Underscore's templates compile with ``new Function``
+# ('unsafe-eval'), which runs no markup. It also keeps other sites from framing the page.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-eval' {inline_scripts}; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
 
 ACTIONS_DISABLED = (
     f"Dashboard actions are disabled: set {USER_VARIABLE} and {PASSWORD_VARIABLE} to enable them"
@@ -260,6 +276,21 @@ def guard(addresses: frozenset[str], credentials: tuple[str, str] | None) -> Cal
     return check_request
 
 
+def script_hash(source: str) -> str:
+    digest = hashlib.sha256(source.encode()).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
+
+
+def only_own_scripts(response: Response) -> Response:
+    """An HTML page gets a policy that runs the scripts it was served with, and nothing added later."""
+    if response.mimetype == "text/html":
+        hashes = {script_hash(source) for source in INLINE_SCRIPT.findall(response.get_data(as_text=True))}
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.format(
+            inline_scripts=" ".join(sorted(hashes))
+        )
+    return response
+
+
 def needing_redis(view: Callable[..., Response]) -> Callable[..., Response]:
     """rq-dashboard's queues page answers its own HTML "Connection Error" with status 200; check first."""
 
@@ -292,6 +323,7 @@ def create_dashboard() -> Flask:
     # would otherwise exist only once a page had been served, and an action fail before that.
     rq_dashboard.web.setup_rq_connection(app)
     app.before_request(guard(dashboard_addresses(host, port), credentials))
+    app.after_request(only_own_scripts)
     app.view_functions["rq_dashboard.queues_overview"] = needing_redis(
         app.view_functions["rq_dashboard.queues_overview"]
     )

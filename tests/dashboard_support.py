@@ -20,8 +20,9 @@ from conftest import free_port
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
+from rq.results import Result
 
-from course.jobs import next_job_ids
+from course.jobs import FAILURE_TTL_SECONDS, next_job_ids
 from course.lessons import start_script, stop_script
 
 READY_TIMEOUT_SECONDS = 30
@@ -98,5 +99,6 @@ def failed_task7_job(connection: redis.Redis, exc_string: str = BLACKLISTED_ERRO
     job = queue.enqueue("7_job_processor.send_notification_job", {"phoneNumber": "4153518780"}, job_id=job_id)
     queue.remove(job)
     FailedJobRegistry(TASK7_QUEUE, connection=connection).add(job, exc_string=exc_string)
+    Result.create_failure(job, ttl=FAILURE_TTL_SECONDS, exc_string=exc_string)
     job.set_status(JobStatus.FAILED)
     return job

@@ -22,6 +22,7 @@ from conftest import stopped_output
 from dashboard_support import failed_task7_job, served_dashboard
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
 
 from course import expected
 from course.lessons import lines, run_script
@@ -139,6 +140,24 @@ def test_after_task7_the_browser_shows_queues_counts_errors_and_integer_ids(
         for job_id, phone_number in zip(blacklisted, expected.BLACKLISTED, strict=True):
             assert f"Phone number {phone_number} is blacklisted" in failed_ids[job_id]
         assert sorted(int(attrs["data-job-id"]) for attrs, _ in finished) == others
+
+
+# Markup from Redis ---------------------------------------------------------------------------
+
+# A failure message any job data could produce; it marks the page if it ever runs.
+INJECTED = "<img src=\"x\" onerror=\"document.body.setAttribute('data-injected', 'ran')\">"
+
+
+def test_markup_in_a_jobs_error_does_not_run_on_the_job_page(chromium, tmp_path, redis_url, rq_redis):
+    job = failed_task7_job(
+        rq_redis, exc_string=f"Phone number {INJECTED} is blacklisted", serializer=JSONSerializer
+    )
+
+    with served_dashboard(redis_url) as port:
+        page = rendered(chromium, tmp_path, f"http://127.0.0.1:{port}/0/view/job/{job.id}")
+
+        assert f"<strong>Origin queue</strong>:<br>{QUEUE}</p>" in page  # the page's own scripts ran
+        assert "data-injected" not in page.split("<body", 1)[1].split(">", 1)[0]
 
 
 # A page of another origin --------------------------------------------------------------------

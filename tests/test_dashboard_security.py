@@ -270,3 +270,18 @@ def test_every_action_answers_json_even_on_a_fresh_dashboard(redis_url, rq_redis
         assert (path, answer.status) == (path, status)
         assert answer.json() == (body or {"error": answer.json().get("error")})
     assert Queue(QUEUE, connection=rq_redis).count == 0
+
+
+# The pages run only their own scripts and are not framed -----------------------------------
+
+
+@pytest.mark.parametrize("path", READ_ONLY_PATHS[:3])
+def test_pages_run_only_their_own_scripts_and_cannot_be_framed(path, failed_job, open_dashboard):
+    policy = dict(
+        directive.strip().split(" ", 1)
+        for directive in send(open_dashboard, "GET", path).headers["Content-Security-Policy"].split(";")
+    )
+
+    assert policy["frame-ancestors"] == "'none'"
+    assert "'unsafe-inline'" not in policy["script-src"]
+    assert "'sha256-" in policy["script-src"]
