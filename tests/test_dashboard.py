@@ -15,6 +15,7 @@ from conftest import OwnRedis, free_port
 from dashboard_support import send, served_dashboard
 from rq import Queue
 
+import course.dashboard
 from course.jobs import next_job_ids
 from course.lessons import run_script
 
@@ -201,3 +202,21 @@ def test_no_part_of_the_password_shows_anywhere(userinfo, password, tmp_path):
     assert f"redis://***:***@127.0.0.1:{server.port}/0" in answers["/"]
     leaks = {path: [word for word in FRAGMENTS if word in body] for path, body in answers.items()}
     assert leaks == dict.fromkeys(answers, [])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:qzwa/pvxe@127.0.0.1:6379/0",
+        "redis://:qzwa?pvxe#ykuj@127.0.0.1:6379/0",
+        "redis://qzwa:pvxe@ykuj@127.0.0.1:6379/0",
+        "rediss://qzwa@127.0.0.1:6379/0",
+    ],
+)
+def test_masking_hides_userinfo_that_does_not_even_parse(url):
+    """Characters that end the userinfo for a URL parser (/, ?, #) are still masked up to the last @."""
+    assert course.dashboard.masked_url(url) == url.split("://")[0] + "://***:***@127.0.0.1:6379/0"
+
+
+def test_a_url_without_userinfo_is_shown_as_it_is():
+    assert course.dashboard.masked_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
