@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -63,16 +64,25 @@ def chromium_command(chromium: str, profile: Path) -> list[str]:
     ]
 
 
-def rendered(chromium: str, profile: Path, url: str) -> str:
-    """The page's DOM once its scripts ran (``--dump-dom``)."""
+@dataclass
+class Rendered:
+    dom: str
+    console: list[str]  # what the page logged, Content Security Policy violations included
+
+    def policy_violations(self) -> list[str]:
+        return [line for line in self.console if "Content Security Policy" in line]
+
+
+def rendered(chromium: str, profile: Path, url: str) -> Rendered:
+    """The page's DOM once its scripts ran (``--dump-dom``), and its console."""
     result = subprocess.run(
-        [*chromium_command(chromium, profile), "--dump-dom", url],
+        [*chromium_command(chromium, profile), "--enable-logging=stderr", "--v=0", "--dump-dom", url],
         capture_output=True,
         text=True,
         timeout=BROWSER_TIMEOUT_SECONDS,
         check=True,
     )
-    return result.stdout
+    return Rendered(result.stdout, [line for line in result.stderr.splitlines() if ":CONSOLE" in line])
 
 
 class Rows(HTMLParser):
@@ -126,12 +136,14 @@ def test_after_task7_the_browser_shows_queues_counts_errors_and_integer_ids(
     blacklisted, others = task7_ids[:2], task7_ids[2:]
     with served_dashboard(redis_url) as port:
         base = f"http://127.0.0.1:{port}"
-        queues = rows_of(rendered(chromium, tmp_path, f"{base}/"), "queue")
-        failed = rows_of(rendered(chromium, tmp_path, f"{base}/0/view/jobs/{QUEUE}/failed/20/asc/1"), "job")
-        finished = rows_of(
-            rendered(chromium, tmp_path, f"{base}/0/view/jobs/{QUEUE}/finished/20/asc/1"), "job"
-        )
+        queues_page = rendered(chromium, tmp_path, f"{base}/")
+        failed_page = rendered(chromium, tmp_path, f"{base}/0/view/jobs/{QUEUE}/failed/20/asc/1")
+        finished_page = rendered(chromium, tmp_path, f"{base}/0/view/jobs/{QUEUE}/finished/20/asc/1")
+        queues = rows_of(queues_page.dom, "queue")
+        failed, finished = rows_of(failed_page.dom, "job"), rows_of(finished_page.dom, "job")
 
+        # The policy lets the pages' own scripts run: they rendered these rows.
+        assert [page.policy_violations() for page in (queues_page, failed_page, finished_page)] == [[]] * 3
         # Queue, then its queued, deferred, scheduled, started, finished, failed and canceled jobs.
         assert [cells for _, cells in queues] == [[QUEUE, "0", "0", "0", "0", str(len(others)), "2", "0"]]
         # Two workers finish jobs in any order: the registries list them by when they ended.
@@ -156,8 +168,10 @@ def test_markup_in_a_jobs_error_does_not_run_on_the_job_page(chromium, tmp_path,
     with served_dashboard(redis_url) as port:
         page = rendered(chromium, tmp_path, f"http://127.0.0.1:{port}/0/view/job/{job.id}")
 
-        assert f"<strong>Origin queue</strong>:<br>{QUEUE}</p>" in page  # the page's own scripts ran
-        assert "data-injected" not in page.split("<body", 1)[1].split(">", 1)[0]
+        assert f"<strong>Origin queue</strong>:<br>{QUEUE}</p>" in page.dom  # the page's own scripts ran
+        assert "is blacklisted</pre>" in page.dom  # the error message is shown
+        assert "data-injected" not in page.dom.split("<body", 1)[1].split(">", 1)[0]
+        assert page.policy_violations()  # the browser blocked the markup's handler
 
 
 # A page of another origin --------------------------------------------------------------------
@@ -221,6 +235,6 @@ def test_a_page_of_another_origin_cannot_touch_the_jobs(
             chromium, tmp_path, f"http://127.0.0.1:{server.server_port}/"
         )  # then browses elsewhere
 
-        assert '<p id="sent">fulfilled fulfilled fulfilled</p>' in page  # the browser did send them
+        assert '<p id="sent">fulfilled fulfilled fulfilled</p>' in page.dom  # the browser did send them
         assert job.get_status(refresh=True) == JobStatus.FAILED
         assert FailedJobRegistry(QUEUE, connection=rq_redis).get_job_ids() == [job.id]
