@@ -95,6 +95,15 @@ def test_it_serves_on_dashboard_port_whatever_port_says(redis_url):
             send(api_port, "GET", "/")
 
 
+def test_the_default_port_is_9181_not_the_apis(monkeypatch):
+    monkeypatch.delenv("DASHBOARD_PORT", raising=False)
+    monkeypatch.setenv("PORT", "1245")
+    client = course.dashboard.create_dashboard().test_client()
+
+    assert client.get("/favicon.ico", base_url="http://127.0.0.1:9181").status_code == 200
+    assert client.get("/favicon.ico", base_url="http://127.0.0.1:1245").status_code == 400
+
+
 def test_a_bad_dashboard_port_is_one_line_and_nothing_starts(redis_url):
     result = run_script("course/dashboard.py", redis_url, DASHBOARD_PORT="http", PORT="1245")
 

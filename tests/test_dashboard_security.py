@@ -86,15 +86,6 @@ def test_every_action_is_listed_here():
     assert actions == {endpoint for endpoint, _, _ in ACTIONS}
 
 
-def test_the_default_port_is_9181_not_the_apis(monkeypatch):
-    monkeypatch.delenv("DASHBOARD_PORT", raising=False)
-    monkeypatch.setenv("PORT", "1245")
-    client = course.dashboard.create_dashboard().test_client()
-
-    assert client.get("/favicon.ico", base_url="http://127.0.0.1:9181").status_code == 200
-    assert client.get("/favicon.ico", base_url="http://127.0.0.1:1245").status_code == 400
-
-
 # Without credentials -------------------------------------------------------------------------
 
 
