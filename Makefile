@@ -38,7 +38,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## dashboard: rq-dashboard, RQ's web UI, on http://127.0.0.1:9181 against REDIS_URL
+## dashboard: rq-dashboard, RQ's web UI, on http://127.0.0.1:$${DASHBOARD_PORT:-9181} against REDIS_URL
 dashboard: $(BIN)/.installed
 	$(BIN)/python -m course.dashboard
 

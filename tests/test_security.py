@@ -19,6 +19,7 @@ one's output with the course's; every line they print is recorded on the way.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import secrets
@@ -632,7 +633,9 @@ def test_a_wrong_password_is_a_503_from_the_apis_and_the_dashboard(password_port
         ]
         on_the_dashboard = get(dashboard_port, "/0/data/queues.json")
         assert unavailable == [(503, JSON, '{"error":"Service Unavailable"}')] * 6
-        assert on_the_dashboard[0] == 503 and REFUSED.fullmatch(on_the_dashboard[2]), on_the_dashboard
+        status, content_type, body = on_the_dashboard
+        assert (status, content_type) == (503, JSON), on_the_dashboard
+        assert REFUSED.fullmatch(json.loads(body)["error"]), on_the_dashboard
     finally:
         printed = stop_cleanly(stock) + stop_cleanly(seat) + stop_cleanly(dashboard)
     for lines_of_one in refused:

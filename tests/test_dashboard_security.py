@@ -1,0 +1,278 @@
+"""The dashboard's actions (delete, requeue, empty, compact) are for its user, not for any web page.
+
+Sent as curl would, header by header: without ``DASHBOARD_USER``/``DASHBOARD_PASSWORD`` every
+action is refused and the pages still work; with them, nothing answers without them; a
+foreign ``Host`` (DNS rebinding), another ``Origin`` and a GET are refused whatever the
+credentials; and every answer to an action is JSON.
+"""
+
+from __future__ import annotations
+
+import pytest
+from dashboard_support import PASSWORD, USER, basic_auth, failed_task7_job, send, served_dashboard
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+
+import course.dashboard
+from course.jobs import next_job_ids
+
+pytestmark = pytest.mark.timeout(180)
+
+QUEUE = "push_notification_code_2"
+
+# Every route of rq-dashboard 0.9 that changes something (test_every_action_is_listed_here keeps
+# this list complete): (endpoint, method, path).
+ACTIONS = [
+    ("rq_dashboard.delete_job_view", "POST", "/job/{job_id}/delete"),
+    ("rq_dashboard.requeue_job_view", "POST", "/job/{job_id}/requeue"),
+    ("rq_dashboard.requeue_all", "POST", "/requeue/{queue}"),
+    ("rq_dashboard.empty_queue", "POST", "/queue/{queue}/queued/empty"),
+    ("rq_dashboard.empty_queue", "POST", "/queue/{queue}/failed/empty"),
+    ("rq_dashboard.compact_queue", "POST", "/queue/{queue}/compact"),
+]
+ACTION_IDS = ["delete", "requeue", "requeue-all", "empty-queued", "empty-failed", "compact"]
+READ_ONLY_PATHS = [
+    "/",
+    "/0/view/workers",
+    f"/0/view/jobs/{QUEUE}/failed/8/asc/1",
+    "/0/data/queues.json",
+    f"/0/data/jobs/{QUEUE}/failed/8/asc/1.json",
+    "/0/data/workers.json",
+]
+
+
+def redis_url_of(redis_proc) -> str:
+    return f"redis://{redis_proc.host}:{redis_proc.port}/0"
+
+
+@pytest.fixture(scope="module")
+def open_dashboard(redis_proc):
+    """As ``make dashboard`` starts by default: no credentials."""
+    with served_dashboard(redis_url_of(redis_proc)) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def locked_dashboard(redis_proc):
+    with served_dashboard(redis_url_of(redis_proc), DASHBOARD_USER=USER, DASHBOARD_PASSWORD=PASSWORD) as port:
+        yield port
+
+
+@pytest.fixture
+def failed_job(redis_url, rq_redis) -> Job:
+    """Every action has something to destroy or requeue."""
+    return failed_task7_job(rq_redis)
+
+
+def path_of(template: str, job: Job) -> str:
+    return template.format(job_id=job.id, queue=QUEUE)
+
+
+def assert_untouched(job: Job) -> None:
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+    assert job.id in FailedJobRegistry(QUEUE, connection=job.connection).get_job_ids()
+
+
+def own_origin(port: int) -> dict[str, str]:
+    """What Chromium sends with a POST made by one of the dashboard's own pages."""
+    return {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"}
+
+
+def test_every_action_is_listed_here():
+    app = course.dashboard.create_dashboard()
+    actions = {rule.endpoint for rule in app.url_map.iter_rules()} - course.dashboard.READ_ONLY_ENDPOINTS
+
+    assert actions == {endpoint for endpoint, _, _ in ACTIONS}
+
+
+# Without credentials -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint, method, path", ACTIONS, ids=ACTION_IDS)
+def test_without_credentials_every_action_is_refused(endpoint, method, path, failed_job, open_dashboard):
+    answer = send(open_dashboard, method, path_of(path, failed_job), own_origin(open_dashboard))
+
+    assert answer.status == 403
+    assert answer.json() == {
+        "error": "Dashboard actions are disabled: set DASHBOARD_USER and DASHBOARD_PASSWORD to enable them"
+    }
+    assert_untouched(failed_job)
+
+
+@pytest.mark.parametrize("path", READ_ONLY_PATHS)
+def test_without_credentials_the_pages_work(path, failed_job, open_dashboard):
+    assert send(open_dashboard, "GET", path).status == 200
+
+
+# With credentials ----------------------------------------------------------------------------
+
+WRONG_CREDENTIALS = {
+    "none": {},
+    "wrong password": basic_auth(USER, "not-it"),
+    "wrong user": basic_auth("someone", PASSWORD),
+    "password as user": basic_auth(f"{USER}:{PASSWORD}", ""),
+}
+
+
+@pytest.mark.parametrize("headers", WRONG_CREDENTIALS.values(), ids=WRONG_CREDENTIALS.keys())
+@pytest.mark.parametrize("path", ["/", "/0/data/queues.json", "/static/js/jquery-3.5.1.min.js"])
+def test_with_credentials_set_nothing_answers_without_them(path, headers, locked_dashboard):
+    answer = send(locked_dashboard, "GET", path, headers)
+
+    assert answer.status == 401
+    assert answer.headers["WWW-Authenticate"] == 'Basic realm="RQ Dashboard"'
+    assert "DASHBOARD_USER" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("endpoint, method, path", ACTIONS, ids=ACTION_IDS)
+def test_with_credentials_an_action_without_them_is_refused(
+    endpoint, method, path, failed_job, locked_dashboard
+):
+    answer = send(locked_dashboard, method, path_of(path, failed_job), own_origin(locked_dashboard))
+
+    assert answer.status == 401
+    assert_untouched(failed_job)
+
+
+def test_with_credentials_the_dashboards_own_page_can_delete_a_job(failed_job, locked_dashboard):
+    headers = {**basic_auth(), **own_origin(locked_dashboard)}
+
+    answer = send(locked_dashboard, "POST", f"/job/{failed_job.id}/delete", headers)
+
+    assert (answer.status, answer.json()) == (200, {"status": "OK"})
+    assert not Job.exists(failed_job.id, connection=failed_job.connection)
+
+
+def test_with_credentials_a_failed_job_can_be_requeued(failed_job, locked_dashboard):
+    headers = {**basic_auth(), **own_origin(locked_dashboard)}
+
+    answer = send(locked_dashboard, "POST", f"/job/{failed_job.id}/requeue", headers)
+
+    assert (answer.status, answer.json()) == (200, {"status": "OK"})
+    assert failed_job.get_status(refresh=True) == JobStatus.QUEUED
+
+
+# Host, Origin, method: refused whatever the credentials ------------------------------------
+
+FOREIGN_HOSTS = ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example:{port}", "127.0.0.1:1", ""]
+
+
+@pytest.mark.parametrize("host", FOREIGN_HOSTS)
+@pytest.mark.parametrize(
+    "method, path", [("GET", "/"), ("GET", "/0/data/queues.json"), ("POST", ACTIONS[3][2])]
+)
+def test_a_foreign_host_is_refused(host, method, path, failed_job, locked_dashboard):
+    headers = {**basic_auth(), "Host": host.format(port=locked_dashboard)}
+
+    answer = send(locked_dashboard, method, path_of(path, failed_job), headers)
+
+    assert answer.status == 400
+    assert "Unknown Host" in answer.json()["error"]
+    assert_untouched(failed_job)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST:{port}"])
+def test_the_dashboards_own_addresses_are_served(host, locked_dashboard):
+    headers = {**basic_auth(), "Host": host.format(port=locked_dashboard)}
+
+    assert send(locked_dashboard, "GET", "/0/data/queues.json", headers).status == 200
+
+
+def test_the_host_setting_is_served_too(redis_url):
+    """Any 127.x.y.z is loopback on Linux: a name for the dashboard that only HOST makes valid."""
+    host = "127.0.0.2"
+    with served_dashboard(redis_url, HOST=host) as port:
+        assert send(port, "GET", "/", host=host).status == 200
+        assert send(port, "GET", "/", {"Host": f"127.0.0.1:{port}"}, host=host).status == 200
+        assert send(port, "GET", "/", {"Host": f"127.0.0.3:{port}"}, host=host).status == 400
+
+
+def test_an_ipv6_host_is_matched_in_brackets():
+    assert "[::1]:9181" in course.dashboard.dashboard_addresses("::1", 9181)
+
+
+CROSS_ORIGIN = {
+    "another site": {"Origin": "http://evil.example"},
+    "another port": {"Origin": "http://127.0.0.1:1"},
+    "https": {"Origin": "https://127.0.0.1:{port}"},
+    "sandboxed page": {"Origin": "null"},
+    "cross-site fetch": {"Sec-Fetch-Site": "cross-site"},
+    "same-site fetch": {"Sec-Fetch-Site": "same-site"},
+    "own origin, cross-site fetch": {"Origin": "http://127.0.0.1:{port}", "Sec-Fetch-Site": "cross-site"},
+}
+
+
+@pytest.mark.parametrize("origin", CROSS_ORIGIN.values(), ids=CROSS_ORIGIN.keys())
+@pytest.mark.parametrize("endpoint, method, path", ACTIONS, ids=ACTION_IDS)
+def test_a_cross_origin_action_is_refused(endpoint, method, path, origin, failed_job, locked_dashboard):
+    headers = {
+        **basic_auth(),
+        **{name: value.format(port=locked_dashboard) for name, value in origin.items()},
+    }
+
+    answer = send(locked_dashboard, method, path_of(path, failed_job), headers)
+
+    assert answer.status == 403
+    assert answer.json() == {
+        "error": "Cross-origin request refused: actions come from the dashboard's own pages"
+    }
+    assert_untouched(failed_job)
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE"])
+@pytest.mark.parametrize("endpoint, method_, path", ACTIONS, ids=ACTION_IDS)
+def test_an_action_by_another_method_is_refused(
+    endpoint, method_, path, method, failed_job, locked_dashboard
+):
+    answer = send(locked_dashboard, method, path_of(path, failed_job), basic_auth())
+
+    assert answer.status == 405
+    assert answer.headers["Allow"] == "POST"
+    if method != "HEAD":
+        assert answer.json() == {"error": "Method Not Allowed"}
+    assert_untouched(failed_job)
+
+
+# Every action answers JSON -------------------------------------------------------------------
+
+
+def test_every_action_answers_json_even_on_a_fresh_dashboard(redis_url, rq_redis, failed_job):
+    """The first request a fresh dashboard gets is an action: rq-dashboard had no connection yet."""
+    never_failed = Queue(QUEUE, connection=rq_redis).enqueue("os.getcwd", job_id=next_job_ids(rq_redis)[0])
+    requests = [
+        ("/queue/no-such-queue/queued/empty", 200, {"status": "OK"}),
+        ("/queue/{queue}/no-such-registry/empty", 200, {"status": "OK"}),
+        ("/job/no-such-job/delete", 200, {"status": "ERROR"}),
+        ("/job/no-such-job/requeue", 404, {"error": "No such job: rq:job:no-such-job"}),
+        (f"/job/{never_failed.id}/requeue", 409, None),
+        ("/queue/{queue}/compact", 200, {"status": "OK"}),
+        ("/requeue/{queue}", 200, {"status": "OK", "count": 1}),
+        ("/queue/{queue}/failed/empty", 200, {"status": "OK"}),
+        ("/queue/{queue}/finished/empty", 200, {"status": "OK"}),
+        ("/queue/{queue}/queued/empty", 200, {"status": "OK"}),
+    ]
+
+    with served_dashboard(redis_url, DASHBOARD_USER=USER, DASHBOARD_PASSWORD=PASSWORD) as port:
+        headers = {**basic_auth(), **own_origin(port)}
+        answers = [send(port, "POST", path_of(path, failed_job), headers) for path, _, _ in requests]
+
+    for (path, status, body), answer in zip(requests, answers, strict=True):
+        assert (path, answer.status) == (path, status)
+        assert answer.json() == (body or {"error": answer.json().get("error")})
+    assert Queue(QUEUE, connection=rq_redis).count == 0
+
+
+# The pages run only their own scripts and are not framed -----------------------------------
+
+
+@pytest.mark.parametrize("path", READ_ONLY_PATHS[:3])
+def test_pages_run_only_their_own_scripts_and_cannot_be_framed(path, failed_job, open_dashboard):
+    policy = dict(
+        directive.strip().split(" ", 1)
+        for directive in send(open_dashboard, "GET", path).headers["Content-Security-Policy"].split(";")
+    )
+
+    assert policy["frame-ancestors"] == "'none'"
+    assert "'unsafe-inline'" not in policy["script-src"]
+    assert "'sha256-" in policy["script-src"]
