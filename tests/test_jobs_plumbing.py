@@ -27,7 +27,7 @@ EVENTS_TIMEOUT_SECONDS = 10
 
 @pytest.fixture
 def queue() -> Queue:
-    return Queue("push_notification_code_2", connection=fakeredis.FakeRedis())
+    return jobs.course_queue("push_notification_code_2", fakeredis.FakeRedis())
 
 
 def lines_of(events: list[jobs.JobEvent], job_id: str) -> list[str]:
@@ -35,7 +35,7 @@ def lines_of(events: list[jobs.JobEvent], job_id: str) -> list[str]:
 
 
 def test_ids_count_up_from_1_across_queues_and_blocks(queue):
-    other = Queue("push_notification_code", connection=queue.connection)
+    other = jobs.course_queue("push_notification_code", queue.connection)
 
     assert jobs.next_job_ids(queue.connection) == ["1"]
     assert jobs.next_job_ids(other.connection, 3) == ["2", "3", "4"]
@@ -76,7 +76,10 @@ def test_progress_is_kept_on_the_job_and_published(queue):
 
 
 def test_a_failure_without_a_message_is_named_by_its_error():
-    assert jobs.failure_message(AbandonedJobError()) == "AbandonedJobError"
+    assert (
+        jobs.failure_message(AbandonedJobError()) == "Job abandoned: its processor stopped while running it"
+    )
+    assert jobs.failure_message(KeyError()) == "KeyError"
     assert jobs.failure_message(ValueError("no seat")) == "no seat"
 
 
@@ -96,7 +99,7 @@ def test_task7_jobs_run_by_a_worker_reach_their_creator_in_order(queue, run_work
 def test_without_events_a_job_is_reported_from_rqs_state_one_poll_late(queue, run_worker_here, monkeypatch):
     """RQ saves the final status after the callback has published: a second of grace for the event."""
     events: list[jobs.JobEvent] = []
-    monkeypatch.setattr(jobs, "publish_event", lambda *args: None)
+    monkeypatch.setattr("course.events.publish_event", lambda *args: None)
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
         job_id = watch.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[2])
@@ -160,7 +163,7 @@ def test_a_listener_thread_hears_the_jobs_its_process_enqueued(queue, run_worker
 def test_finished_and_failed_jobs_expire(redis_url, run_worker_here):
     """RQ keeps a failed job's result stream forever unless failure_ttl is passed."""
     connection = redis.Redis.from_url(redis_url)
-    queue = Queue("push_notification_code_2", connection=connection)
+    queue = jobs.course_queue("push_notification_code_2", connection)
     failed, finished = jobs.enqueue_jobs(queue, JOB_FUNCTION, expected.TASK7_JOBS[:3:2], ["1", "2"])
 
     run_worker_here(queue)
