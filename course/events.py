@@ -146,7 +146,9 @@ class CourseJob(Job):
             super().restore(raw_data)
         except Exception as error:
             raise UnreadableJobError(f"Job could not be read: {printable(str(error))}") from error
-        if not isinstance(self.meta, dict):
+        # Meta that is not a JSON object, or not JSON at all (RQ then keeps the raw bytes under
+        # "unserialized"), is no meta the course wrote: start afresh rather than carry it.
+        if not isinstance(self.meta, dict) or isinstance(self.meta.get("unserialized"), bytes):
             self.meta = {}
 
     @property
