@@ -173,3 +173,53 @@ def test_finished_and_failed_jobs_expire(redis_url, run_worker_here):
     for job, ttl in [(failed, jobs.FAILURE_TTL_SECONDS), (finished, jobs.RESULT_TTL_SECONDS)]:
         for key in (job.key, Result.get_key(job.id)):
             assert 0 < connection.ttl(key) <= ttl, key
+
+
+# The cost of a poll ----------------------------------------------------------------------------
+
+
+def commands_of_one_poll(connection: redis.Redis, watch: jobs.JobWatch) -> int:
+    """Commands the server ran for one poll of RQ's state (INFO commandstats, reset just before)."""
+    connection.config_resetstat()
+    watch.check_rq_state()
+    stats = connection.info("commandstats")
+    return sum(
+        stat["calls"] for name, stat in stats.items() if name not in ("cmdstat_info", "cmdstat_config")
+    )
+
+
+def test_a_poll_costs_no_more_with_2000_pending_jobs_than_with_10(redis_url):
+    """A seat server flooded with reservations once spent 13-15% CPU polling every pending job each second."""
+    connection = redis.Redis.from_url(redis_url)
+    few = jobs.course_queue("few", connection)
+    many = jobs.course_queue("many", connection)
+    with (
+        jobs.JobWatch(few, on_event=print) as few_watch,
+        jobs.JobWatch(many, on_event=print) as many_watch,
+    ):
+        few_watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[2]] * 10)
+        many_watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[2]] * 2000)
+
+        with_few = [commands_of_one_poll(connection, few_watch) for _ in range(3)]
+        with_many = [commands_of_one_poll(connection, many_watch) for _ in range(3)]
+
+    assert max(with_many) <= max(with_few) + jobs.POLL_OLDEST + jobs.POLL_IN_TURN, (with_few, with_many)
+
+
+def test_with_2000_pending_a_job_that_ended_unheard_is_still_reported(redis_url):
+    """The polls take the pending jobs in turn: any lost event is made up for, however many are pending."""
+    connection = redis.Redis.from_url(redis_url)
+    queue = jobs.course_queue("many", connection)
+    heard: list[jobs.JobEvent] = []
+
+    with jobs.JobWatch(queue, on_event=heard.append) as watch:
+        job_ids = watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[2]] * 2000)
+        # One job in the middle is deleted; nobody publishes anything about it.
+        lost = job_ids[1234]
+        queue.fetch_job(lost).delete()
+        polls = 0
+        while not heard and polls < len(job_ids) // jobs.POLL_IN_TURN + 3:
+            watch.check_rq_state()
+            polls += 1
+
+    assert heard == [jobs.JobEvent(lost, jobs.FAILED, error="Job was deleted")]
