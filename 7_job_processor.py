@@ -12,6 +12,8 @@ jobs in hand are done.
 import course.quiet_start  # noqa: F401
 
 # isort: split
+import sys
+
 from rq.job import Job, get_current_job
 
 from course.connection import client_from_env, run
@@ -33,7 +35,10 @@ def send_notification(phone_number: str, message: str, job: Job) -> None:
     if phone_number in BLACKLISTED_NUMBERS:
         raise BlacklistedNumberError(f"Phone number {phone_number} is blacklisted")
     report_progress(50, job)
-    print(f"Sending notification to {phone_number}, with message: {message}", flush=True)
+    # One write per line: the two workers share the terminal, and print() writes the line and
+    # its newline separately, so two lines could interleave.
+    sys.stdout.write(f"Sending notification to {phone_number}, with message: {message}\n")
+    sys.stdout.flush()
 
 
 def send_notification_job(data: dict) -> None:
