@@ -7,6 +7,7 @@ need a real server.
 from __future__ import annotations
 
 import threading
+import time
 
 import fakeredis
 import pytest
@@ -223,3 +224,24 @@ def test_with_2000_pending_a_job_that_ended_unheard_is_still_reported(redis_url)
             polls += 1
 
     assert heard == [jobs.JobEvent(lost, jobs.FAILED, error="Job was deleted")]
+
+
+# Maintenance ------------------------------------------------------------------------------------
+
+
+def test_a_job_taken_and_never_started_goes_back_to_its_queue_not_to_failed(queue):
+    """Its worker was killed between taking it and starting it: RQ would fail it as "stuck"; it never ran."""
+    [job] = jobs.enqueue_jobs(queue, JOB_FUNCTION, [expected.TASK7_JOBS[2]], ["7"])
+    queue.connection.lmove(queue.key, queue.intermediate_queue_key)
+    worker = jobs.CourseWorker([queue.name], connection=queue.connection, job_functions={JOB_FUNCTION})
+
+    worker.clean_registries()
+    # As if that first sighting had been two minutes ago (RQ fails such a job after one).
+    seen_key = queue.intermediate_queue.get_first_seen_key(job.id)
+    queue.connection.set(seen_key, time.time() - 120)
+    worker.clean_registries()
+
+    assert queue.job_ids == [job.id]
+    assert queue.intermediate_queue.get_job_ids() == []
+    assert job.get_status() == JobStatus.QUEUED
+    assert queue.failed_job_registry.get_job_ids() == []
