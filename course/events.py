@@ -27,7 +27,7 @@ import redis
 from rq.exceptions import AbandonedJobError
 from rq.job import Job, JobStatus, get_current_job
 from rq.serializers import JSONSerializer
-from rq.utils import as_text, decode_redis_hash
+from rq.utils import decode_redis_hash
 
 SERIALIZER = JSONSerializer
 
@@ -59,6 +59,11 @@ KNOWN_STATUSES = frozenset(status.value for status in JobStatus)
 
 # C0 controls, DEL and C1 controls: a terminal acts on them (colours, cursor moves, titles).
 CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def text_of(raw: bytes | str) -> str:
+    """A value read from Redis as text, whatever its bytes (what is not UTF-8 shows as U+FFFD)."""
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
 
 
 def printable(text: str) -> str:
@@ -139,7 +144,7 @@ class CourseJob(Job):
     """
 
     def restore(self, raw_data: dict) -> None:
-        status = as_text(decode_redis_hash(raw_data).get("status") or b"")
+        status = text_of(decode_redis_hash(raw_data).get("status") or b"")
         if status and status not in KNOWN_STATUSES:
             raise UnreadableJobError(f"Job status {printable(status)}")
         try:

@@ -38,7 +38,6 @@ from itertools import islice
 import redis
 from rq import Callback, Queue
 from rq.job import Job, JobStatus
-from rq.utils import as_text
 
 from course.events import (
     ABANDONED_MESSAGE,
@@ -66,6 +65,7 @@ from course.events import (
     publish_event,
     publish_failed,
     report_progress,
+    text_of,
 )
 from course.worker import (
     ABANDONED_GRACE_SECONDS,
@@ -375,7 +375,7 @@ class JobWatch:
     def _outcome_recorded(self, event: JobEvent) -> bool:
         """Whether the job's hash records the outcome ``event`` announces (its processor writes it first)."""
         recorded = self.queue.connection.hget(Job.key_for(event.job_id), OUTCOME_FIELD)
-        return recorded is not None and as_text(recorded) == event.kind
+        return recorded is not None and text_of(recorded) == event.kind
 
     def _handle(self, event: JobEvent) -> None:
         with self._lock:
@@ -432,7 +432,7 @@ class JobWatch:
                 pipeline.hget(Job.key_for(job_id), "status")
             raw_statuses = pipeline.execute()
         pairs = zip(job_ids, raw_statuses, strict=True)
-        return {job_id: as_text(raw) if raw else None for job_id, raw in pairs}
+        return {job_id: text_of(raw) if raw else None for job_id, raw in pairs}
 
     def close(self) -> None:
         self._pubsub.close()

@@ -42,10 +42,10 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from rq import SimpleWorker, worker_registration
 from rq.exceptions import DeserializationError, NoSuchJobError, StopRequested
-from rq.job import Job, JobStatus
+from rq.job import JOB_ID_PATTERN, Job, JobStatus
 from rq.queue import Queue
 from rq.registry import clean_registries
-from rq.utils import as_text, now, utcformat
+from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
@@ -63,6 +63,7 @@ from course.events import (
     printable,
     publish_event,
     publish_failed,
+    text_of,
 )
 
 # A worker's commands are tried again after 0.1, 0.2, 0.4, 0.8 s, then every second: about 11.5 s in all.
@@ -318,7 +319,11 @@ class CourseWorker(SimpleWorker):
                 if timeout is None:
                     return None
                 continue
-            taken = self._read_taken_job(queue, as_text(job_id))
+            if not JOB_ID_PATTERN.fullmatch(text_of(job_id)):
+                self.connection.lrem(queue.intermediate_queue_key, 1, job_id)
+                warn(f"Dropped a queue entry that is not a job id: {text_of(job_id)!r}")
+                continue
+            taken = self._read_taken_job(queue, text_of(job_id))
             if taken is not None:
                 return taken
         return None
@@ -360,11 +365,15 @@ class CourseWorker(SimpleWorker):
         died at that instant. RQ fails such a job ("stuck in intermediate queue"); it never ran.
         """
         intermediate = queue.intermediate_queue
-        for job_id in intermediate.get_job_ids():
+        for raw_id in self.connection.lrange(intermediate.key, 0, -1):
+            job_id = text_of(raw_id)
+            if not JOB_ID_PATTERN.fullmatch(job_id):
+                self.connection.lrem(intermediate.key, 1, raw_id)
+                continue
             if job_id in queue.started_job_registry:
                 continue
             status = self.connection.hget(Job.key_for(job_id), "status")
-            if status is None or as_text(status) != JobStatus.QUEUED.value:
+            if status is None or text_of(status) != JobStatus.QUEUED.value:
                 # Gone, or ended some other way: it has no business in the list.
                 intermediate.remove(job_id)
                 continue

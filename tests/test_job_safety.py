@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import re
+import signal
 import threading
 import time
 from pathlib import Path
@@ -98,13 +99,22 @@ def test_a_job_naming_another_function_fails_unrun_and_its_creator_hears_why(pro
     assert processor.returncode == 0
 
 
-def burst_course_worker(queue, job_functions) -> jobs.CourseWorker:
-    worker = jobs.CourseWorker([queue.name], connection=queue.connection, job_functions=job_functions)
-    worker.work(burst=True)
-    return worker
+@pytest.fixture
+def burst_course_worker():
+    """Run a queue's jobs here with a burst CourseWorker; put back the signal handlers it sets."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def run(queue, job_functions) -> None:
+        jobs.CourseWorker([queue.name], connection=queue.connection, job_functions=job_functions).work(
+            burst=True
+        )
+
+    yield run
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
-def test_a_job_naming_another_callback_fails_unrun(run_worker_here, tmp_path):
+def test_a_job_naming_another_callback_fails_unrun(burst_course_worker):
     """RQ imports a job's callbacks by the names its hash holds: those are checked too."""
     queue = jobs.course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
     job = queue.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2], on_success=Callback("os.system"))
@@ -116,7 +126,7 @@ def test_a_job_naming_another_callback_fails_unrun(run_worker_here, tmp_path):
     assert job.meta[jobs.ERROR_META_KEY] == "Job callback os.system is not one this processor runs"
 
 
-def test_every_job_goes_through_the_check_before_rq_runs_it(monkeypatch, run_worker_here):
+def test_every_job_goes_through_the_check_before_rq_runs_it(monkeypatch, burst_course_worker):
     """The check overrides RQ's BaseWorker.perform_job: if a new RQ stopped calling it, this fails."""
     queue = jobs.course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
     checked: list[str] = []
@@ -324,3 +334,41 @@ def test_the_listener_outlives_a_redis_error_other_than_a_lost_connection(monkey
     listener.stop()
 
     assert len(calls) >= 3
+
+
+# Anything else in a queue or a job hash ------------------------------------------------------
+
+
+def test_a_worker_drops_what_is_not_a_job_and_fails_what_it_cannot_read(burst_course_worker, capsys):
+    connection = fakeredis.FakeRedis()
+    queue = jobs.course_queue(TASK7_QUEUE, connection)
+    connection.rpush(queue.key, b"\xff not an id")
+    no_data = queue.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
+    connection.hdel(no_data.key, "data")
+    good = queue.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
+
+    burst_course_worker(queue, {TASK7_FUNCTION})
+
+    assert good.get_status() == JobStatus.FINISHED
+    assert no_data.get_status() == JobStatus.FAILED
+    assert queue.intermediate_queue.get_job_ids() == []
+    assert queue.job_ids == []
+    errors = capsys.readouterr().err.splitlines()
+    assert errors[0] == "Dropped a queue entry that is not a job id: '\ufffd not an id'"
+    assert errors[1].startswith(f"Job {no_data.id} failed without running: Job could not be read: ")
+
+
+def test_a_status_that_is_not_text_is_reported_not_a_crash():
+    connection = fakeredis.FakeRedis()
+    queue = jobs.course_queue(TASK7_QUEUE, connection)
+    heard: list[jobs.JobEvent] = []
+
+    with jobs.JobWatch(queue, on_event=heard.append) as watch:
+        job_id = watch.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
+        connection.hset(Job.key_for(job_id), "status", b"\xff\x1b")
+        watch.check_rq_state()
+        watch.check_rq_state()
+
+    assert [jobs.event_line("Notification job", event) for event in heard] == [
+        f"Notification job {job_id} failed: Job status \ufffd\\x1b"
+    ]
