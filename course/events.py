@@ -5,12 +5,12 @@ Everything here is read back from Redis by another process, so it is data, never
 - ``SERIALIZER``: job data, meta and results are JSON (RQ's ``JSONSerializer``), in every
   program. RQ's default, pickle, runs whatever a payload says when it is read, so anyone
   able to write a job's hash would run code in every processor and creator.
-- ``CourseJob``: an RQ job that imports no callback but the course's own two, and that says
-  what is wrong with a job hash it cannot read (``UnreadableJobError``) instead of failing
-  somewhere inside RQ.
+- ``CourseJob``: an RQ job that imports no callback but the course's own two, posts to no
+  webhook, and says what is wrong with a job hash it cannot read (``UnreadableJobError``)
+  instead of failing somewhere inside RQ.
 - events: JSON messages on one channel per queue (``events_channel``), published from the
   processor: ``report_progress`` inside a job, ``publish_completed`` and ``publish_failed``
-  as RQ's success and failure callbacks. Each end records its outcome on the job's hash
+  as RQ's success and failure callbacks. Each records its outcome on the job's hash
   (``OUTCOME_FIELD``) before it publishes it, so a creator believes a ``complete`` or
   ``failed`` message only for a job whose hash says so. ``parse_event`` turns a message
   into a ``JobEvent``, or into None for anything that is not one.
@@ -155,6 +155,9 @@ class CourseJob(Job):
         # "unserialized"), is no meta the course wrote: start afresh rather than carry it.
         if not isinstance(self.meta, dict) or isinstance(self.meta.get("unserialized"), bytes):
             self.meta = {}
+        # RQ posts a job's result to the URLs its hash lists when it ends: the course's jobs
+        # have none, and a worker must not send requests wherever a job hash says.
+        self.webhooks = []
 
     @property
     def success_callback(self):

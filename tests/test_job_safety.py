@@ -25,6 +25,7 @@ import redis
 from conftest import stopped_output
 from rq import Callback
 from rq.job import Job, JobStatus
+from rq.webhook import Webhook
 
 from course import expected, jobs
 from course.lessons import lines, start_script, wait_for_line
@@ -372,3 +373,18 @@ def test_a_status_that_is_not_text_is_reported_not_a_crash():
     assert [jobs.event_line("Notification job", event) for event in heard] == [
         f"Notification job {job_id} failed: Job status \ufffd\\x1b"
     ]
+
+
+def test_a_worker_posts_to_no_webhook_a_job_hash_lists(burst_course_worker, monkeypatch):
+    """RQ posts a job's outcome to the URLs in its hash: a worker must not send requests where Redis says."""
+    queue = jobs.course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
+    job = queue.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
+    hook = {"url": "http://127.0.0.1:9/", "job_status": "finished"}
+    queue.connection.hset(job.key, "webhooks", json.dumps([hook]))
+    sent = []
+    monkeypatch.setattr(Webhook, "send", lambda webhook, job, **details: sent.append(webhook.url))
+
+    burst_course_worker(queue, {TASK7_FUNCTION})
+
+    assert job.get_status() == JobStatus.FINISHED
+    assert sent == []
