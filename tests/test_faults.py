@@ -255,7 +255,7 @@ STOPS = 50
 # half second (while Python imports RQ, or the pool forks its workers), most within 1.5 s.
 STOP_AFTER_SECONDS = (0.0, 1.5)
 FEED_EVERY_SECONDS = 0.1
-FEED_BATCH = 3
+FEED_BATCH = 5
 SEED = 20261201
 
 
