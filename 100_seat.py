@@ -255,7 +255,9 @@ def process_reservations() -> None:
 
     def work() -> None:
         logging_level = rq_logging_level(verbose=False)
-        worker = CourseWorker([QUEUE_NAME], connection=client_from_env(decode_responses=False))
+        worker = CourseWorker(
+            [QUEUE_NAME], connection=client_from_env(decode_responses=False), job_functions={JOB_FUNCTION}
+        )
         worker.work(logging_level=logging_level)
 
     threading.Thread(target=stop_when_orphaned, daemon=True).start()

@@ -3,13 +3,11 @@
 The job goes to the queue ``push_notification_code`` with the course's data; the
 creator names the processor's job function but never imports it. It listens for the
 job's events from before the job exists, and exits once the job completed or failed.
+With ``--verbose``, messages on the events channel that it ignores are shown on stderr.
 """
 
-from rq import Queue
-
 from course.connection import client_from_env, run
-from course.jobs import COMPLETE, FAILED, JobEvent, JobWatch
-from course.settings import parse_command_line
+from course.jobs import COMPLETE, FAILED, JobEvent, JobWatch, course_queue, verbose_from_args
 
 QUEUE_NAME = "push_notification_code"
 JOB_FUNCTION = "6_job_processor.send_notification_job"
@@ -25,7 +23,8 @@ def print_outcome(event: JobEvent) -> None:
 
 
 def main() -> None:
-    queue = Queue(QUEUE_NAME, connection=client_from_env(decode_responses=False))
+    verbose_from_args(__doc__)
+    queue = course_queue(QUEUE_NAME, client_from_env(decode_responses=False))
     with JobWatch(queue, on_event=print_outcome) as watch:
         job_id = watch.enqueue(JOB_FUNCTION, JOB_DATA)
         print(f"Notification job created: {job_id}", flush=True)
@@ -33,5 +32,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    parse_command_line(__doc__)
     run(main)

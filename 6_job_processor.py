@@ -2,13 +2,20 @@
 
 Kue's ``queue.process(name, handler)`` becomes an RQ worker listening on that queue; the
 handler is the job function the creator named, ``send_notification_job``, which RQ calls
-with the job's data. It runs until Ctrl-C or SIGTERM, finishing the job in hand first.
+with the job's data; the worker runs that function and no other, whatever a job names. It
+runs until Ctrl-C or SIGTERM, finishing the job in hand first.
 """
 
+# First, before anything slow is imported: a stop during start-up ends the processor quietly.
+import course.quiet_start  # noqa: F401
+
+# isort: split
 from course.connection import client_from_env, run
 from course.jobs import CourseWorker, logging_level_from_args, wait_for_redis
 
 QUEUE_NAME = "push_notification_code"
+# The only function this processor runs, by the name its creator gives it.
+JOB_FUNCTIONS = {"6_job_processor.send_notification_job"}
 
 
 def send_notification(phone_number: str, message: str) -> None:
@@ -23,9 +30,9 @@ def send_notification_job(data: dict) -> None:
 def main() -> None:
     logging_level = logging_level_from_args(__doc__)
     connection = client_from_env(decode_responses=False)
-    # Wait for Redis, with the course's line for each failed try, before RQ's start-up needs it.
+    # Wait for Redis (the course's failed-connection line if it is not there) before RQ's start-up needs it.
     wait_for_redis(connection)
-    worker = CourseWorker([QUEUE_NAME], connection=connection)
+    worker = CourseWorker([QUEUE_NAME], connection=connection, job_functions=JOB_FUNCTIONS)
     worker.work(logging_level=logging_level)
 
 

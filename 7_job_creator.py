@@ -3,14 +3,12 @@
 All the jobs are created first (their ids reserved in one INCRBY, the jobs enqueued in one
 round trip); then their events are printed as the processor sends them. Lines of different
 jobs may interleave; each job's own lines come in order. The creator exits once every job
-completed or failed.
+completed or failed. With ``--verbose``, messages on the events channel that it ignores
+are shown on stderr.
 """
 
-from rq import Queue
-
 from course.connection import client_from_env, run
-from course.jobs import JobEvent, JobWatch, event_line
-from course.settings import parse_command_line
+from course.jobs import JobEvent, JobWatch, course_queue, event_line, verbose_from_args
 
 QUEUE_NAME = "push_notification_code_2"
 JOB_FUNCTION = "7_job_processor.send_notification_job"
@@ -41,12 +39,12 @@ def create_notification_jobs(watch: JobWatch, jobs: list[dict]) -> list[str]:
 
 
 def main() -> None:
-    queue = Queue(QUEUE_NAME, connection=client_from_env(decode_responses=False))
+    verbose_from_args(__doc__)
+    queue = course_queue(QUEUE_NAME, client_from_env(decode_responses=False))
     with JobWatch(queue, on_event=print_event) as watch:
         create_notification_jobs(watch, JOBS)
         watch.wait()
 
 
 if __name__ == "__main__":
-    parse_command_line(__doc__)
     run(main)

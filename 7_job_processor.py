@@ -1,19 +1,27 @@
 """Task 7: a processor that works on two jobs at a time, reports progress, and fails some jobs.
 
 Kue's ``queue.process(name, 2, handler)`` becomes RQ's own ``WorkerPool`` of two workers
-on ``push_notification_code_2``. A job reports its progress to its creator (Kue's
+on ``push_notification_code_2`` (``CoursePool``), which run ``send_notification_job`` and
+no other function, whatever a job names. A job reports its progress to its creator (Kue's
 ``job.progress``) and fails by raising an exception whose message is the failure's
 message (Kue's ``done(new Error(...))``). Ctrl-C or SIGTERM stops both workers once their
 jobs in hand are done.
 """
 
+# First, before anything slow is imported: a stop during start-up ends the processor quietly.
+import course.quiet_start  # noqa: F401
+
+# isort: split
+import sys
+
 from rq.job import Job, get_current_job
-from rq.worker_pool import WorkerPool
 
 from course.connection import client_from_env, run
-from course.jobs import CourseWorker, logging_level_from_args, report_progress, wait_for_redis
+from course.jobs import CoursePool, logging_level_from_args, report_progress, wait_for_redis
 
 QUEUE_NAME = "push_notification_code_2"
+# The only function this processor runs, by the name its creator gives it.
+JOB_FUNCTIONS = {"7_job_processor.send_notification_job"}
 BLACKLISTED_NUMBERS = ("4153518780", "4153518781")
 CONCURRENCY = 2
 
@@ -27,7 +35,10 @@ def send_notification(phone_number: str, message: str, job: Job) -> None:
     if phone_number in BLACKLISTED_NUMBERS:
         raise BlacklistedNumberError(f"Phone number {phone_number} is blacklisted")
     report_progress(50, job)
-    print(f"Sending notification to {phone_number}, with message: {message}", flush=True)
+    # One write per line: the two workers share the terminal, and print() writes the line and
+    # its newline separately, so two lines could interleave.
+    sys.stdout.write(f"Sending notification to {phone_number}, with message: {message}\n")
+    sys.stdout.flush()
 
 
 def send_notification_job(data: dict) -> None:
@@ -38,10 +49,10 @@ def send_notification_job(data: dict) -> None:
 def main() -> None:
     logging_level = logging_level_from_args(__doc__)
     connection = client_from_env(decode_responses=False)
-    # Wait for Redis here, with the course's line for each failed try, rather than in each worker
-    # the pool would start.
+    # Wait for Redis here (the course's failed-connection line if it is not there) rather than in
+    # each worker the pool would start.
     wait_for_redis(connection)
-    pool = WorkerPool([QUEUE_NAME], connection=connection, num_workers=CONCURRENCY, worker_class=CourseWorker)
+    pool = CoursePool([QUEUE_NAME], connection, num_workers=CONCURRENCY, job_functions=JOB_FUNCTIONS)
     pool.start(logging_level=logging_level)
 
 

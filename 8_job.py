@@ -10,12 +10,13 @@ long to listen (``watch.wait()``) and stops with ``watch.close()``.
 
 from rq import Queue
 
-from course.jobs import JobEvent, JobWatch, event_line
+from course.jobs import JobEvent, JobWatch, course_queue, event_line
 from course.settings import parse_command_line
 
 QUEUE_NAME = "push_notification_code_3"
-# No processor serves this queue in the course; `rq worker push_notification_code_3`,
-# run from the project root, would process the jobs with task 7's handler.
+# No processor serves this queue in the course; `rq worker --serializer
+# rq.serializers.JSONSerializer push_notification_code_3`, run from the project root, would
+# process the jobs with task 7's handler.
 JOB_FUNCTION = "7_job_processor.send_notification_job"
 NOTIFICATION_KEYS = ("phoneNumber", "message")
 
@@ -45,7 +46,7 @@ def create_push_notifications_jobs(jobs: list[dict], queue: Queue) -> JobWatch:
     for index, job in enumerate(jobs):
         if not is_notification(job):
             raise NotANotificationError(f"jobs[{index}] is not an object with phoneNumber and message")
-    notifications = Queue(QUEUE_NAME, connection=queue.connection)
+    notifications = course_queue(QUEUE_NAME, queue.connection)
     watch = JobWatch(notifications, on_event=print_event)
     for job_id in watch.enqueue_many(JOB_FUNCTION, jobs):
         print(f"Notification job created: {job_id}", flush=True)

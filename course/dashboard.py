@@ -38,10 +38,10 @@ from flask import Flask, Response, current_app, jsonify, request
 from rq import Worker
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job
-from rq.serializers import JSONSerializer
 from werkzeug.exceptions import MethodNotAllowed
 
 from course.connection import not_connected_line, redis_url, run
+from course.events import SERIALIZER
 from course.settings import SettingError, parse_command_line
 from course.web import create_app, listen_address, serve
 
@@ -50,9 +50,6 @@ PORT_VARIABLE = "DASHBOARD_PORT"
 USER_VARIABLE = "DASHBOARD_USER"
 PASSWORD_VARIABLE = "DASHBOARD_PASSWORD"
 REALM = "RQ Dashboard"
-
-# The course's jobs are JSON, so what a job holds is never code run by the dashboard.
-SERIALIZER = JSONSerializer
 
 # rq-dashboard's templates link its CSS and JS with url_for('rq_dashboard.static') and its icon
 # with url_for('static'): the app's own static route must exist, and as it shadows the

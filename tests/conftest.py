@@ -27,6 +27,7 @@ from pytest_redis import factories
 from rq import Queue, SimpleWorker, Worker
 from rq.worker import WorkerStatus
 
+from course.jobs import SERIALIZER
 from course.lessons import ROOT, lines, script_env
 
 
@@ -90,6 +91,7 @@ PROCESSORS = {
 }
 # Bounds for a broken run, not expectations of speed.
 STARTUP_TIMEOUT_SECONDS = 30
+SLOW_PROCESSOR = str(Path(__file__).with_name("slow_processor.py"))
 
 
 @pytest.fixture
@@ -120,9 +122,11 @@ def processors(redis_url, rq_redis):
     started: list[subprocess.Popen[str]] = []
     expected_workers: list[int] = []
 
-    def start(script: str, *args: str) -> subprocess.Popen[str]:
+    def start(script: str, *args: str, slow_jobs: bool = False) -> subprocess.Popen[str]:
+        """``slow_jobs``: through tests/slow_processor.py, which lets it run ``time.sleep`` jobs too."""
+        launcher = [SLOW_PROCESSOR] if slow_jobs else []
         process = subprocess.Popen(
-            [sys.executable, script, *args],
+            [sys.executable, *launcher, script, *args],
             cwd=ROOT,
             env=script_env(redis_url),
             stdout=subprocess.PIPE,
@@ -156,11 +160,12 @@ def stopped_output(process: subprocess.Popen[str], stop=ctrl_c) -> tuple[list[st
 
 @pytest.fixture
 def run_worker_here():
-    """Run a queue's jobs in this process with a burst SimpleWorker; put back the signal handlers it sets."""
+    """Run a queue's jobs in this process with a burst SimpleWorker, as a plain `rq worker --serializer
+    rq.serializers.JSONSerializer` would; put back the signal handlers it sets."""
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def run(queue: Queue) -> None:
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        SimpleWorker([queue.name], connection=queue.connection, serializer=SERIALIZER).work(burst=True)
 
     yield run
     for sig, handler in handlers.items():

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rq import Queue, Worker
 
-from course.jobs import JOB_IDS_KEY, job_data
+from course.jobs import JOB_IDS_KEY, course_queue, job_data
 from course.lessons import ROOT, start_script, stop_script
 from course.tour import wait_until_serving
 
@@ -298,7 +298,7 @@ def test_the_seat_server_answers_any_request_in_json(real_seat_server, redis_url
 
 def notification_queue() -> Queue:
     """Task 8's queue on a fresh fake Redis: each example starts from an empty one."""
-    return Queue(job_module.QUEUE_NAME, connection=fakeredis.FakeRedis())
+    return course_queue(job_module.QUEUE_NAME, fakeredis.FakeRedis())
 
 
 def assert_nothing_enqueued(queue: Queue) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PROCESSORS, STARTUP_TIMEOUT_SECONDS, ctrl_c, stopped_output
-from rq import Queue, Worker
+from rq import Worker
 from rq.job import JobStatus
 
 from course import expected, jobs
@@ -86,7 +86,7 @@ def test_task7_creator_started_before_its_processor_still_hears_everything(proce
 def test_a_processor_faster_than_its_creator_loses_no_event(processors, rq_redis):
     """Each job is picked up while the creator is still creating the next ones."""
     processors("7_job_processor.py")
-    queue = Queue("push_notification_code_2", connection=rq_redis)
+    queue = jobs.course_queue("push_notification_code_2", rq_redis)
     data = expected.TASK7_JOBS[2]
     events: list[jobs.JobEvent] = []
 
@@ -103,7 +103,7 @@ def test_task8_main_creates_one_job_and_does_not_wait(redis_url, rq_redis):
 
     assert expected.check_task8_main(lines(result.stdout)) == []
     assert (result.stderr, result.returncode) == ("", 0)
-    queue = Queue(expected.TASK8_QUEUE, connection=rq_redis)
+    queue = jobs.course_queue(expected.TASK8_QUEUE, rq_redis)
     assert [jobs.job_data(job) for job in queue.jobs] == [expected.TASK8_JOB]
     assert queue.job_ids == [str(job_id) for job_id in expected.created_ids(lines(result.stdout))]
 
@@ -129,8 +129,8 @@ def test_an_idle_processor_stops_cleanly(script, stop, processors, rq_redis):
 @pytest.mark.parametrize("stop", [ctrl_c, sigterm], ids=["ctrl-c", "sigterm"])
 @pytest.mark.parametrize("script", PROCESSORS)
 def test_a_busy_processor_finishes_its_job_then_stops_cleanly(script, stop, processors, rq_redis):
-    processor = processors(script)
-    queue = Queue(PROCESSORS[script][0], connection=rq_redis)
+    processor = processors(script, slow_jobs=True)
+    queue = jobs.course_queue(PROCESSORS[script][0], rq_redis)
     job = queue.enqueue("time.sleep", 2)
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while job.get_status() != JobStatus.STARTED and time.monotonic() < deadline:
@@ -159,9 +159,9 @@ def test_a_creator_whose_events_were_lost_ends_from_rqs_state(
 ):
     creator = start_script("6_job_creator.py", redis_url)
     created = wait_for_line(creator, expected.CREATED)
-    monkeypatch.setattr(jobs, "publish_event", lambda *args: None)
+    monkeypatch.setattr("course.events.publish_event", lambda *args: None)
 
-    run_worker_here(Queue("push_notification_code", connection=rq_redis))
+    run_worker_here(jobs.course_queue("push_notification_code", rq_redis))
     output, errors = creator.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
 
     assert expected.check_task6_creator(created + lines(output)) == []
@@ -171,9 +171,9 @@ def test_a_creator_whose_events_were_lost_ends_from_rqs_state(
 def test_a_lost_failure_event_still_reaches_the_creator_with_its_message(
     rq_redis, run_worker_here, monkeypatch
 ):
-    queue = Queue("push_notification_code_2", connection=rq_redis)
+    queue = jobs.course_queue("push_notification_code_2", rq_redis)
     events: list[jobs.JobEvent] = []
-    monkeypatch.setattr(jobs, "publish_event", lambda *args: None)
+    monkeypatch.setattr("course.events.publish_event", lambda *args: None)
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
         job_id = watch.enqueue("7_job_processor.send_notification_job", expected.TASK7_JOBS[0])
@@ -184,8 +184,8 @@ def test_a_lost_failure_event_still_reaches_the_creator_with_its_message(
 
 
 def test_a_job_abandoned_by_a_killed_processor_fails_and_its_creator_hears_it(processors, rq_redis):
-    processor = processors("7_job_processor.py")
-    queue = Queue("push_notification_code_2", connection=rq_redis)
+    processor = processors("7_job_processor.py", slow_jobs=True)
+    queue = jobs.course_queue("push_notification_code_2", rq_redis)
     events: list[jobs.JobEvent] = []
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
@@ -199,8 +199,12 @@ def test_a_job_abandoned_by_a_killed_processor_fails_and_its_creator_hears_it(pr
         queue.started_job_registry.cleanup(timestamp=time.time() + jobs.JOB_TIMEOUT_SECONDS + 61)
         assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
 
-    assert events == [jobs.JobEvent(job.id, jobs.FAILED, error="AbandonedJobError")]
+    assert events == [jobs.JobEvent(job.id, jobs.FAILED, error=jobs.ABANDONED_MESSAGE)]
     assert job.get_status() == JobStatus.FAILED
+
+
+# What the README tells a learner to pass to a plain `rq worker`: the jobs are JSON.
+SERIALIZER_PATH = "rq.serializers.JSONSerializer"
 
 
 def rq_command(*args: str) -> subprocess.CompletedProcess[str]:
@@ -210,17 +214,20 @@ def rq_command(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_plain_rq_worker_runs_the_course_jobs_and_rq_info_lists_them(redis_url, rq_redis):
-    queue = Queue("push_notification_code_2", connection=rq_redis)
+    queue = jobs.course_queue("push_notification_code_2", rq_redis)
     events: list[jobs.JobEvent] = []
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
         job_ids = watch.enqueue_many("7_job_processor.send_notification_job", expected.TASK7_JOBS)
         info = rq_command("info", "--url", redis_url)
-        worker = rq_command("worker", "--burst", "--url", redis_url, queue.name)
+        worker = rq_command(
+            "worker", "--burst", "--serializer", SERIALIZER_PATH, "--url", redis_url, queue.name
+        )
         assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
 
     assert "push_notification_code_2" in info.stdout
     assert worker.returncode == 0
+    assert f"{jobs.SERIALIZER.__module__}.{jobs.SERIALIZER.__qualname__}" == SERIALIZER_PATH
     for data, job_id in zip(expected.TASK7_JOBS, job_ids, strict=True):
         wanted = expected.task7_events(data, int(job_id))
         assert [

@@ -7,6 +7,7 @@ need a real server.
 from __future__ import annotations
 
 import threading
+import time
 
 import fakeredis
 import pytest
@@ -27,7 +28,7 @@ EVENTS_TIMEOUT_SECONDS = 10
 
 @pytest.fixture
 def queue() -> Queue:
-    return Queue("push_notification_code_2", connection=fakeredis.FakeRedis())
+    return jobs.course_queue("push_notification_code_2", fakeredis.FakeRedis())
 
 
 def lines_of(events: list[jobs.JobEvent], job_id: str) -> list[str]:
@@ -35,7 +36,7 @@ def lines_of(events: list[jobs.JobEvent], job_id: str) -> list[str]:
 
 
 def test_ids_count_up_from_1_across_queues_and_blocks(queue):
-    other = Queue("push_notification_code", connection=queue.connection)
+    other = jobs.course_queue("push_notification_code", queue.connection)
 
     assert jobs.next_job_ids(queue.connection) == ["1"]
     assert jobs.next_job_ids(other.connection, 3) == ["2", "3", "4"]
@@ -76,7 +77,10 @@ def test_progress_is_kept_on_the_job_and_published(queue):
 
 
 def test_a_failure_without_a_message_is_named_by_its_error():
-    assert jobs.failure_message(AbandonedJobError()) == "AbandonedJobError"
+    assert (
+        jobs.failure_message(AbandonedJobError()) == "Job abandoned: its processor stopped while running it"
+    )
+    assert jobs.failure_message(KeyError()) == "KeyError"
     assert jobs.failure_message(ValueError("no seat")) == "no seat"
 
 
@@ -96,7 +100,7 @@ def test_task7_jobs_run_by_a_worker_reach_their_creator_in_order(queue, run_work
 def test_without_events_a_job_is_reported_from_rqs_state_one_poll_late(queue, run_worker_here, monkeypatch):
     """RQ saves the final status after the callback has published: a second of grace for the event."""
     events: list[jobs.JobEvent] = []
-    monkeypatch.setattr(jobs, "publish_event", lambda *args: None)
+    monkeypatch.setattr("course.events.publish_event", lambda *args: None)
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
         job_id = watch.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[2])
@@ -160,7 +164,7 @@ def test_a_listener_thread_hears_the_jobs_its_process_enqueued(queue, run_worker
 def test_finished_and_failed_jobs_expire(redis_url, run_worker_here):
     """RQ keeps a failed job's result stream forever unless failure_ttl is passed."""
     connection = redis.Redis.from_url(redis_url)
-    queue = Queue("push_notification_code_2", connection=connection)
+    queue = jobs.course_queue("push_notification_code_2", connection)
     failed, finished = jobs.enqueue_jobs(queue, JOB_FUNCTION, expected.TASK7_JOBS[:3:2], ["1", "2"])
 
     run_worker_here(queue)
@@ -170,3 +174,74 @@ def test_finished_and_failed_jobs_expire(redis_url, run_worker_here):
     for job, ttl in [(failed, jobs.FAILURE_TTL_SECONDS), (finished, jobs.RESULT_TTL_SECONDS)]:
         for key in (job.key, Result.get_key(job.id)):
             assert 0 < connection.ttl(key) <= ttl, key
+
+
+# The cost of a poll ----------------------------------------------------------------------------
+
+
+def commands_of_one_poll(connection: redis.Redis, watch: jobs.JobWatch) -> int:
+    """Commands the server ran for one poll of RQ's state (INFO commandstats, reset just before)."""
+    connection.config_resetstat()
+    watch.check_rq_state()
+    stats = connection.info("commandstats")
+    return sum(
+        stat["calls"] for name, stat in stats.items() if name not in ("cmdstat_info", "cmdstat_config")
+    )
+
+
+def test_a_poll_costs_no_more_with_2000_pending_jobs_than_with_10(redis_url):
+    """A seat server flooded with reservations once spent 13-15% CPU polling every pending job each second."""
+    connection = redis.Redis.from_url(redis_url)
+    few = jobs.course_queue("few", connection)
+    many = jobs.course_queue("many", connection)
+    with (
+        jobs.JobWatch(few, on_event=print) as few_watch,
+        jobs.JobWatch(many, on_event=print) as many_watch,
+    ):
+        few_watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[2]] * 10)
+        many_watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[2]] * 2000)
+
+        with_few = [commands_of_one_poll(connection, few_watch) for _ in range(3)]
+        with_many = [commands_of_one_poll(connection, many_watch) for _ in range(3)]
+
+    assert max(with_many) <= max(with_few) + jobs.POLL_OLDEST + jobs.POLL_IN_TURN, (with_few, with_many)
+
+
+def test_with_2000_pending_a_job_that_ended_unheard_is_still_reported(redis_url):
+    """The polls take the pending jobs in turn: any lost event is made up for, however many are pending."""
+    connection = redis.Redis.from_url(redis_url)
+    queue = jobs.course_queue("many", connection)
+    heard: list[jobs.JobEvent] = []
+
+    with jobs.JobWatch(queue, on_event=heard.append) as watch:
+        job_ids = watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[2]] * 2000)
+        # One job in the middle is deleted; nobody publishes anything about it.
+        lost = job_ids[1234]
+        queue.fetch_job(lost).delete()
+        polls = 0
+        while not heard and polls < len(job_ids) // jobs.POLL_IN_TURN + 3:
+            watch.check_rq_state()
+            polls += 1
+
+    assert heard == [jobs.JobEvent(lost, jobs.FAILED, error="Job was deleted")]
+
+
+# Maintenance ------------------------------------------------------------------------------------
+
+
+def test_a_job_taken_and_never_started_goes_back_to_its_queue_not_to_failed(queue):
+    """Its worker was killed between taking it and starting it: RQ would fail it as "stuck"; it never ran."""
+    [job] = jobs.enqueue_jobs(queue, JOB_FUNCTION, [expected.TASK7_JOBS[2]], ["7"])
+    queue.connection.lmove(queue.key, queue.intermediate_queue_key)
+    worker = jobs.CourseWorker([queue.name], connection=queue.connection, job_functions={JOB_FUNCTION})
+
+    worker.clean_registries()
+    # As if that first sighting had been two minutes ago (RQ fails such a job after one).
+    seen_key = queue.intermediate_queue.get_first_seen_key(job.id)
+    queue.connection.set(seen_key, time.time() - 120)
+    worker.clean_registries()
+
+    assert queue.job_ids == [job.id]
+    assert queue.intermediate_queue.get_job_ids() == []
+    assert job.get_status() == JobStatus.QUEUED
+    assert queue.failed_job_registry.get_job_ids() == []

@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 from rq import Queue, SimpleWorker
 
 from course import expected
+from course.jobs import SERIALIZER, course_queue
 
 seat = importlib.import_module("100_seat")
 
@@ -36,7 +37,8 @@ def run_reservations_here(seat_server) -> Iterator:
     connection = fakeredis.FakeRedis(server=seat_server)
 
     def run() -> None:
-        SimpleWorker([Queue(seat.QUEUE_NAME, connection=connection)], connection=connection).work(burst=True)
+        queue = course_queue(seat.QUEUE_NAME, connection)
+        SimpleWorker([queue], connection=connection, serializer=SERIALIZER).work(burst=True)
 
     yield run
     for sig, handler in handlers.items():
@@ -97,10 +99,11 @@ def test_a_reservation_is_queued_as_a_job_with_a_kue_style_id(seat_client, seat_
     seat_client.get("/reserve_seat")
     seat_client.get("/reserve_seat")
 
-    queue = Queue(seat.QUEUE_NAME, connection=fakeredis.FakeRedis(server=seat_server))
+    queue = course_queue(seat.QUEUE_NAME, fakeredis.FakeRedis(server=seat_server))
     jobs = [queue.fetch_job(job_id) for job_id in queue.job_ids]
     assert [job.id for job in jobs] == ["1", "2"]
-    assert [(job.func_name, job.args) for job in jobs] == [(seat.JOB_FUNCTION, ({},))] * 2
+    # JSON keeps the job's one argument, its data, in a list.
+    assert [(job.func_name, job.args) for job in jobs] == [("100_seat.reserve_seat_job", [{}])] * 2
 
 
 def test_reservations_are_blocked_when_redis_says_so(seat_client, seat_db):

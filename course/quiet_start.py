@@ -1,0 +1,18 @@
+"""Imported first by the processors: a stop during their start-up ends them quietly, with status 0.
+
+Python turns Ctrl-C into a KeyboardInterrupt wherever the program is, and a processor spends
+its first few tenths of a second importing RQ: a learner pressing Ctrl-C then got a traceback.
+Until the processor installs its own handlers (``course.worker``), SIGINT and SIGTERM simply
+end it: nothing has been taken from a queue yet. This module imports only the standard library,
+so that it takes effect before anything slow is loaded.
+"""
+
+import signal
+
+
+def exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+signal.signal(signal.SIGINT, exit_quietly)
+signal.signal(signal.SIGTERM, exit_quietly)
