@@ -28,10 +28,12 @@ def send_notification_job(data: dict) -> None:
 
 
 def main() -> None:
+    # logging_level_from_args: --help and --verbose; RQ's own log lines stay off without --verbose.
     logging_level = logging_level_from_args(__doc__)
     connection = client_from_env(decode_responses=False)
-    # Wait for Redis (the course's failed-connection line if it is not there) before RQ's start-up needs it.
+    # wait_for_redis: the course's failed-connection line while Redis is away, before RQ's start-up needs it.
     wait_for_redis(connection)
+    # CourseWorker: RQ's SimpleWorker, running JOB_FUNCTIONS only, JSON jobs, no job stranded by a stop.
     worker = CourseWorker([QUEUE_NAME], connection=connection, job_functions=JOB_FUNCTIONS)
     worker.work(logging_level=logging_level)
 

@@ -31,6 +31,7 @@ class BlacklistedNumberError(Exception):
 
 
 def send_notification(phone_number: str, message: str, job: Job) -> None:
+    # report_progress: RQ's job.meta and save_meta(), and Kue's 'progress' event published to the creator.
     report_progress(0, job)
     if phone_number in BLACKLISTED_NUMBERS:
         raise BlacklistedNumberError(f"Phone number {phone_number} is blacklisted")
@@ -47,11 +48,12 @@ def send_notification_job(data: dict) -> None:
 
 
 def main() -> None:
+    # logging_level_from_args: --help and --verbose; RQ's own log lines stay off without --verbose.
     logging_level = logging_level_from_args(__doc__)
     connection = client_from_env(decode_responses=False)
-    # Wait for Redis here (the course's failed-connection line if it is not there) rather than in
-    # each worker the pool would start.
+    # wait_for_redis: the course's failed-connection line while Redis is away, once, not in each worker.
     wait_for_redis(connection)
+    # CoursePool: RQ's WorkerPool of CourseWorkers (JOB_FUNCTIONS only, JSON jobs), stoppable at once.
     pool = CoursePool([QUEUE_NAME], connection, num_workers=CONCURRENCY, job_functions=JOB_FUNCTIONS)
     pool.start(logging_level=logging_level)
 
