@@ -61,7 +61,7 @@ from redis.commands.core import Script
 from rq import Queue
 
 from course.connection import run
-from course.jobs import JobEvent, event_line
+from course.events import JobEvent, event_line
 from course.settings import parse_command_line
 from course.web import (
     action_route,

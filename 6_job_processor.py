@@ -11,7 +11,7 @@ import course.quiet_start  # noqa: F401
 
 # isort: split
 from course.connection import client_from_env, run
-from course.jobs import CourseWorker, logging_level_from_args, wait_for_redis
+from course.worker import CourseWorker, logging_level_from_args, wait_for_redis
 
 QUEUE_NAME = "push_notification_code"
 # The only function this processor runs, by the name its creator gives it.

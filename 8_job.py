@@ -12,15 +12,8 @@ those events happen: the caller decides how long to listen (``wait()``) and stop
 
 from rq import Queue
 
-from course.jobs import (
-    JobEvent,
-    JobWatch,
-    course_queue,
-    enqueue_jobs,
-    event_line,
-    next_job_ids,
-    subscribe_to_job_events,
-)
+from course.events import JobEvent, event_line
+from course.jobs import JobWatch, course_queue, enqueue_jobs, next_job_ids, subscribe_to_job_events
 from course.settings import parse_command_line
 
 QUEUE_NAME = "push_notification_code_3"

@@ -10,8 +10,9 @@ runs them):
 - events: JSON messages on one channel per queue, published by the processor side
   (``course.events``: ``report_progress`` from inside a job, and the success and failure
   callbacks that ``enqueue_jobs`` attaches to every job);
-- the creator side: a ``JobWatch`` subscribes *before* it enqueues (pub/sub keeps nothing
-  for late subscribers) and hands each event of its own jobs to a handler. A message that
+- the creator side: ``subscribe_to_job_events`` (a ``JobWatch``) subscribes *before* the
+  jobs are enqueued (pub/sub keeps nothing for late subscribers) and hands each event of
+  its own jobs to a handler. A message that
   is not an event, or not about its jobs, is ignored (a line on stderr with ``--verbose``);
   a ``complete`` or ``failed`` is believed only for a job whose hash records that outcome.
   Every second it also reads RQ's own status of a bounded batch of its pending jobs (the
@@ -24,6 +25,9 @@ runs them):
 
 The creator names the job function by its import path (``"7_job_processor.send_notification_job"``);
 it never imports the processor, the worker does.
+
+The names of course.events and course.worker listed in ``__all__`` are also importable from
+here (the tests use them so); the lessons import each from its own module.
 """
 
 from __future__ import annotations

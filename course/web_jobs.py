@@ -24,7 +24,9 @@ import redis
 from rq import Queue
 
 from course.connection import client_from_env, run
-from course.jobs import CourseWorker, JobEvent, JobListener, rq_logging_level
+from course.events import JobEvent
+from course.jobs import JobListener
+from course.worker import CourseWorker, rq_logging_level
 
 
 class ProcessJobListener:
