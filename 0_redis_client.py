@@ -8,6 +8,8 @@ from course.settings import parse_command_line
 
 
 def main() -> None:
+    # connect: redis.Redis.from_url(REDIS_URL) and a PING, printing the course's connected line
+    # (or the failed-connection line for each of its tries); the with block closes the client.
     with connect():
         pass
 

@@ -16,7 +16,8 @@ The server answers from several web processes (course/web.py). Each queues jobs 
 Kue-style ids and prints ``Seat reservation job ID completed`` or
 ``Seat reservation job ID failed: ERROR`` for the jobs it queued, when they end. ``/process``
 starts the processor, an RQ worker in a process of its own beside the web process that
-answered, and it runs until the server stops, as Kue's ``queue.process`` did.
+answered, and it runs until the server stops, as Kue's ``queue.process`` did (the listener
+and the processor of a web process: course/web_jobs.py).
 
 The seats are set up once per Redis, not once per launch. On a Redis that holds no seat
 count yet (a fresh one) the server sets 50 seats and enables reservations, in one Lua step
@@ -51,12 +52,7 @@ or ``flask --app 100_seat run`` for the development server, which sets up the sa
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.connection
-import os
-import signal
 import sys
-import threading
 from functools import cache
 
 import redis
@@ -64,8 +60,8 @@ from flask import Response
 from redis.commands.core import Script
 from rq import Queue
 
-from course.connection import client_from_env, run
-from course.jobs import CourseWorker, JobEvent, JobListener, event_line, rq_logging_level
+from course.connection import run
+from course.events import JobEvent, event_line
 from course.settings import parse_command_line
 from course.web import (
     action_route,
@@ -77,6 +73,7 @@ from course.web import (
     redis_client,
     serve,
 )
+from course.web_jobs import ProcessJobListener, QueueProcessor
 
 QUEUE_NAME = "reserve_seat"
 # The Redis list RQ keeps the queue's waiting jobs in.
@@ -228,83 +225,11 @@ def print_job_event(event: JobEvent) -> None:
     say(event_line("Seat reservation job", event))
 
 
-_listener_lock = threading.Lock()
-
-
-def job_listener() -> JobListener:
-    """This web process's job listener, started by its first reservation.
-
-    A request thread may find it missing at the same moment as another: one starts it.
-    """
-    with _listener_lock:
-        return _started_job_listener()
-
-
-@cache
-def _started_job_listener() -> JobListener:
-    queue = Queue(QUEUE_NAME, connection=redis_client(decode_responses=False))
-    return JobListener(queue, on_event=print_job_event).start()
-
-
-def process_reservations() -> None:
-    """The processor, in a process of its own: an RQ worker on the queue, until it is stopped.
-
-    RQ's worker handles SIGINT and SIGTERM by finishing the job in hand, then stopping;
-    it needs the main thread of a process for that, never a thread of the web server.
-    """
-
-    def work() -> None:
-        logging_level = rq_logging_level(verbose=False)
-        worker = CourseWorker(
-            [QUEUE_NAME], connection=client_from_env(decode_responses=False), job_functions={JOB_FUNCTION}
-        )
-        worker.work(logging_level=logging_level)
-
-    threading.Thread(target=stop_when_orphaned, daemon=True).start()
-    run(work)
-
-
-def stop_when_orphaned() -> None:
-    """Stop this processor, as SIGTERM does, once its web process is gone.
-
-    A web process stops its processor when it stops; one killed outright (SIGKILL) cannot,
-    and the processor would otherwise run on, with nobody left to hear about its jobs.
-    """
-    multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-class QueueProcessor:
-    """The processor of this web process: started by its first /process, kept until the server stops.
-
-    A second /process here finds it running and starts nothing. One answered by another web
-    process, or another server, starts that process's own processor: that is safe, since
-    taking a seat is one step in Redis, and it keeps each processor's life tied to one web
-    process, with no lock in Redis to expire or to leave behind when a server is killed.
-    """
-
-    # A fresh interpreter: a child forked from a process running threads (the web server's,
-    # the job listener's) could inherit a lock held by one of them, and hang.
-    CONTEXT = multiprocessing.get_context("spawn")
-    NAME = "seat processor"
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._process: multiprocessing.process.BaseProcess | None = None
-
-    def ensure_started(self) -> None:
-        """Start the processor unless it runs; one that ended early (a crash) is reaped here."""
-        with self._lock:
-            if self._process is not None and self._process.is_alive():
-                return
-            # Daemonic: when this web process exits, multiprocessing stops it (SIGTERM, so the
-            # job in hand is finished) and reaps it. Nothing else waits for it: two waiters
-            # would race to reap it, and one would not learn how it ended.
-            self._process = self.CONTEXT.Process(target=process_reservations, name=self.NAME, daemon=True)
-            self._process.start()
-
-
-processor = QueueProcessor()
+# This web process's listener and processor (course/web_jobs.py: one of each per web process).
+job_listener = ProcessJobListener(
+    QUEUE_NAME, print_job_event, connect=lambda: redis_client(decode_responses=False)
+)
+processor = QueueProcessor(QUEUE_NAME, job_functions={JOB_FUNCTION})
 
 app = create_app(__name__)
 

@@ -11,7 +11,7 @@ import course.quiet_start  # noqa: F401
 
 # isort: split
 from course.connection import client_from_env, run
-from course.jobs import CourseWorker, logging_level_from_args, wait_for_redis
+from course.worker import CourseWorker, logging_level_from_args, wait_for_redis
 
 QUEUE_NAME = "push_notification_code"
 # The only function this processor runs, by the name its creator gives it.
@@ -28,10 +28,12 @@ def send_notification_job(data: dict) -> None:
 
 
 def main() -> None:
+    # logging_level_from_args: --help and --verbose; RQ's own log lines stay off without --verbose.
     logging_level = logging_level_from_args(__doc__)
     connection = client_from_env(decode_responses=False)
-    # Wait for Redis (the course's failed-connection line if it is not there) before RQ's start-up needs it.
+    # wait_for_redis: the course's failed-connection line while Redis is away, before RQ's start-up needs it.
     wait_for_redis(connection)
+    # CourseWorker: RQ's SimpleWorker, running JOB_FUNCTIONS only, JSON jobs, no job stranded by a stop.
     worker = CourseWorker([QUEUE_NAME], connection=connection, job_functions=JOB_FUNCTIONS)
     worker.work(logging_level=logging_level)
 

@@ -1,14 +1,20 @@
 """Task 7: create eleven jobs and follow each one's progress, completion or failure.
 
-All the jobs are created first (their ids reserved in one INCRBY, the jobs enqueued in one
-round trip); then their events are printed as the processor sends them. Lines of different
+Kue's ``queue.create(...).save()`` for each job becomes RQ's ``Queue.prepare_data`` for
+each and one ``queue.enqueue_many`` for all (one round trip), with the eleven ids reserved
+in one INCRBY. Kue's ``job.on('progress' | 'complete' | 'failed', ...)`` is a subscription
+to the jobs' events, made before the jobs exist; the processor publishes them from inside
+the job (progress) and from the job's success and failure callbacks. Lines of different
 jobs may interleave; each job's own lines come in order. The creator exits once every job
 completed or failed. With ``--verbose``, messages on the events channel that it ignores
 are shown on stderr.
 """
 
+from rq import Callback, Queue
+
 from course.connection import client_from_env, run
-from course.jobs import JobEvent, JobWatch, course_queue, event_line, verbose_from_args
+from course.events import JobEvent, event_line, publish_completed, publish_failed
+from course.jobs import JOB_TTLS, course_queue, next_job_ids, subscribe_to_job_events, verbose_from_args
 
 QUEUE_NAME = "push_notification_code_2"
 JOB_FUNCTION = "7_job_processor.send_notification_job"
@@ -28,22 +34,33 @@ JOBS = [
 
 
 def print_event(event: JobEvent) -> None:
+    """``Notification job ID 50% complete``, ``... completed``, ``... failed: ERROR``."""
     print(event_line("Notification job", event), flush=True)
-
-
-def create_notification_jobs(watch: JobWatch, jobs: list[dict]) -> list[str]:
-    job_ids = watch.enqueue_many(JOB_FUNCTION, jobs)
-    for job_id in job_ids:
-        print(f"Notification job created: {job_id}", flush=True)
-    return job_ids
 
 
 def main() -> None:
     verbose_from_args(__doc__)
+    # course_queue: RQ's Queue with JSON jobs (RQ's default, pickle, would run what a job hash says).
     queue = course_queue(QUEUE_NAME, client_from_env(decode_responses=False))
-    with JobWatch(queue, on_event=print_event) as watch:
-        create_notification_jobs(watch, JOBS)
-        watch.wait()
+    # next_job_ids: Kue-style ids (from one INCRBY) instead of RQ's UUIDs.
+    job_ids = next_job_ids(queue.connection, len(JOBS))
+    with subscribe_to_job_events(queue, job_ids, on_event=print_event) as job_events:
+        jobs = queue.enqueue_many(
+            [
+                Queue.prepare_data(
+                    JOB_FUNCTION,
+                    args=(data,),
+                    job_id=job_id,
+                    on_success=Callback(publish_completed),
+                    on_failure=Callback(publish_failed),
+                    **JOB_TTLS,
+                )
+                for data, job_id in zip(JOBS, job_ids, strict=True)
+            ]
+        )
+        for job in jobs:
+            print(f"Notification job created: {job.id}", flush=True)
+        job_events.wait()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ import sys
 from rq.job import Job, get_current_job
 
 from course.connection import client_from_env, run
-from course.jobs import CoursePool, logging_level_from_args, report_progress, wait_for_redis
+from course.events import report_progress
+from course.worker import CoursePool, logging_level_from_args, wait_for_redis
 
 QUEUE_NAME = "push_notification_code_2"
 # The only function this processor runs, by the name its creator gives it.
@@ -31,6 +32,7 @@ class BlacklistedNumberError(Exception):
 
 
 def send_notification(phone_number: str, message: str, job: Job) -> None:
+    # report_progress: RQ's job.meta and save_meta(), and Kue's 'progress' event published to the creator.
     report_progress(0, job)
     if phone_number in BLACKLISTED_NUMBERS:
         raise BlacklistedNumberError(f"Phone number {phone_number} is blacklisted")
@@ -47,11 +49,12 @@ def send_notification_job(data: dict) -> None:
 
 
 def main() -> None:
+    # logging_level_from_args: --help and --verbose; RQ's own log lines stay off without --verbose.
     logging_level = logging_level_from_args(__doc__)
     connection = client_from_env(decode_responses=False)
-    # Wait for Redis here (the course's failed-connection line if it is not there) rather than in
-    # each worker the pool would start.
+    # wait_for_redis: the course's failed-connection line while Redis is away, once, not in each worker.
     wait_for_redis(connection)
+    # CoursePool: RQ's WorkerPool of CourseWorkers (JOB_FUNCTIONS only, JSON jobs), stoppable at once.
     pool = CoursePool([QUEUE_NAME], connection, num_workers=CONCURRENCY, job_functions=JOB_FUNCTIONS)
     pool.start(logging_level=logging_level)
 

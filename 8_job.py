@@ -2,15 +2,18 @@
 
 It checks its whole input before touching Redis: a list of notifications, each a dict with
 a string ``phoneNumber`` and a string ``message``; one bad item, and nothing is enqueued.
-It creates one job per notification on ``push_notification_code_3``, prints each job's
-``created`` line, and hands back the ``JobWatch`` that prints the jobs' event lines when
-those events happen: Kue attached ``job.on(...)`` handlers; here the caller decides how
-long to listen (``watch.wait()``) and stops with ``watch.close()``.
+It reserves Kue-style ids for the jobs, subscribes to their events (Kue's ``job.on(...)``
+handlers, attached before the jobs exist), creates one RQ job per notification on
+``push_notification_code_3`` as task 7 does (``enqueue_jobs``), prints each job's
+``created`` line, and hands back the subscription, which prints the jobs' event lines when
+those events happen: the caller decides how long to listen (``wait()``) and stops with
+``close()``.
 """
 
 from rq import Queue
 
-from course.jobs import JobEvent, JobWatch, course_queue, event_line
+from course.events import JobEvent, event_line
+from course.jobs import JobWatch, course_queue, enqueue_jobs, next_job_ids, subscribe_to_job_events
 from course.settings import parse_command_line
 
 QUEUE_NAME = "push_notification_code_3"
@@ -47,10 +50,18 @@ def create_push_notifications_jobs(jobs: list[dict], queue: Queue) -> JobWatch:
         if not is_notification(job):
             raise NotANotificationError(f"jobs[{index}] is not an object with phoneNumber and message")
     notifications = course_queue(QUEUE_NAME, queue.connection)
-    watch = JobWatch(notifications, on_event=print_event)
-    for job_id in watch.enqueue_many(JOB_FUNCTION, jobs):
-        print(f"Notification job created: {job_id}", flush=True)
-    return watch
+    job_ids = next_job_ids(notifications.connection, len(jobs))
+    job_events = subscribe_to_job_events(notifications, job_ids, on_event=print_event)
+    try:
+        # enqueue_jobs: task 7's Queue.prepare_data for each job and one queue.enqueue_many, with
+        # the callbacks that publish the jobs' events.
+        created = enqueue_jobs(notifications, JOB_FUNCTION, jobs, job_ids)
+    except BaseException:
+        job_events.close()
+        raise
+    for job in created:
+        print(f"Notification job created: {job.id}", flush=True)
+    return job_events
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import fakeredis
 import pytest
 from rq import Queue
 
-from course.jobs import JOB_IDS_KEY, SERIALIZER, job_data, publish_completed, publish_failed, report_progress
+from course.jobs import JOB_IDS_KEY, SERIALIZER, publish_completed, publish_failed, report_progress
 
 job_module = importlib.import_module("8_job")
 create_push_notifications_jobs = job_module.create_push_notifications_jobs
@@ -61,7 +61,7 @@ def test_jobs_are_queued_with_exactly_their_data(queue, capsys):
         pass
 
     assert queue.name == "push_notification_code_3"
-    assert [job_data(job) for job in queue.jobs] == JOBS
+    assert [job.args[0] for job in queue.jobs] == JOBS
     # The jobs are JSON: their arguments come back as a list.
     assert [(job.args, job.kwargs) for job in queue.jobs] == [([data], {}) for data in JOBS]
     assert capsys.readouterr().out.splitlines() == created_lines(queue)

@@ -57,9 +57,7 @@ REDIS_PASSWORD="${REDIS_PASSWORD:-}"
 # Only REDIS_PASSWORD says which password this script uses; one exported for other uses of
 # redis-cli must not slip in.
 unset REDISCLI_AUTH
-DATA_DIR=""
-PID_FILE=""
-LOG_FILE=""
+# DATA_DIR, PID_FILE, LOG_FILE: the server's files, set by check_port_setting once the port is known.
 
 BIN_DIR=""    # set by ensure_redis: the directory holding redis-server and redis-cli
 CLI=""        # the redis-cli used to talk to the server
@@ -460,34 +458,40 @@ stop_system_service() {
     fi
 }
 
+# Sets BIN_DIR to a Redis when no finished build is cached: one compiled from source, else the
+# system's. Called as a plain command (never in a condition, where set -e would not apply).
+get_redis() {
+    local tmp
+    if ! have_compiler; then
+        say "No C compiler (make and cc); looking for a Redis on PATH"
+        use_system_redis ||
+            die "No C compiler: install make and gcc (e.g. apt-get install build-essential) to build Redis (system package: $SYSTEM_PROBLEM)"
+        return 0
+    fi
+    make_temp_dir tmp
+    if fetch_source "$tmp"; then
+        compile_redis
+    else
+        say "Looking for a Redis on PATH"
+        use_system_redis ||
+            die "Could not get Redis: official tarball $OFFICIAL_PROBLEM; Debian source package: $DEBIAN_PROBLEM; system package: $SYSTEM_PROBLEM"
+    fi
+}
+
 # Makes sure a Redis is available and sets BIN_DIR to the directory holding its binaries.
 ensure_redis() {
-    use_cached_build && return 0
     mkdir -p "$CACHE_PARENT"
-    # Two runs at once (two terminals, parallel tests) must not compile twice. The lock is
-    # released before the server starts, or the server would inherit it.
+    # Two runs at once (two terminals, parallel tests) must not compile twice: the cache is
+    # looked at under a lock, so a run started while another compiles waits for that build
+    # and then uses it. The lock is released before the server starts, or the server would
+    # inherit it.
     if have flock; then
         exec 9>"$CACHE_PARENT/.lock"
         flock 9
         LOCKED=yes
     fi
-    local tmp
-    if use_cached_build; then # another run finished the build while we waited
-        :
-    elif have_compiler; then
-        make_temp_dir tmp
-        # compile_redis is not called inside a condition, where set -e would not apply.
-        if fetch_source "$tmp"; then
-            compile_redis
-        else
-            say "Looking for a Redis on PATH"
-            use_system_redis ||
-                die "Could not get Redis: official tarball $OFFICIAL_PROBLEM; Debian source package: $DEBIAN_PROBLEM; system package: $SYSTEM_PROBLEM"
-        fi
-    else
-        say "No C compiler (make and cc); looking for a Redis on PATH"
-        use_system_redis ||
-            die "No C compiler: install make and gcc (e.g. apt-get install build-essential) to build Redis (system package: $SYSTEM_PROBLEM)"
+    if ! use_cached_build; then
+        get_redis
     fi
     if [[ -n $LOCKED ]]; then
         exec 9>&-

@@ -1,9 +1,12 @@
 """One way into Redis for every script: the URL from ``REDIS_URL``, the course's lines.
 
 node_redis announced itself with ``connect`` and ``error`` events; here ``connect()``
-pings the server, prints the course's connected line, or prints the failed-connection
-line for each try and exits with status 1 (never a traceback: an unreachable server is
-an expected situation for a learner, not a bug).
+pings the server and prints the course's connected line, or prints the failed-connection
+line for each failed try but the last and raises ``NotConnectedError``. The entry point,
+``run()``, turns that into the last line and status 1 (never a traceback: an unreachable
+server is an expected situation for a learner, not a bug), as it does for the program's
+other expected ends: a malformed setting (``SettingError``, status 2) and a server that
+cannot start (``CannotStartError``, status 1).
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ RETRY_DELAY_SECONDS = 0.5
 SOCKET_CONNECT_TIMEOUT_SECONDS = 2.0
 
 
+class NotConnectedError(redis.ConnectionError):
+    """Redis did not answer any of ``connect()``'s tries; the message is the last try's error."""
+
+
+class CannotStartError(Exception):
+    """A program that cannot start (a server whose port is taken, say); the message says why, in one line."""
+
+
 def client_from_env(*, decode_responses: bool = True, **options) -> redis.Redis:
     """A client for ``REDIS_URL`` that has not talked to the server yet.
 
@@ -41,24 +52,28 @@ def not_connected_line(error: BaseException) -> str:
 
 
 def connect() -> redis.Redis:
-    """Connect as node_redis did: the connected line, or one failure line per try, then exit 1."""
+    """Connect as node_redis did: the connected line, or a failure line per try, the last one by ``run()``.
+
+    Raises ``NotConnectedError`` once every try failed.
+    """
     client = client_from_env()
     for attempt in range(1, CONNECT_ATTEMPTS + 1):
         try:
             client.ping()
         except redis.RedisError as error:
-            print(not_connected_line(error), flush=True)
-            if attempt < CONNECT_ATTEMPTS:
-                time.sleep(RETRY_DELAY_SECONDS)
+            failure = error
         else:
             print(CONNECTED, flush=True)
             return client
+        if attempt < CONNECT_ATTEMPTS:
+            print(not_connected_line(failure), flush=True)
+            time.sleep(RETRY_DELAY_SECONDS)
     client.close()
-    raise SystemExit(1)
+    raise NotConnectedError(str(failure)) from failure
 
 
 async def connect_async() -> redis.asyncio.Redis:
-    """``connect()`` for ``redis.asyncio``: same lines, same exit status."""
+    """``connect()`` for ``redis.asyncio``: same lines, same ``NotConnectedError``."""
     client = redis.asyncio.Redis.from_url(
         redis_url(), decode_responses=True, socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_SECONDS
     )
@@ -66,21 +81,23 @@ async def connect_async() -> redis.asyncio.Redis:
         try:
             await client.ping()
         except redis.RedisError as error:
-            print(not_connected_line(error), flush=True)
-            if attempt < CONNECT_ATTEMPTS:
-                await asyncio.sleep(RETRY_DELAY_SECONDS)
+            failure = error
         else:
             print(CONNECTED, flush=True)
             return client
+        if attempt < CONNECT_ATTEMPTS:
+            print(not_connected_line(failure), flush=True)
+            await asyncio.sleep(RETRY_DELAY_SECONDS)
     await client.aclose()
-    raise SystemExit(1)
+    raise NotConnectedError(str(failure)) from failure
 
 
 def run(main: Callable[[], object]) -> None:
     """Run a lesson's ``main()`` the way a learner expects it to end.
 
     A malformed setting (``REDIS_URL``, ``HOST``, ``PORT``) is one line on stderr and status 2,
-    before anything started. A server lost (or timing out) mid-lesson gets the course's
+    before anything started. A server that cannot start is one line on stderr and status 1.
+    A server never reached (``connect()``), lost or timing out mid-lesson gets the course's
     failed-connection line and status 1; any other Redis error its message on stderr and
     status 1; Ctrl-C ends quietly with status 130, as a shell expects. None shows a traceback.
     """
@@ -89,6 +106,9 @@ def run(main: Callable[[], object]) -> None:
     except SettingError as error:
         print(error, file=sys.stderr, flush=True)
         sys.exit(USAGE_ERROR)
+    except CannotStartError as error:
+        print(error, file=sys.stderr, flush=True)
+        sys.exit(1)
     except (redis.ConnectionError, redis.TimeoutError) as error:
         print(not_connected_line(error), flush=True)
         sys.exit(1)

@@ -10,8 +10,9 @@ runs them):
 - events: JSON messages on one channel per queue, published by the processor side
   (``course.events``: ``report_progress`` from inside a job, and the success and failure
   callbacks that ``enqueue_jobs`` attaches to every job);
-- the creator side: a ``JobWatch`` subscribes *before* it enqueues (pub/sub keeps nothing
-  for late subscribers) and hands each event of its own jobs to a handler. A message that
+- the creator side: ``subscribe_to_job_events`` (a ``JobWatch``) subscribes *before* the
+  jobs are enqueued (pub/sub keeps nothing for late subscribers) and hands each event of
+  its own jobs to a handler. A message that
   is not an event, or not about its jobs, is ignored (a line on stderr with ``--verbose``);
   a ``complete`` or ``failed`` is believed only for a job whose hash records that outcome.
   Every second it also reads RQ's own status of a bounded batch of its pending jobs (the
@@ -24,6 +25,9 @@ runs them):
 
 The creator names the job function by its import path (``"7_job_processor.send_notification_job"``);
 it never imports the processor, the worker does.
+
+The names of course.events and course.worker listed in ``__all__`` are also importable from
+here (the tests use them so); the lessons import each from its own module.
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ __all__ = [
     "FAILURE_TTL_SECONDS",
     "JOB_IDS_KEY",
     "JOB_TIMEOUT_SECONDS",
+    "JOB_TTLS",
     "OUTCOME_FIELD",
     "PROGRESS",
     "PROGRESS_META_KEY",
@@ -105,7 +110,6 @@ __all__ = [
     "event_line",
     "events_channel",
     "failure_message",
-    "job_data",
     "logging_level_from_args",
     "next_job_ids",
     "publish_completed",
@@ -113,11 +117,16 @@ __all__ = [
     "publish_failed",
     "report_progress",
     "rq_logging_level",
+    "subscribe_to_job_events",
     "verbose_from_args",
     "wait_for_redis",
 ]
 
 JOB_IDS_KEY = "course:job-ids"
+
+# How long RQ keeps a job once it ended, passed to every ``enqueue`` or ``prepare_data``
+# (RQ's own defaults: 500 s for a finished job, a year for a failed one).
+JOB_TTLS = {"result_ttl": RESULT_TTL_SECONDS, "failure_ttl": FAILURE_TTL_SECONDS}
 
 POLL_INTERVAL_SECONDS = 1.0
 # Each poll reads the status of at most this many pending jobs: the oldest ones (a queue
@@ -152,6 +161,8 @@ def next_job_ids(connection: redis.Redis, count: int = 1) -> list[str]:
     One counter per database, shared by every queue; INCRBY hands out a whole block at once
     and never repeats, which matters: RQ silently overwrites a job whose id is reused.
     """
+    if count == 0:
+        return []
     last = connection.incrby(JOB_IDS_KEY, count)
     return [str(job_id) for job_id in range(last - count + 1, last + 1)]
 
@@ -160,8 +171,17 @@ def next_job_ids(connection: redis.Redis, count: int = 1) -> list[str]:
 
 
 def course_queue(name: str, connection: redis.Redis) -> Queue:
-    """A queue as every course program uses it: JSON jobs (``SERIALIZER``), read as ``CourseJob``s."""
-    return Queue(name, connection=connection, serializer=SERIALIZER, job_class=CourseJob)
+    """A queue as every course program uses it: JSON jobs (``SERIALIZER``), read as ``CourseJob``s.
+
+    Its jobs get the course's timeout (``JOB_TIMEOUT_SECONDS``) unless they name their own.
+    """
+    return Queue(
+        name,
+        connection=connection,
+        serializer=SERIALIZER,
+        job_class=CourseJob,
+        default_timeout=JOB_TIMEOUT_SECONDS,
+    )
 
 
 def as_course_queue(queue: Queue) -> Queue:
@@ -203,11 +223,6 @@ def enqueue_jobs(
     )
 
 
-def job_data(job: Job) -> dict:
-    """The data a job was created with."""
-    return job.args[0]
-
-
 # The creator side --------------------------------------------------------------------------
 
 
@@ -246,7 +261,7 @@ class JobWatch:
     anything else published on the channel.
     """
 
-    def __init__(self, queue: Queue, on_event: Callable[[JobEvent], None]):
+    def __init__(self, queue: Queue, on_event: Callable[[JobEvent], None], job_ids: Iterable[str] = ()):
         self.queue = as_course_queue(queue)
         self.on_event = on_event
         self._lock = threading.Lock()
@@ -257,6 +272,7 @@ class JobWatch:
         # Ended according to RQ at the last poll, with no event yet: reported at the next one.
         self._ended_in_rq: dict[str, str | None] = {}
         self._next_poll = time.monotonic() + POLL_INTERVAL_SECONDS
+        self.follow(job_ids)
         self._pubsub = self.queue.connection.pubsub()
         self._subscribe()
 
@@ -293,7 +309,7 @@ class JobWatch:
         if not datas:
             return []
         job_ids = next_job_ids(self.queue.connection, len(datas))
-        self._track(job_ids)
+        self.follow(job_ids)
         try:
             enqueue_jobs(self.queue, function_name, datas, job_ids, **options)
         except BaseException:
@@ -301,7 +317,8 @@ class JobWatch:
             raise
         return job_ids
 
-    def _track(self, job_ids: Iterable[str]) -> None:
+    def follow(self, job_ids: Iterable[str]) -> None:
+        """Watch these jobs too: their events go to ``on_event`` from now on."""
         with self._lock:
             for job_id in job_ids:
                 self._pending[job_id] = None
@@ -442,6 +459,18 @@ class JobWatch:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def subscribe_to_job_events(
+    queue: Queue, job_ids: Sequence[str], on_event: Callable[[JobEvent], None]
+) -> JobWatch:
+    """Kue's ``job.on('progress' | 'complete' | 'failed', handler)`` for the jobs ``job_ids`` will name.
+
+    Subscribed, and the subscription confirmed, when it returns: call it before the jobs are
+    enqueued, since pub/sub keeps nothing for a late subscriber. ``wait()`` on the watch it
+    returns hands each event to ``on_event`` until every one of the jobs has ended.
+    """
+    return JobWatch(queue, on_event, job_ids=job_ids)
 
 
 class JobListener:

@@ -40,7 +40,8 @@ two threads in each, on ``HOST`` (default 127.0.0.1) and ``PORT`` (default 1245)
 workers, even ones still starting, and the server exits with status 0 and no traceback.
 On Linux no worker outlives its main process, even one killed with SIGKILL. A malformed
 ``HOST`` or ``PORT`` is a one-line message and status 2 (``listen_address``), a busy port a
-one-line message and status 1. ``flask --app NAME run`` still works,
+one-line message and status 1 (``CannotListenError``); ``course.connection.run``, around the
+script's ``main()``, prints them and exits. ``flask --app NAME run`` still works,
 for learners who want the development server and its reloader.
 """
 
@@ -72,7 +73,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.exceptions import BadRequest, HTTPException, ServiceUnavailable
 
-from course.connection import CONNECTED, client_from_env, not_connected_line
+from course.connection import CONNECTED, CannotStartError, client_from_env, not_connected_line
 from course.settings import DEFAULT_HOST, host_from_env, port_from_env, redis_url
 
 DEFAULT_PORT = 1245
@@ -276,7 +277,7 @@ def keep_trying(contact: Callable[[], object]) -> None:
         delay = min(delay * 2, LAUNCH_RETRY_MAX_SECONDS)
 
 
-class CannotListenError(Exception):
+class CannotListenError(CannotStartError):
     """The server's address is taken, or not this machine's."""
 
 
@@ -345,14 +346,11 @@ def serve(script: str, address: tuple[str, int]) -> None:
 
     Each worker imports the script as a module of its own, so whatever the module makes at
     import (the app, Redis clients made on first use) belongs to that worker.
-    Exits with status 0 once stopped; with a one-line message and status 1 if the port is
-    taken or the address is not this machine's.
+    Returns once stopped; raises ``CannotListenError`` (``run()``: its line and status 1) if
+    the port is taken or the address is not this machine's.
     """
     host, port = address
-    try:
-        check_port_free(host, port)
-    except CannotListenError as error:
-        sys.exit(str(error))
+    check_port_free(host, port)
     server = Granian(
         script,
         address=host,

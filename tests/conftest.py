@@ -266,7 +266,6 @@ def clear_seat_caches() -> None:
         seat.take_seat_script,
         seat.seats_script,
         seat.admit_script,
-        seat._started_job_listener,
     ):
         cached.cache_clear()
 
@@ -281,9 +280,9 @@ def seat_server(monkeypatch) -> Iterator[fakeredis.FakeServer]:
 
     monkeypatch.setattr(seat, "redis_client", fake_client)
     clear_seat_caches()
+    listener = seat.job_listener
     yield server
-    if seat._started_job_listener.cache_info().currsize:
-        seat.job_listener().stop()
+    listener.stop()
     clear_seat_caches()
 
 

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rq import Queue, Worker
 
-from course.jobs import JOB_IDS_KEY, course_queue, job_data
+from course.jobs import JOB_IDS_KEY, course_queue
 from course.lessons import ROOT, start_script, stop_script
 from course.tour import wait_until_serving
 
@@ -375,7 +375,7 @@ def test_any_list_of_notifications_is_queued_exactly_in_order(jobs, capsys):
     with job_module.create_push_notifications_jobs(jobs, queue):
         pass
 
-    assert [job_data(job) for job in queue.jobs] == jobs
+    assert [job.args[0] for job in queue.jobs] == jobs
     assert capsys.readouterr().out.splitlines() == [
         f"Notification job created: {job_id}" for job_id in queue.job_ids
     ]

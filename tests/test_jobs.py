@@ -104,7 +104,7 @@ def test_task8_main_creates_one_job_and_does_not_wait(redis_url, rq_redis):
     assert expected.check_task8_main(lines(result.stdout)) == []
     assert (result.stderr, result.returncode) == ("", 0)
     queue = jobs.course_queue(expected.TASK8_QUEUE, rq_redis)
-    assert [jobs.job_data(job) for job in queue.jobs] == [expected.TASK8_JOB]
+    assert [job.args[0] for job in queue.jobs] == [expected.TASK8_JOB]
     assert queue.job_ids == [str(job_id) for job_id in expected.created_ids(lines(result.stdout))]
 
 

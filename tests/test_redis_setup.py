@@ -26,12 +26,8 @@ SCRIPT = ROOT / "redis_setup.sh"
 BUILD_TIMEOUT = 600  # seconds: a first compile on a slow machine
 RUN_TIMEOUT = 60
 
-try:  # the project's pytest config sets a 300 s timeout per test; the first build may need more
-    import pytest_timeout  # noqa: F401
-
-    pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + 300)
-except ImportError:
-    pass
+# The project's pytest config sets a 300 s timeout per test; the first build may need more.
+pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + 300)
 
 
 def free_port() -> int:

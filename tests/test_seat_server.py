@@ -391,7 +391,7 @@ def test_a_processor_whose_web_process_was_killed_stops_by_itself(start_server, 
 
 def test_a_second_process_call_in_one_web_process_starts_nothing(redis_url, rq_redis, monkeypatch):
     monkeypatch.setenv("REDIS_URL", redis_url)
-    queue_processor = seat.QueueProcessor()
+    queue_processor = seat.QueueProcessor(seat.QUEUE_NAME, {seat.JOB_FUNCTION})
 
     queue_processor.ensure_started()
     queue_processor.ensure_started()

@@ -1,0 +1,78 @@
+"""The course's library code never ends the process: it raises a typed error, and ``run()`` ends it.
+
+``connect()`` and ``connect_async()`` raise ``NotConnectedError`` once every try failed (having
+printed the failed-connection line for each try but the last), and ``serve()`` raises
+``CannotListenError`` for a busy port. ``course.connection.run``, around a program's
+``main()``, turns each into its one line and the SPEC's exit status: the failed-connection
+line on stdout and status 1; the busy port's line on stderr and status 1. A caller that
+wants to go on (a test, a helper of the learner's) can catch them.
+"""
+
+import asyncio
+import socket
+
+import pytest
+
+from course import connection, web
+from course.connection import CONNECTED, NOT_CONNECTED, NotConnectedError
+
+
+@pytest.fixture
+def no_redis(monkeypatch, dead_redis_url) -> str:
+    monkeypatch.setenv("REDIS_URL", dead_redis_url)
+    monkeypatch.setattr(connection, "RETRY_DELAY_SECONDS", 0)
+    return dead_redis_url
+
+
+def not_connected_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(NOT_CONNECTED)]
+
+
+def test_connect_raises_once_every_try_failed(no_redis, capsys):
+    with pytest.raises(NotConnectedError, match="Connection refused") as raised:
+        connection.connect()
+
+    printed = capsys.readouterr().out
+    assert len(not_connected_lines(printed)) == connection.CONNECT_ATTEMPTS - 1
+    assert printed.splitlines()[-1] == connection.not_connected_line(raised.value)
+
+
+def test_connect_async_raises_once_every_try_failed(no_redis, capsys):
+    with pytest.raises(NotConnectedError):
+        asyncio.run(connection.connect_async())
+
+    assert len(not_connected_lines(capsys.readouterr().out)) == connection.CONNECT_ATTEMPTS - 1
+
+
+def test_run_prints_the_last_failed_connection_line_and_exits_1(no_redis, capsys):
+    def main() -> None:
+        with connection.connect():
+            pass
+
+    with pytest.raises(SystemExit) as exited:
+        connection.run(main)
+
+    out, err = capsys.readouterr()
+    assert exited.value.code == 1
+    assert len(not_connected_lines(out)) == connection.CONNECT_ATTEMPTS
+    assert CONNECTED not in out
+    assert err == ""
+
+
+def test_serve_raises_for_a_busy_port():
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        with pytest.raises(web.CannotListenError, match=f"Cannot listen on 127.0.0.1:{port}"):
+            web.serve(web.__file__, ("127.0.0.1", port))
+
+
+def test_run_turns_a_busy_port_into_one_line_on_stderr_and_status_1(capsys):
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit) as exited:
+            connection.run(lambda: web.serve(web.__file__, ("127.0.0.1", port)))
+
+    out, err = capsys.readouterr()
+    assert exited.value.code == 1
+    assert out == ""
+    assert err == f"Cannot listen on 127.0.0.1:{port}: Address already in use (is another server running?)\n"
