@@ -49,6 +49,7 @@ from rq.exceptions import DeserializationError, NoSuchJobError, StopRequested
 from rq.job import JOB_ID_PATTERN, Job, JobStatus
 from rq.queue import Queue
 from rq.registry import clean_registries
+from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
@@ -220,6 +221,8 @@ class CourseWorker(SimpleWorker):
         self._interruptible = False
         # When the last heartbeat with RQ's usual TTL was sent (time.monotonic()), or None.
         self._usual_heartbeat_sent_at: float | None = None
+        # Whether the workers were suspended (``rq suspend``) when the last job ended; None once used.
+        self._suspended_after_job: bool | None = None
 
     # Which jobs it runs ----------------------------------------------------------------
 
@@ -358,13 +361,25 @@ class CourseWorker(SimpleWorker):
     # Bookkeeping ----------------------------------------------------------------------
 
     def execute_job(self, job: CourseJob, queue: Queue) -> None:
-        """SimpleWorker's ``execute_job``, its state write and RQ's next heartbeat in one pipeline."""
+        """SimpleWorker's ``execute_job``; its state, next heartbeat and suspension check: one pipeline."""
         self.prepare_execution(job)
         self.perform_job(job, queue)
         with self.connection.pipeline(transaction=False) as pipeline:
             self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
             self.heartbeat(pipeline=pipeline)
-            pipeline.execute()
+            pipeline.exists(WORKERS_SUSPENDED)
+            self._suspended_after_job = bool(pipeline.execute()[-1])
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ's check for ``rq suspend``, unless the end of the job just run found the workers not suspended.
+
+        RQ's loop checks right after each job (a pipeline of a heartbeat and an EXISTS): the
+        pipeline that ended the job read the same key a moment before.
+        """
+        suspended, self._suspended_after_job = self._suspended_after_job, None
+        if suspended is False:
+            return
+        super().check_for_suspension(burst)
 
     def set_state(self, state: str, pipeline=None) -> None:
         """RQ's ``set_state``; a write of the state the worker last wrote is left out."""

@@ -1,7 +1,7 @@
 """A course worker's bookkeeping: RQ still calls each method it overrides; a job costs few round trips.
 
-``CourseWorker`` overrides RQ 2.12 worker methods (``execute_job``, ``set_state``,
-``heartbeat``, ``handle_execution_ended``, the dequeue) to send fewer round trips per job.
+``CourseWorker`` overrides RQ 2.12 worker methods (``execute_job``, ``check_for_suspension``,
+``set_state``, ``heartbeat``, ``handle_execution_ended``, the dequeue) to send fewer round trips per job.
 A newer RQ that stopped calling one of them would quietly lose the saving, or the
 behaviour the override keeps: the first test fails then. The others check what the
 overrides promise on a real Redis: RQ's registries and job hashes as RQ leaves them, the
@@ -13,6 +13,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 from rq.job import JobStatus
+from rq.suspension import suspend
 from rq.utils import utcformat
 from rq.worker import WorkerStatus
 
@@ -100,6 +101,21 @@ def test_a_job_costs_few_round_trips_and_ends_as_rq_ends_it(rq_redis):
         assert job.get_status() == (JobStatus.FAILED if job.id in failed else JobStatus.FINISHED)
         # The worker leaves the write of the job's last heartbeat to RQ's save of the ended job.
         assert utcformat(job.last_heartbeat) == utcformat(job.ended_at)
+
+
+def test_rq_suspend_still_stops_a_worker_between_two_jobs(rq_redis):
+    class SuspendingWorker(worker.CourseWorker):
+        def perform_job(self, job, queue):
+            performed = super().perform_job(job, queue)
+            suspend(self.connection)
+            return performed
+
+    job_ids = enqueue_task7_jobs(rq_redis, 3)
+
+    run_burst(task7_worker(rq_redis, SuspendingWorker))
+
+    queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
+    assert queue.get_job_ids() == job_ids[1:]
 
 
 @pytest.fixture
