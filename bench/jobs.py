@@ -10,6 +10,7 @@ do not depend on the machine's speed. Usage, from the project root, with the pro
 running:
 
     python bench/jobs.py [--jobs 2000]
+    python bench/jobs.py --profile-worker [--jobs 1000]   # one worker alone, under cProfile
 
 REDIS_URL picks the server; redis-benchmark is taken from REDIS_BIN_DIR, else from the
 directory ``./redis_setup.sh build`` prints last.
@@ -19,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import importlib
 import io
 import os
+import pstats
 import re
 import signal
 import subprocess
@@ -40,7 +43,14 @@ sys.path.insert(0, str(ROOT))
 
 from course import expected  # noqa: E402
 from course.connection import client_from_env, redis_url, run  # noqa: E402
-from course.jobs import JobEvent, JobWatch  # noqa: E402
+from course.jobs import (  # noqa: E402
+    CourseWorker,
+    JobEvent,
+    JobWatch,
+    enqueue_jobs,
+    next_job_ids,
+    rq_logging_level,
+)
 
 creator = importlib.import_module("7_job_creator")
 
@@ -52,6 +62,8 @@ STARTUP_TIMEOUT_SECONDS = 30
 BENCHMARK_REQUESTS = 200_000
 # The commands the report names, busiest first.
 COMMANDS_SHOWN = 10
+# The functions a profile shows, by their own time.
+PROFILE_LINES = 25
 
 
 def redis_benchmark_path() -> Path:
@@ -185,9 +197,28 @@ def report(count: int, creation_seconds: float, processing_seconds: float, get_o
     )
 
 
+def profile_one_worker(queue: Queue, jobs: list[dict]) -> None:
+    """One ``CourseWorker`` in burst mode on ``jobs`` (enqueued first), under cProfile: its top functions."""
+    enqueue_jobs(queue, creator.JOB_FUNCTION, jobs, next_job_ids(queue.connection, len(jobs)))
+    course_worker = CourseWorker(
+        [queue.name], connection=queue.connection, job_functions={creator.JOB_FUNCTION}
+    )
+    profile = cProfile.Profile()
+    counters_before = RedisCounters.read(queue.connection)
+    with contextlib.redirect_stdout(io.StringIO()):
+        profile.runcall(course_worker.work, burst=True, logging_level=rq_logging_level(False))
+    counters = RedisCounters.read(queue.connection).since(counters_before)
+    print(f"one worker, {len(jobs)} jobs enqueued first")
+    report_counters(len(jobs), counters)
+    pstats.Stats(profile).sort_stats("tottime").print_stats(PROFILE_LINES)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=2000, help="how many jobs (default 2000)")
+    parser.add_argument("--jobs", type=int, help="how many jobs (default 2000; 1000 with --profile-worker)")
+    parser.add_argument(
+        "--profile-worker", action="store_true", help="profile one worker alone instead (cProfile)"
+    )
     return parser.parse_args()
 
 
@@ -197,7 +228,10 @@ def main() -> None:
     queue = Queue(creator.QUEUE_NAME, connection=connection)
     if queue.count or Worker.all(queue=queue):
         raise SystemExit(f"{queue.name} must be idle: empty it and stop its processors first")
-    jobs = notification_jobs(args.jobs)
+    if args.profile_worker:
+        profile_one_worker(queue, notification_jobs(args.jobs or 1000))
+        return
+    jobs = notification_jobs(args.jobs or 2000)
 
     # redis-benchmark before and after the jobs: the machine's speed drifts within a run.
     get_ops_before = redis_get_ops_per_second()
