@@ -4,9 +4,13 @@ Runs ``7_job_processor.py`` in the background as a learner does, then creates N 
 task 7's creator code (events included, its lines kept out of the terminal) and waits for
 every job's last event. Prints creation and processing rates, and each divided by
 ``redis-benchmark -t get -c 32`` on the same Redis in the same run, beside the ratios of
-the Node.js original (Kue). Usage, from the project root, with the project's Redis running:
+the Node.js original (Kue); then the Redis commands and round trips per job, end to end
+(creator and processor), from the server's own counters (INFO stats and commandstats), which
+do not depend on the machine's speed. Usage, from the project root, with the project's Redis
+running:
 
     python bench/jobs.py [--jobs 2000]
+    python bench/jobs.py --profile-worker [--jobs 1000]   # one worker alone, under cProfile
 
 REDIS_URL picks the server; redis-benchmark is taken from REDIS_BIN_DIR, else from the
 directory ``./redis_setup.sh build`` prints last.
@@ -16,17 +20,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import importlib
 import io
 import os
+import pstats
 import re
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+import redis
 from rq import Queue, Worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +43,14 @@ sys.path.insert(0, str(ROOT))
 
 from course import expected  # noqa: E402
 from course.connection import client_from_env, redis_url, run  # noqa: E402
-from course.jobs import JobEvent, JobWatch  # noqa: E402
+from course.jobs import (  # noqa: E402
+    CourseWorker,
+    JobEvent,
+    JobWatch,
+    enqueue_jobs,
+    next_job_ids,
+    rq_logging_level,
+)
 
 creator = importlib.import_module("7_job_creator")
 
@@ -45,6 +60,10 @@ NODE_PROCESSING_RATIO = 0.0195
 WORKERS = 2
 STARTUP_TIMEOUT_SECONDS = 30
 BENCHMARK_REQUESTS = 200_000
+# The commands the report names, busiest first.
+COMMANDS_SHOWN = 10
+# The functions a profile shows, by their own time.
+PROFILE_LINES = 25
 
 
 def redis_benchmark_path() -> Path:
@@ -79,6 +98,30 @@ def redis_get_ops_per_second() -> float:
     return float(re.search(r"GET: ([\d.]+) requests per second", result.stdout)[1])
 
 
+@dataclass(frozen=True)
+class RedisCounters:
+    """The server's counters: commands run, reads from clients (one per round trip), calls per command."""
+
+    commands: int
+    reads: int
+    calls: dict[str, int]
+
+    @classmethod
+    def read(cls, connection: redis.Redis) -> RedisCounters:
+        stats = connection.info("stats")
+        calls = {
+            name.removeprefix("cmdstat_"): fields["calls"]
+            for name, fields in connection.info("commandstats").items()
+        }
+        return cls(stats["total_commands_processed"], stats["total_reads_processed"], calls)
+
+    def since(self, before: RedisCounters) -> RedisCounters:
+        # The INFO calls that read `before` count too: two commands, two reads.
+        calls = {name: count - before.calls.get(name, 0) for name, count in self.calls.items()}
+        calls["info"] = calls.get("info", 0) - 2
+        return RedisCounters(self.commands - before.commands - 2, self.reads - before.reads - 2, calls)
+
+
 def notification_jobs(count: int) -> list[dict]:
     """Task 7's eleven jobs, repeated up to ``count`` (two in eleven fail: blacklisted numbers)."""
     return [expected.TASK7_JOBS[index % len(expected.TASK7_JOBS)] for index in range(count)]
@@ -106,8 +149,8 @@ def stop_processor(processor: subprocess.Popen[bytes]) -> None:
     processor.wait()
 
 
-def create_and_process(queue: Queue, jobs: list[dict]) -> tuple[float, float, list[JobEvent]]:
-    """Seconds to create the jobs, seconds from then until the last one ended, and the events."""
+def create_and_process(queue: Queue, jobs: list[dict]) -> tuple[float, float, list[JobEvent], RedisCounters]:
+    """Seconds to create the jobs, seconds from then until the last one ended, the events, Redis's counts."""
     events: list[JobEvent] = []
 
     def on_event(event: JobEvent) -> None:
@@ -115,16 +158,28 @@ def create_and_process(queue: Queue, jobs: list[dict]) -> tuple[float, float, li
         creator.print_event(event)
 
     with JobWatch(queue, on_event=on_event) as watch, contextlib.redirect_stdout(io.StringIO()):
+        counters_before = RedisCounters.read(queue.connection)
         started = time.perf_counter()
         creator.create_notification_jobs(watch, jobs)
         created = time.perf_counter()
         watch.wait()
         ended = time.perf_counter()
-    return created - started, ended - created, events
+        counters = RedisCounters.read(queue.connection).since(counters_before)
+    return created - started, ended - created, events, counters
 
 
 def expected_event_count(jobs: list[dict]) -> int:
     return sum(len(expected.task7_events(job, 0)) for job in jobs)
+
+
+def report_counters(count: int, counters: RedisCounters) -> None:
+    """Commands and round trips per job, and the commands that make most of them."""
+    print(
+        f"Redis, end to end: {counters.commands / count:.1f} commands per job,"
+        f" {counters.reads / count:.1f} round trips per job"
+    )
+    busiest = sorted(counters.calls.items(), key=lambda item: -item[1])[:COMMANDS_SHOWN]
+    print("  per job: " + ", ".join(f"{name} {calls / count:.1f}" for name, calls in busiest if calls > 0))
 
 
 def report(count: int, creation_seconds: float, processing_seconds: float, get_ops: float) -> None:
@@ -142,9 +197,28 @@ def report(count: int, creation_seconds: float, processing_seconds: float, get_o
     )
 
 
+def profile_one_worker(queue: Queue, jobs: list[dict]) -> None:
+    """One ``CourseWorker`` in burst mode on ``jobs`` (enqueued first), under cProfile: its top functions."""
+    enqueue_jobs(queue, creator.JOB_FUNCTION, jobs, next_job_ids(queue.connection, len(jobs)))
+    course_worker = CourseWorker(
+        [queue.name], connection=queue.connection, job_functions={creator.JOB_FUNCTION}
+    )
+    profile = cProfile.Profile()
+    counters_before = RedisCounters.read(queue.connection)
+    with contextlib.redirect_stdout(io.StringIO()):
+        profile.runcall(course_worker.work, burst=True, logging_level=rq_logging_level(False))
+    counters = RedisCounters.read(queue.connection).since(counters_before)
+    print(f"one worker, {len(jobs)} jobs enqueued first")
+    report_counters(len(jobs), counters)
+    pstats.Stats(profile).sort_stats("tottime").print_stats(PROFILE_LINES)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=2000, help="how many jobs (default 2000)")
+    parser.add_argument("--jobs", type=int, help="how many jobs (default 2000; 1000 with --profile-worker)")
+    parser.add_argument(
+        "--profile-worker", action="store_true", help="profile one worker alone instead (cProfile)"
+    )
     return parser.parse_args()
 
 
@@ -154,19 +228,23 @@ def main() -> None:
     queue = Queue(creator.QUEUE_NAME, connection=connection)
     if queue.count or Worker.all(queue=queue):
         raise SystemExit(f"{queue.name} must be idle: empty it and stop its processors first")
-    jobs = notification_jobs(args.jobs)
+    if args.profile_worker:
+        profile_one_worker(queue, notification_jobs(args.jobs or 1000))
+        return
+    jobs = notification_jobs(args.jobs or 2000)
 
     # redis-benchmark before and after the jobs: the machine's speed drifts within a run.
     get_ops_before = redis_get_ops_per_second()
     processor = start_processor(queue)
     try:
-        creation_seconds, processing_seconds, events = create_and_process(queue, jobs)
+        creation_seconds, processing_seconds, events, counters = create_and_process(queue, jobs)
     finally:
         stop_processor(processor)
     if len(events) != expected_event_count(jobs):
         raise SystemExit(f"expected {expected_event_count(jobs)} events, got {len(events)}")
     get_ops = (get_ops_before + redis_get_ops_per_second()) / 2
     report(len(jobs), creation_seconds, processing_seconds, get_ops)
+    report_counters(len(jobs), counters)
 
 
 if __name__ == "__main__":

@@ -185,32 +185,45 @@ def events_channel(queue_name: str) -> str:
 
 
 def publish_event(connection: redis.Redis, queue_name: str, event: JobEvent) -> None:
+    """Publish ``event`` on its queue's channel; ``connection`` may be a pipeline."""
     connection.publish(events_channel(queue_name), event.to_json())
+
+
+def write_and_publish(connection: redis.Redis, job: Job, fields: dict[str, Any], event: JobEvent) -> None:
+    """Write ``fields`` on the job's hash, then publish ``event``: one round trip.
+
+    Redis runs one connection's commands in order, so a creator that hears the event finds
+    the fields written. No MULTI: nothing else needs to be kept from seeing the write alone.
+    """
+    with connection.pipeline(transaction=False) as pipeline:
+        pipeline.hset(job.key, mapping=fields)
+        publish_event(pipeline, job.origin, event)
+        pipeline.execute()
 
 
 def report_progress(percent: int, job: Job | None = None) -> None:
     """Kue's ``job.progress()``: record the percent on the job and tell its creator.
 
-    Called from inside a job function; ``job`` defaults to the job being run.
+    Called from inside a job function; ``job`` defaults to the job being run. The meta is
+    written as RQ's ``save_meta`` writes it.
     """
     job = job or get_current_job()
     job.meta[PROGRESS_META_KEY] = percent
-    job.save_meta()
-    publish_event(job.connection, job.origin, JobEvent(job.id, PROGRESS, percent=percent))
+    event = JobEvent(job.id, PROGRESS, percent=percent)
+    write_and_publish(job.connection, job, {"meta": job.serializer.dumps(job.meta)}, event)
 
 
-def record_outcome(connection: redis.Redis, job_id: str, kind: str, meta: dict[str, Any] | None = None):
-    """Write the outcome (and the meta, if given) on the job's hash, where a creator checks it."""
-    fields: dict[str, Any] = {OUTCOME_FIELD: kind}
+def record_outcome(connection: redis.Redis, job: Job, event: JobEvent, meta: dict[str, Any] | None = None):
+    """Write the outcome (and the meta, if given) on the job's hash, where a creator checks it; publish it."""
+    fields: dict[str, Any] = {OUTCOME_FIELD: event.kind}
     if meta is not None:
         fields["meta"] = SERIALIZER.dumps(meta)
-    connection.hset(Job.key_for(job_id), mapping=fields)
+    write_and_publish(connection, job, fields, event)
 
 
 def publish_completed(job: Job, connection: redis.Redis, result: object) -> None:
     """RQ's success callback: Kue's ``complete`` event."""
-    record_outcome(connection, job.id, COMPLETE)
-    publish_event(connection, job.origin, JobEvent(job.id, COMPLETE))
+    record_outcome(connection, job, JobEvent(job.id, COMPLETE))
 
 
 def failure_message(error: BaseException) -> str:
@@ -231,8 +244,7 @@ def publish_failed(
     meta = job.meta if isinstance(job.meta, dict) else {}
     meta[ERROR_META_KEY] = message
     job.meta = meta
-    record_outcome(connection, job.id, FAILED, meta)
-    publish_event(connection, job.origin, JobEvent(job.id, FAILED, error=message))
+    record_outcome(connection, job, JobEvent(job.id, FAILED, error=message), meta)
 
 
 def callback_name(function: object) -> str:

@@ -20,6 +20,11 @@
   never interrupts a job; an idle worker waits for Redis as long as it takes.
 - abandoned jobs failed soon: a restarted processor fails the job its killed predecessor
   was running about 25 to 35 s after it started (RQ's defaults: up to 10 minutes and more).
+- few round trips per job: RQ's worker writes its own state and heartbeat several times
+  between two jobs, each write a round trip of its own. Here a heartbeat is sent at most
+  once every ``HEARTBEAT_MIN_INTERVAL_SECONDS`` unless RQ gives it a TTL of its own, the
+  state only when it changes, the end of a job's bookkeeping in one pipeline, and a job is
+  taken at once when the queue holds one (the blocking wait only when it is empty).
 
 ``CoursePool`` runs several of them (task 7's concurrency), stoppable from its first instant.
 """
@@ -44,6 +49,7 @@ from rq.exceptions import DeserializationError, NoSuchJobError, StopRequested
 from rq.job import JOB_ID_PATTERN, Job, JobStatus
 from rq.queue import Queue
 from rq.registry import clean_registries
+from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
@@ -83,6 +89,9 @@ WORKER_TTL_SECONDS = 25
 # Longer than a worker's retries, so a worker that rode out a Redis restart in the middle
 # of a job is never taken for dead, nor a job it had just taken for stranded.
 ABANDONED_GRACE_SECONDS = 15
+# A worker's key lasts WORKER_TTL_SECONDS + 60 s after a heartbeat (RQ's rule): one every
+# few seconds keeps it far from expiring, where RQ sends four between two jobs.
+HEARTBEAT_MIN_INTERVAL_SECONDS = 5.0
 # A worker whose RQ loop ended for no stop (an error RQ gave up on) starts again after this.
 RESTART_PAUSE_SECONDS = 1.0
 
@@ -210,6 +219,10 @@ class CourseWorker(SimpleWorker):
         backoff = ExponentialBackoff(cap=WORKER_RETRY_CAP_SECONDS, base=WORKER_RETRY_BASE_SECONDS)
         self.connection.set_retry(ReportingRetry(backoff, WORKER_RETRIES))
         self._interruptible = False
+        # When the last heartbeat with RQ's usual TTL was sent (time.monotonic()), or None.
+        self._usual_heartbeat_sent_at: float | None = None
+        # Whether the workers were suspended (``rq suspend``) when the last job ended; None once used.
+        self._suspended_after_job: bool | None = None
 
     # Which jobs it runs ----------------------------------------------------------------
 
@@ -294,7 +307,7 @@ class CourseWorker(SimpleWorker):
             raise StopRequested()
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):
-        """Wait for a job without taking it, then take it (RQ's intermediate list, as RQ does) and read it.
+        """Take a job (onto RQ's intermediate list, as RQ does) and read it; if none, wait for one.
 
         None once a stop is requested (or, in burst mode, once the queue is empty).
         """
@@ -308,16 +321,16 @@ class CourseWorker(SimpleWorker):
             if self.should_run_maintenance_tasks:
                 self.run_maintenance_tasks()
             try:
-                if timeout is not None and not self._wait_for_a_job(queue, timeout):
-                    continue
                 job_id = self.connection.lmove(queue.key, queue.intermediate_queue_key)
+                if job_id is None:
+                    if timeout is None:
+                        return None
+                    # Empty: wait until it is not (or the timeout ran out), then try again.
+                    self._wait_for_a_job(queue, timeout)
+                    continue
             except (redis.ConnectionError, redis.TimeoutError):
                 with self._interruptible_here():
                     wait_for_redis(self.connection)
-                continue
-            if job_id is None:
-                if timeout is None:
-                    return None
                 continue
             if not JOB_ID_PATTERN.fullmatch(text_of(job_id)):
                 self.connection.lrem(queue.intermediate_queue_key, 1, job_id)
@@ -328,10 +341,10 @@ class CourseWorker(SimpleWorker):
                 return taken
         return None
 
-    def _wait_for_a_job(self, queue: Queue, timeout: int) -> bool:
-        """Block until the queue holds a job (True) or ``timeout`` ran out; the queue is left as it was."""
+    def _wait_for_a_job(self, queue: Queue, timeout: int) -> None:
+        """Block until the queue holds a job or ``timeout`` ran out; the queue is left as it was."""
         with self._interruptible_here():
-            return self.connection.blmove(queue.key, queue.key, timeout, src="LEFT", dest="LEFT") is not None
+            self.connection.blmove(queue.key, queue.key, timeout, src="LEFT", dest="LEFT")
 
     def _read_taken_job(self, queue: Queue, job_id: str) -> tuple[CourseJob, Queue] | None:
         try:
@@ -344,6 +357,65 @@ class CourseWorker(SimpleWorker):
             return None
         job.redis_server_version = self.get_redis_server_version()
         return job, queue
+
+    # Bookkeeping ----------------------------------------------------------------------
+
+    def execute_job(self, job: CourseJob, queue: Queue) -> None:
+        """SimpleWorker's ``execute_job``; its state, next heartbeat and suspension check: one pipeline."""
+        self.prepare_execution(job)
+        self.perform_job(job, queue)
+        with self.connection.pipeline(transaction=False) as pipeline:
+            self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
+            self.heartbeat(pipeline=pipeline)
+            pipeline.exists(WORKERS_SUSPENDED)
+            self._suspended_after_job = bool(pipeline.execute()[-1])
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ's check for ``rq suspend``, unless the end of the job just run found the workers not suspended.
+
+        RQ's loop checks right after each job (a pipeline of a heartbeat and an EXISTS): the
+        pipeline that ended the job read the same key a moment before.
+        """
+        suspended, self._suspended_after_job = self._suspended_after_job, None
+        if suspended is False:
+            return
+        super().check_for_suspension(burst)
+
+    def set_state(self, state: str, pipeline=None) -> None:
+        """RQ's ``set_state``; a write of the state the worker last wrote is left out."""
+        if pipeline is None and state == self._state:
+            return
+        super().set_state(state, pipeline=pipeline)
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+        """RQ's heartbeat, sent at most every ``HEARTBEAT_MIN_INTERVAL_SECONDS`` when RQ gives no TTL.
+
+        One with a TTL of RQ's choosing (a job's, shorter than the usual) is always sent. One
+        sent on its own is one round trip (RQ's is two: HSET, then EXPIRE).
+        """
+        usual = timeout is None
+        if usual and pipeline is None and self._sent_usual_heartbeat_lately():
+            return
+        if pipeline is None:
+            with self.connection.pipeline(transaction=False) as own_pipeline:
+                super().heartbeat(timeout, pipeline=own_pipeline)
+                own_pipeline.execute()
+        else:
+            super().heartbeat(timeout, pipeline=pipeline)
+        self._usual_heartbeat_sent_at = time.monotonic() if usual else None
+
+    def _sent_usual_heartbeat_lately(self) -> bool:
+        sent_at = self._usual_heartbeat_sent_at
+        return sent_at is not None and time.monotonic() - sent_at < HEARTBEAT_MIN_INTERVAL_SECONDS
+
+    def handle_execution_ended(self, job: CourseJob, queue: Queue, heartbeat_ttl: int) -> None:
+        """RQ's, without its write of the job's ``last_heartbeat``: RQ's save of the ended job writes it.
+
+        The job is saved whole (``last_heartbeat`` included) in the pipeline that records its
+        success or failure, milliseconds later; the write here was a round trip of its own.
+        """
+        job.ended_at = now()
+        job.last_heartbeat = job.ended_at
 
     # Maintenance -----------------------------------------------------------------------
 
