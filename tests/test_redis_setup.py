@@ -20,7 +20,8 @@ from urllib.parse import quote
 
 import pytest
 import redis
-from conftest import REDIS_BIN
+
+from tests.support import REDIS_BIN, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "redis_setup.sh"
@@ -33,12 +34,6 @@ try:  # the project's pytest config sets a 300 s timeout per test; the first bui
     pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + 300)
 except ImportError:
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(port: int, *args: str, timeout: float = RUN_TIMEOUT, **env_vars: str) -> subprocess.CompletedProcess:
