@@ -10,52 +10,33 @@ from __future__ import annotations
 import importlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import fakeredis
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from learner_redis import fill_like_a_learner
 from pytest_redis import factories
-from rq import Queue, SimpleWorker, Worker
-from rq.worker import WorkerStatus
+from rq import Queue, SimpleWorker
 
 from course.jobs import SERIALIZER
-from course.lessons import ROOT, lines, script_env
-
-
-def redis_bin_dir() -> Path:
-    """REDIS_BIN_DIR, else the directory ``./redis_setup.sh build`` prints last (building once if needed).
-
-    Only the script knows which build it made (its cache directory names the version and any
-    Debian revision), so the path is never guessed here.
-    """
-    if os.environ.get("REDIS_BIN_DIR"):
-        return Path(os.environ["REDIS_BIN_DIR"])
-    built = subprocess.run(
-        [str(ROOT / "redis_setup.sh"), "build"], capture_output=True, text=True, check=False
-    )
-    if built.returncode != 0:
-        raise RuntimeError(f"./redis_setup.sh build failed:\n{built.stdout}{built.stderr}")
-    return Path(built.stdout.splitlines()[-1])
-
-
-REDIS_BIN = redis_bin_dir()
+from course.lessons import ROOT, script_env
+from tests.support import (
+    PROCESSORS,
+    REDIS_BIN,
+    SLOW_PROCESSOR,
+    OwnRedis,
+    clear_stock_caches,
+    fill_like_a_learner,
+    free_port,
+    stock,
+    wait_for_workers,
+)
 
 redis_proc = factories.redis_proc(executable=str(REDIS_BIN / "redis-server"), port=None)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -84,36 +65,11 @@ def fake_redis() -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis(decode_responses=True)
 
 
-# Processor script -> (its queue, how many workers it registers).
-PROCESSORS = {
-    "6_job_processor.py": ("push_notification_code", 1),
-    "7_job_processor.py": ("push_notification_code_2", 2),
-}
-# Bounds for a broken run, not expectations of speed.
-STARTUP_TIMEOUT_SECONDS = 30
-SLOW_PROCESSOR = str(Path(__file__).with_name("slow_processor.py"))
-
-
 @pytest.fixture
 def rq_redis(redis_url) -> Iterator[redis.Redis]:
     """A client as RQ needs it (bytes, not decoded strings)."""
     with redis.Redis.from_url(redis_url) as client:
         yield client
-
-
-def wait_for_workers(connection: redis.Redis, count: int) -> list[Worker]:
-    """The registered workers, once ``count`` of them wait for jobs (or the start-up time is over).
-
-    A worker registers itself a moment before it installs its signal handlers; once it
-    waits for jobs, a signal gets RQ's handling and not Python's default.
-    """
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        workers = Worker.all(connection=connection)
-        if len(workers) >= count and all(worker.get_state() == WorkerStatus.IDLE for worker in workers):
-            break
-        time.sleep(0.05)
-    return workers
 
 
 @pytest.fixture
@@ -147,17 +103,6 @@ def processors(redis_url, rq_redis):
             process.communicate()
 
 
-def ctrl_c(process: subprocess.Popen[str]) -> None:
-    """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group."""
-    os.killpg(process.pid, signal.SIGINT)
-
-
-def stopped_output(process: subprocess.Popen[str], stop=ctrl_c) -> tuple[list[str], str]:
-    stop(process)
-    output, errors = process.communicate(timeout=30)
-    return lines(output), errors
-
-
 @pytest.fixture
 def run_worker_here():
     """Run a queue's jobs in this process with a burst SimpleWorker, as a plain `rq worker --serializer
@@ -172,54 +117,6 @@ def run_worker_here():
         signal.signal(sig, handler)
 
 
-# Persistence as redis_setup.sh configures it: a restart keeps the data (AOF and RDB).
-PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "3600 1 300 100 60 10000"]
-NO_PERSISTENCE = ["--appendonly", "no", "--save", ""]
-OWN_REDIS_READY_SECONDS = 20
-
-
-class OwnRedis:
-    """A redis-server of one test's own, on a free port and loopback, that it may stop and start again."""
-
-    def __init__(self, directory: Path, *, persistent: bool) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.persistence = PERSISTENCE if persistent else NO_PERSISTENCE
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start it on its port and directory (loading what it saved there, if anything); wait for PONG."""
-        self.process = subprocess.Popen(
-            [str(REDIS_BIN / "redis-server"), "--bind", "127.0.0.1", "--port", str(self.port)]
-            + ["--dir", str(self.directory), "--protected-mode", "yes", *self.persistence],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + OWN_REDIS_READY_SECONDS
-        with redis.Redis.from_url(self.url) as client:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if self.process.poll() is not None or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-
-    def stop(self) -> None:
-        """Stop it with SIGTERM (resuming it first, in case a test paused it)."""
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)
-            self.process.terminate()
-        self.process.wait(timeout=OWN_REDIS_READY_SECONDS)
-
-    def shut_down(self) -> None:
-        """Stop it as ``./redis_setup.sh stop`` does: SHUTDOWN, which saves the data first."""
-        with redis.Redis.from_url(self.url) as client:
-            client.shutdown()
-        self.process.wait(timeout=OWN_REDIS_READY_SECONDS)
-
-
 @pytest.fixture
 def own_redis(tmp_path) -> Iterator[OwnRedis]:
     """A server that keeps nothing across a restart; a test that needs persistence overrides this."""
@@ -231,13 +128,7 @@ def own_redis(tmp_path) -> Iterator[OwnRedis]:
 
 # The stock and seat APIs in Flask's test client, on fakeredis ---------------------------------
 
-stock = importlib.import_module("9_stock")
 seat = importlib.import_module("100_seat")
-
-
-def clear_stock_caches() -> None:
-    stock.stock_db.cache_clear()
-    stock.reserve_one_unit_script.cache_clear()
 
 
 @pytest.fixture

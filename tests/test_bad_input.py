@@ -25,14 +25,15 @@ from urllib.parse import quote, unquote, unquote_to_bytes
 import fakeredis
 import pytest
 import redis
-from conftest import free_port
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rq import Queue, Worker
 
+from course import expected
 from course.jobs import JOB_IDS_KEY, course_queue
 from course.lessons import ROOT, start_script, stop_script
 from course.tour import wait_until_serving
+from tests.support import free_port
 
 stock = importlib.import_module("9_stock")
 seat = importlib.import_module("100_seat")
@@ -187,7 +188,7 @@ def test_a_stock_id_is_a_product_answer_only_if_it_is_a_plain_number(stock_clien
     if ITEM_ID.fullmatch(text):
         assert (status, content_type) == (200, JSON)
         answer = json.loads(body)
-        if int(text) in stock.PRODUCTS_BY_ID:
+        if int(text) in {product["itemId"] for product in expected.PRODUCTS}:
             assert answer["itemId"] == int(text)
         else:
             assert answer == {"status": "Product not found"}
@@ -195,7 +196,7 @@ def test_a_stock_id_is_a_product_answer_only_if_it_is_a_plain_number(stock_clien
         assert (status, content_type, body) == (404, JSON, b'{"error":"Not Found"}')
     # Reservations touch the four products' keys only, and never take a stock below 0.
     stock_left = {key: int(stock_db.get(key)) for key in stock_db.scan_iter()}
-    assert set(stock_left) <= {stock.stock_key(item_id) for item_id in stock.PRODUCTS_BY_ID}
+    assert set(stock_left) <= {expected.stock_key(product["itemId"]) for product in expected.PRODUCTS}
     assert min(stock_left.values(), default=0) >= 0
 
 
@@ -289,7 +290,7 @@ def test_the_seat_server_answers_any_request_in_json(real_seat_server, redis_url
     assert_safe_answer(method_and_path[0], *http_answer(real_seat_server, *method_and_path))
     # Left alone, the routes with side effects queued nothing and started no processor.
     with redis.Redis.from_url(redis_url) as connection:
-        assert Queue(seat.QUEUE_NAME, connection=connection).count == 0
+        assert Queue(expected.SEAT_QUEUE, connection=connection).count == 0
         assert Worker.all(connection=connection) == []
 
 

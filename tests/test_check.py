@@ -15,12 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port
-from learner_redis import assert_nothing_left_running, learner_env, run_port, snapshot
 
 from course import expected, tour
 from course.lessons import ROOT
 from course.tour import TASKS, Outcome, diff
+from tests.support import assert_nothing_left_running, free_port, learner_env, run_port, snapshot
 
 pytestmark = pytest.mark.timeout(600)
 

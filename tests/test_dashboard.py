@@ -11,13 +11,12 @@ from html.parser import HTMLParser
 
 import pytest
 import redis
-from conftest import OwnRedis, free_port
-from dashboard_support import send, served_dashboard
 from rq import Queue
 
 import course.dashboard
 from course.jobs import next_job_ids
 from course.lessons import run_script
+from tests.support import OwnRedis, free_port, send, served_dashboard
 
 pytestmark = pytest.mark.timeout(180)
 

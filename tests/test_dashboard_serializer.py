@@ -12,12 +12,13 @@ import zlib
 from pathlib import Path
 
 import pytest
-from dashboard_support import PASSWORD, USER, basic_auth, send, served_dashboard
 from rq import Queue, Worker
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
+
+from tests.support import PASSWORD, USER, basic_auth, send, served_dashboard
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -22,13 +22,13 @@ from pathlib import Path
 import fakeredis
 import pytest
 import redis
-from conftest import stopped_output
 from rq import Callback
 from rq.job import Job, JobStatus
 from rq.webhook import Webhook
 
 from course import expected, jobs
 from course.lessons import lines, start_script, wait_for_line
+from tests.support import stopped_output
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,12 +14,14 @@ import socket
 import stat
 import subprocess
 import threading
+import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import redis
-from conftest import REDIS_BIN
+
+from tests.support import REDIS_BIN, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "redis_setup.sh"
@@ -28,12 +30,6 @@ RUN_TIMEOUT = 60
 
 # The project's pytest config sets a 300 s timeout per test; the first build may need more.
 pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + 300)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(port: int, *args: str, timeout: float = RUN_TIMEOUT, **env_vars: str) -> subprocess.CompletedProcess:
@@ -237,10 +233,22 @@ def private_mode(path: Path) -> int:
     return 0o700 if path.is_dir() else 0o600
 
 
+def save_when_no_child_runs(server: redis.Redis) -> None:
+    """SAVE once the server's start-up AOF rewrite (a child process) is over: SAVE during it is refused
+    with "Background save already in progress", which a loaded machine makes likely."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        persistence = server.info("persistence")
+        if not (persistence["aof_rewrite_in_progress"] or persistence["rdb_bgsave_in_progress"]):
+            break
+        time.sleep(0.05)
+    server.save()
+
+
 def test_data_log_pidfile_and_dump_are_private(started):
     port, _ = started
     data = ROOT / ".redis" / str(port)
-    client(port).save()  # the server's own dump.rdb in its data directory, too
+    save_when_no_child_runs(client(port))  # the server's own dump.rdb in its data directory, too
     paths = [ROOT / ".redis", data, *data.rglob("*"), ROOT / "dump.rdb"]
     assert {path.name for path in paths} >= {"redis.log", "redis.pid", "dump.rdb", "appendonlydir"}
     wrong = {

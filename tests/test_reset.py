@@ -7,12 +7,11 @@ import subprocess
 import sys
 
 import redis
-from conftest import free_port
-from learner_redis import learner_env, snapshot
 
 from course import expected
 from course.lessons import ROOT, lines, run_script, start_script, stop_script
 from course.tour import get, wait_until_serving
+from tests.support import free_port, learner_env, snapshot
 
 
 def reset(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -10,11 +10,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
-from conftest import stopped_output
-from test_stock_server import running
-
 from course import expected
 from course.lessons import lines, run_script
+from tests.support import running, stopped_output
 
 UNITS = 10  # item 2's initial stock
 RESERVATIONS = 60

@@ -37,7 +37,7 @@ def run_reservations_here(seat_server) -> Iterator:
     connection = fakeredis.FakeRedis(server=seat_server)
 
     def run() -> None:
-        queue = course_queue(seat.QUEUE_NAME, connection)
+        queue = course_queue(expected.SEAT_QUEUE, connection)
         SimpleWorker([queue], connection=connection, serializer=SERIALIZER).work(burst=True)
 
     yield run
@@ -99,7 +99,7 @@ def test_a_reservation_is_queued_as_a_job_with_a_kue_style_id(seat_client, seat_
     seat_client.get("/reserve_seat")
     seat_client.get("/reserve_seat")
 
-    queue = course_queue(seat.QUEUE_NAME, fakeredis.FakeRedis(server=seat_server))
+    queue = course_queue(expected.SEAT_QUEUE, fakeredis.FakeRedis(server=seat_server))
     jobs = [queue.fetch_job(job_id) for job_id in queue.job_ids]
     assert [job.id for job in jobs] == ["1", "2"]
     # JSON keeps the job's one argument, its data, in a list.
@@ -110,7 +110,7 @@ def test_reservations_are_blocked_when_redis_says_so(seat_client, seat_db):
     seat_db.set("reservation_enabled", "false")
 
     assert body_of(seat_client, "/reserve_seat") == (200, JSON, expected.RESERVATION_BLOCKED)
-    assert Queue(seat.QUEUE_NAME, connection=seat_db).count == 0
+    assert Queue(expected.SEAT_QUEUE, connection=seat_db).count == 0
 
 
 def test_a_reservation_that_cannot_be_queued_failed(seat_client, monkeypatch):
@@ -143,7 +143,7 @@ def test_a_reservation_refused_by_a_redis_out_of_memory_failed(seat_client, seat
     monkeypatch.setattr(seat, "admit_reservation", out_of_memory)
 
     assert body_of(seat_client, "/reserve_seat") == (200, JSON, expected.RESERVATION_FAILED)
-    assert Queue(seat.QUEUE_NAME, connection=seat_db).count == 0
+    assert Queue(expected.SEAT_QUEUE, connection=seat_db).count == 0
 
 
 # HEAD, and the pending reservations ------------------------------------------------------------
@@ -156,7 +156,7 @@ def test_a_head_on_a_route_that_acts_is_a_json_405_and_does_nothing(
     response = seat_client.head(path)
 
     assert (response.status_code, response.content_type, response.headers["Allow"]) == (405, JSON, "GET")
-    assert Queue(seat.QUEUE_NAME, connection=seat_db).count == 0
+    assert Queue(expected.SEAT_QUEUE, connection=seat_db).count == 0
     assert seat_processors_started == []
     assert seat_db.get("available_seats") == "50"
 
@@ -173,7 +173,7 @@ def test_a_foreign_host_is_a_json_400_that_queues_and_starts_nothing(
     for path in ("/reserve_seat", "/process", "/available_seats"):
         response = seat_client.get(path, headers={"Host": "attacker.example"})
         assert (response.status_code, response.get_data(as_text=True)) == (400, '{"error":"Bad Request"}')
-    assert Queue(seat.QUEUE_NAME, connection=seat_db).count == 0
+    assert Queue(expected.SEAT_QUEUE, connection=seat_db).count == 0
     assert seat_processors_started == []
 
 
@@ -183,7 +183,7 @@ def test_the_queue_holds_at_most_as_many_reservations_as_seats_left(seat_client,
     answers = [body_of(seat_client, "/reserve_seat")[2] for _ in range(5)]
 
     assert answers == [expected.RESERVATION_IN_PROCESS] * 3 + [expected.RESERVATION_FAILED] * 2
-    assert Queue(seat.QUEUE_NAME, connection=seat_db).count == 3
+    assert Queue(expected.SEAT_QUEUE, connection=seat_db).count == 3
 
 
 def test_process_answers_at_once_and_starts_this_process_processor(seat_client, seat_processors_started):

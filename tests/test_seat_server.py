@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 
 import pytest
 import redis
-from conftest import OwnRedis
 from rq import Queue, Worker
 from rq.registry import FinishedJobRegistry
 from rq.worker import WorkerStatus
@@ -40,6 +39,7 @@ from rq.worker import WorkerStatus
 from course import expected, web
 from course.lessons import ROOT, lines, script_env, stop_script, wait_for_line
 from course.tour import free_port, get, wait_until_serving
+from tests.support import OwnRedis, ctrl_c
 
 seat = importlib.import_module("100_seat")
 
@@ -143,7 +143,7 @@ def start_server(redis_url) -> Iterator[Callable[..., Server]]:
 
 
 def processors(rq_redis: redis.Redis) -> list[Worker]:
-    return Worker.all(queue=Queue(seat.QUEUE_NAME, connection=rq_redis))
+    return Worker.all(queue=Queue(expected.SEAT_QUEUE, connection=rq_redis))
 
 
 def wait_for_processors(rq_redis: redis.Redis, count: int) -> list[Worker]:
@@ -352,11 +352,6 @@ def test_120_reservations_while_two_processors_run(start_server, real_redis, rq_
 # Processors: one per web process, stopped with it ---------------------------------------------
 
 
-def ctrl_c(process: subprocess.Popen[str]) -> None:
-    """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group."""
-    os.killpg(process.pid, signal.SIGINT)
-
-
 def sigterm(process: subprocess.Popen[str]) -> None:
     process.send_signal(signal.SIGTERM)
 
@@ -436,7 +431,7 @@ def test_a_server_restarted_midway_books_no_seat_twice(start_server, real_redis,
 
     completed = [line for server in (first, second, restarted) for line in job_lines(server.printed)]
     assert len([line for line in completed if line.endswith(" completed")]) == expected.INITIAL_SEATS
-    assert FinishedJobRegistry(seat.QUEUE_NAME, connection=rq_redis).count == expected.INITIAL_SEATS
+    assert FinishedJobRegistry(expected.SEAT_QUEUE, connection=rq_redis).count == expected.INITIAL_SEATS
     assert real_redis.get("available_seats") == "0"
 
 
@@ -460,7 +455,7 @@ def test_a_flood_of_reservations_queues_no_more_than_the_seats_left(start_server
     wrk -c100 for 15 s once queued 16,604 jobs for 50 seats, kept in Redis.
     """
     server = start_server()
-    queue = Queue(seat.QUEUE_NAME, connection=rq_redis)
+    queue = Queue(expected.SEAT_QUEUE, connection=rq_redis)
     longest: list[int] = []
     flooding = threading.Event()
     flooding.set()
@@ -528,7 +523,7 @@ def test_a_head_changes_nothing(start_server, real_redis, rq_redis):
         assert head(server.port, "/process") == (405, "GET", b"")
     assert head(server.port, "/available_seats")[0] == 200
 
-    assert Queue(seat.QUEUE_NAME, connection=rq_redis).count == 0
+    assert Queue(expected.SEAT_QUEUE, connection=rq_redis).count == 0
     assert real_redis.get("course:job-ids") is None
     assert processors(rq_redis) == []
     assert server.get("/available_seats") == (200, expected.available_seats_body(expected.INITIAL_SEATS))

@@ -34,11 +34,11 @@ from urllib.parse import quote
 
 import pytest
 import redis
-from conftest import REDIS_BIN, free_port
 
 from course import expected, lessons, tour
 from course.lessons import ROOT, lines, script_env, start_script, stop_script, wait_for_line
 from course.tour import get, wait_until_serving
+from tests.support import REDIS_BIN, free_port
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -12,10 +12,10 @@ import socket
 import time
 
 import pytest
-from conftest import clear_stock_caches
 from flask import Flask, jsonify
 
 from course import expected, web
+from tests.support import MALFORMED_IDS, NOT_PRODUCT_IDS, OTHER_METHODS, UNKNOWN_PATHS, clear_stock_caches
 
 stock = importlib.import_module("9_stock")
 
@@ -25,38 +25,8 @@ JSON = "application/json"
 NOT_FOUND = b'{"error":"Not Found"}'
 METHOD_NOT_ALLOWED = b'{"error":"Method Not Allowed"}'
 
+
 # Ids that are not runs of ASCII decimal digits, as they appear in a URL.
-MALFORMED_IDS = [
-    "abc",
-    "-1",
-    "+1",
-    "1.0",
-    "1.5",
-    "1e3",
-    "0x1",
-    "1abc",
-    "%201",  # " 1"
-    "1%20",
-    "%00",
-    "%FF",  # not UTF-8
-    "%F0%9F%98%80",  # an emoji
-    "%EF%BC%91",  # a fullwidth digit one
-    "%D9%A1",  # an Arabic-Indic digit one
-]
-# Runs of digits that name no product: the course's "Product not found", never a 404.
-NOT_PRODUCT_IDS = ["0", "00", "5", "12", "0012", "999999999", "1000000000", "9" * 40, "1" + "0" * 5000]
-UNKNOWN_PATHS = [
-    "/",
-    "/list_products/",
-    "/list_products/1/",
-    "/list_products/1/2",
-    "/reserve_product",
-    "/nope",
-    "/list_products//1",
-]
-OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
 def assert_json(response, status: int, body: bytes) -> None:
     assert (response.status_code, response.content_type, response.get_data()) == (status, JSON, body)
 
@@ -95,7 +65,7 @@ def test_the_course_session_gives_the_spec_bodies(stock_client):
 
 
 def test_each_product_reserves_its_own_stock_then_refuses(stock_client, stock_db):
-    for product in stock.LIST_PRODUCTS:
+    for product in expected.PRODUCTS:
         item_id, units = product["itemId"], product["initialAvailableQuantity"]
         confirmed = f'{{"status":"Reservation confirmed","itemId":{item_id}}}'.encode()
         refused = f'{{"status":"Not enough stock available","itemId":{item_id}}}'.encode()

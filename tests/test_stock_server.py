@@ -17,21 +17,28 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
-from pathlib import Path
 
 import pytest
 import redis
-from conftest import OwnRedis, free_port
-from test_stock import MALFORMED_IDS, NOT_PRODUCT_IDS, OTHER_METHODS, UNKNOWN_PATHS
 
 from course import expected
-from course.lessons import ROOT, script_env, start_script, stop_script, wait_for_line
+from course.lessons import ROOT, script_env, wait_for_line
+from tests.support import (
+    MALFORMED_IDS,
+    NOT_PRODUCT_IDS,
+    OTHER_METHODS,
+    UNKNOWN_PATHS,
+    OwnRedis,
+    StockServer,
+    children,
+    free_port,
+    is_running,
+    running,
+    wait_for_exit,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,97 +51,8 @@ NOT_CONNECTED = re.compile(re.escape(expected.NOT_CONNECTED_PREFIX) + ".+")
 UNITS = 2
 
 
-class Server:
-    """One ``python 9_stock.py`` process on a free port, and what it printed once stopped."""
-
-    def __init__(self, url: str, *, new_session: bool = False) -> None:
-        self.port = free_port()
-        if new_session:
-            # Its own process group, as a terminal gives a program: Ctrl-C signals the whole group.
-            self.process = subprocess.Popen(
-                [sys.executable, "9_stock.py"],
-                cwd=ROOT,
-                env=script_env(url, PORT=str(self.port)),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-        else:
-            self.process = start_script("9_stock.py", url, PORT=str(self.port))
-        self.wait_until_answering()
-        self.workers = children(self.process.pid)
-
-    def wait_until_answering(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"9_stock.py exited: {self.process.communicate()}")
-            try:
-                self.get("/list_products")
-                return
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail("9_stock.py did not answer in time")
-
-    def get(self, path: str, method: str = "GET") -> tuple[int, str, bytes]:
-        """(status, content type, body) of one request."""
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.headers["Content-Type"], response.read()
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, error.headers["Content-Type"], error.read()
-
-    def stop(self, sig: int = signal.SIGINT) -> tuple[int, str, str]:
-        """Signal the main process, as ``kill`` does, and wait: (exit status, stdout, stderr)."""
-        stdout, stderr = stop_script(self.process, sig)
-        return self.process.returncode, stdout, stderr
-
-    def wait(self) -> tuple[int, str, str]:
-        return wait_for_exit(self.process, self.workers)
-
-
-def wait_for_exit(
-    process: subprocess.Popen[str], workers: list[int], timeout: float = 20
-) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of a signalled server; one that hangs is killed, and fails."""
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        for pid in (process.pid, *workers):
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        pytest.fail(f"the server did not stop: {process.communicate()}")
-    return process.returncode, stdout, stderr
-
-
-def children(pid: int) -> list[int]:
-    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-@contextmanager
-def running(url: str) -> Iterator[Server]:
-    """A server that must stop cleanly on Ctrl-C, having printed nothing."""
-    server = Server(url)
-    try:
-        yield server
-    finally:
-        assert server.stop() == (0, "", "")
-        assert not any(is_running(worker) for worker in server.workers)
-
-
 @pytest.fixture
-def server(redis_url) -> Iterator[Server]:
+def server(redis_url) -> Iterator[StockServer]:
     with running(redis_url) as server:
         yield server
 
@@ -151,7 +69,7 @@ def test_the_course_curl_session_gives_the_spec_bodies(server, real_redis):
 # Races --------------------------------------------------------------------------------------
 
 
-def reserve_all_at_once(servers: list[Server]) -> Counter:
+def reserve_all_at_once(servers: list[StockServer]) -> Counter:
     """SIMULTANEOUS connections opened first, then one reservation each, all released together."""
     barrier = threading.Barrier(SIMULTANEOUS)
 
@@ -170,7 +88,7 @@ def reserve_all_at_once(servers: list[Server]) -> Counter:
         return Counter(pool.map(reserve, range(SIMULTANEOUS)))
 
 
-def assert_exactly_the_units_are_confirmed(servers: list[Server], real_redis: redis.Redis) -> None:
+def assert_exactly_the_units_are_confirmed(servers: list[StockServer], real_redis: redis.Redis) -> None:
     for _ in range(3):
         real_redis.set("item.1", UNITS)
         answers = reserve_all_at_once(servers)
@@ -238,7 +156,7 @@ def test_a_head_takes_no_unit(server, real_redis):
 # Redis going away and coming back -----------------------------------------------------------
 
 
-def assert_a_quick_503(server: Server, path: str) -> None:
+def assert_a_quick_503(server: StockServer, path: str) -> None:
     started = time.monotonic()
     answer = server.get(path)
     assert time.monotonic() - started < REDIS_DOWN_ANSWER_SECONDS
@@ -292,14 +210,14 @@ def test_redis_stuck_is_a_json_503_not_a_hang(own_redis):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_the_server_and_its_workers_quietly(redis_url, sig):
-    server = Server(redis_url)
+    server = StockServer(redis_url)
     assert len(server.workers) == os.cpu_count()
     assert server.stop(sig) == (0, "", "")
     assert not any(is_running(worker) for worker in server.workers)
 
 
 def test_workers_do_not_outlive_a_killed_main_process(redis_url):
-    server = Server(redis_url)
+    server = StockServer(redis_url)
     server.process.kill()
     server.process.wait()
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -316,7 +234,7 @@ def test_ctrl_c_in_a_terminal_stops_it_every_time(redis_url):
     # A terminal's Ctrl-C signals every process of the group at once; granian's workers,
     # signalled twice (by the terminal, then by their main process), could hang.
     for _ in range(5):
-        server = Server(redis_url, new_session=True)
+        server = StockServer(redis_url, new_session=True)
         server.get("/list_products/1")
         os.killpg(server.process.pid, signal.SIGINT)
         assert server.wait() == (0, "", "")

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from learner_redis import assert_nothing_left_running, learner_env, run_port, snapshot
 
 from course.lessons import ROOT
+from tests.support import assert_nothing_left_running, learner_env, run_port, snapshot
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -1,0 +1,460 @@
+"""What several test modules share: helpers, not fixtures (those are in conftest.py).
+
+- Processes and servers: ``REDIS_BIN``, ``free_port``, ``OwnRedis`` (a redis-server of one
+  test's own), ``wait_for_workers``, ``ctrl_c`` and ``stopped_output`` (a terminal's Ctrl-C).
+- A learner's own Redis, as the course leaves it, and a snapshot to prove nothing in it changed:
+  the tour, the check and ``make reset`` must leave a learner's server alone (or, for reset,
+  touch only the course's keys); they must also leave no Redis or program of theirs running.
+- The dashboard served as ``make dashboard`` serves it (``served_dashboard(url, **env)`` yields
+  its free ``DASHBOARD_PORT``), and ``send``, one HTTP request made the way curl would, headers
+  exactly as given (a foreign ``Host`` or ``Origin`` included).
+- The stock API's bad requests, for its Flask client tests and its real server tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import importlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from rq import Queue, Worker
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+from rq.results import Result
+from rq.worker import WorkerStatus
+
+from course import expected
+from course.jobs import FAILURE_TTL_SECONDS, next_job_ids
+from course.lessons import ROOT, lines, script_env, start_script, stop_script
+
+
+def redis_bin_dir() -> Path:
+    """REDIS_BIN_DIR, else the directory ``./redis_setup.sh build`` prints last (building once if needed).
+
+    Only the script knows which build it made (its cache directory names the version and any
+    Debian revision), so the path is never guessed here.
+    """
+    if os.environ.get("REDIS_BIN_DIR"):
+        return Path(os.environ["REDIS_BIN_DIR"])
+    built = subprocess.run(
+        [str(ROOT / "redis_setup.sh"), "build"], capture_output=True, text=True, check=False
+    )
+    if built.returncode != 0:
+        raise RuntimeError(f"./redis_setup.sh build failed:\n{built.stdout}{built.stderr}")
+    return Path(built.stdout.splitlines()[-1])
+
+
+REDIS_BIN = redis_bin_dir()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# Processor script -> (its queue, how many workers it registers).
+PROCESSORS = {
+    "6_job_processor.py": ("push_notification_code", 1),
+    "7_job_processor.py": ("push_notification_code_2", 2),
+}
+# Bounds for a broken run, not expectations of speed.
+STARTUP_TIMEOUT_SECONDS = 30
+SLOW_PROCESSOR = str(Path(__file__).with_name("slow_processor.py"))
+
+
+def wait_for_workers(connection: redis.Redis, count: int) -> list[Worker]:
+    """The registered workers, once ``count`` of them wait for jobs (or the start-up time is over).
+
+    A worker registers itself a moment before it installs its signal handlers; once it
+    waits for jobs, a signal gets RQ's handling and not Python's default.
+    """
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        workers = Worker.all(connection=connection)
+        if len(workers) >= count and all(worker.get_state() == WorkerStatus.IDLE for worker in workers):
+            break
+        time.sleep(0.05)
+    return workers
+
+
+def ctrl_c(process: subprocess.Popen[str]) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group."""
+    os.killpg(process.pid, signal.SIGINT)
+
+
+def stopped_output(process: subprocess.Popen[str], stop=ctrl_c) -> tuple[list[str], str]:
+    stop(process)
+    output, errors = process.communicate(timeout=30)
+    return lines(output), errors
+
+
+# Persistence as redis_setup.sh configures it: a restart keeps the data (AOF and RDB).
+PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "3600 1 300 100 60 10000"]
+NO_PERSISTENCE = ["--appendonly", "no", "--save", ""]
+OWN_REDIS_READY_SECONDS = 20
+
+
+class OwnRedis:
+    """A redis-server of one test's own, on a free port and loopback, that it may stop and start again."""
+
+    def __init__(self, directory: Path, *, persistent: bool) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.persistence = PERSISTENCE if persistent else NO_PERSISTENCE
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it on its port and directory (loading what it saved there, if anything); wait for PONG."""
+        self.process = subprocess.Popen(
+            [str(REDIS_BIN / "redis-server"), "--bind", "127.0.0.1", "--port", str(self.port)]
+            + ["--dir", str(self.directory), "--protected-mode", "yes", *self.persistence],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + OWN_REDIS_READY_SECONDS
+        with redis.Redis.from_url(self.url) as client:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop it with SIGTERM (resuming it first, in case a test paused it)."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+            self.process.terminate()
+        self.process.wait(timeout=OWN_REDIS_READY_SECONDS)
+
+    def shut_down(self) -> None:
+        """Stop it as ``./redis_setup.sh stop`` does: SHUTDOWN, which saves the data first."""
+        with redis.Redis.from_url(self.url) as client:
+            client.shutdown()
+        self.process.wait(timeout=OWN_REDIS_READY_SECONDS)
+
+
+# The stock API in this process -------------------------------------------------------------
+
+stock = importlib.import_module("9_stock")
+
+
+def clear_stock_caches() -> None:
+    stock.stock_db.cache_clear()
+    stock.reserve_one_unit_script.cache_clear()
+
+
+# A learner's own Redis ----------------------------------------------------------------------
+
+# Keys a learner has after a while with the course, beside the course's own.
+LEARNER_STRINGS = {"Holberton": "School", "HolbertonSanFrancisco": "100", "my:notes": "not the course's"}
+EXPIRING_KEY = "my:session"
+# The state the defect report showed: stock used up, seats taken, task 4's hash there.
+LEARNER_COURSE_STATE = {
+    expected.stock_key(1): "0",
+    expected.stock_key(2): "7",
+    expected.AVAILABLE_SEATS_KEY: "12",
+    expected.RESERVATION_ENABLED_KEY: "false",
+}
+LEARNER_SCHOOLS = {"Portland": "50", "Seattle": "80", "Lyon": "3"}
+# Jobs queued with no processor running: 11 of task 7, one of task 6, two seat reservations.
+QUEUED = {
+    expected.TASK7_QUEUE: ("7_job_processor.send_notification_job", expected.TASK7_JOBS),
+    expected.TASK6_QUEUE: ("6_job_processor.send_notification_job", [expected.TASK6_JOB]),
+    expected.SEAT_QUEUE: ("100_seat.reserve_seat_job", [{}, {}]),
+}
+OTHER_DATABASE = 3
+
+
+def fill_like_a_learner(url: str) -> None:
+    with redis.Redis.from_url(url, decode_responses=True) as client:
+        client.mset({**LEARNER_STRINGS, **LEARNER_COURSE_STATE})
+        client.set(EXPIRING_KEY, "token", ex=3600)
+        client.hset(expected.SCHOOLS_HASH_KEY, mapping=LEARNER_SCHOOLS)
+    with redis.Redis.from_url(url) as client:
+        for queue_name, (function, datas) in QUEUED.items():
+            queue = Queue(queue_name, connection=client)
+            for job_id, data in zip(next_job_ids(client, len(datas)), datas, strict=True):
+                queue.enqueue(function, data, job_id=job_id)
+    with redis.Redis.from_url(url.rsplit("/", 1)[0] + f"/{OTHER_DATABASE}") as client:
+        client.set("another:database", "kept")
+
+
+def snapshot(url: str) -> dict:
+    """Every key of every database (its DUMP and absolute expiry), and the job ids in each queue."""
+    keys = {}
+    base = url.rsplit("/", 1)[0]
+    with redis.Redis.from_url(url) as client:
+        databases = [int(name[2:]) for name in client.info("keyspace")]
+        queues = {name: Queue(name, connection=client).job_ids for name in QUEUED}
+    for database in databases:
+        with redis.Redis.from_url(f"{base}/{database}") as client:
+            for key in client.scan_iter(count=1000):
+                # EXPIRETIME (Redis 7) is a fixed instant, where TTL would shrink while the test runs.
+                keys[(database, key)] = (client.dump(key), client.expiretime(key))
+    return {"keys": keys, "queues": queues}
+
+
+def learner_env(url: str, port: int) -> dict[str, str]:
+    """The environment of a learner's shell pointed at their own server."""
+    return {**os.environ, "REDIS_URL": url, "REDIS_PORT": str(port)}
+
+
+# The first line of ``make tour`` and ``make check``: where the run's own Redis is.
+RUN_REDIS_LINE = re.compile(
+    r"The (tour|check) runs on a Redis of its own, 127\.0\.0\.1:(\d+): yours is not touched\."
+)
+
+
+def run_port(stdout: str) -> int:
+    match = RUN_REDIS_LINE.fullmatch(stdout.splitlines()[0])
+    assert match, stdout[:500]
+    return int(match[2])
+
+
+def processes_using(redis_url: str) -> list[int]:
+    """Pids of the processes whose environment points them at ``redis_url``."""
+    marker = f"REDIS_URL={redis_url}".encode()
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes().split(b"\0"):
+                pids.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return pids
+
+
+def assert_nothing_left_running(port: int) -> None:
+    """The run's Redis is stopped and no lesson it started still runs."""
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    assert processes_using(f"redis://127.0.0.1:{port}/0") == []
+
+
+# The dashboard ------------------------------------------------------------------------------
+
+DASHBOARD_READY_SECONDS = 30
+DASHBOARD_REQUEST_SECONDS = 10
+
+TASK7_QUEUE = "push_notification_code_2"
+BLACKLISTED_ERROR = "Phone number 4153518780 is blacklisted"
+LOOPBACK = "127.0.0.1"
+USER = "learner"
+PASSWORD = "dashboard-secret"
+
+
+@dataclass
+class Answer:
+    status: int
+    content_type: str
+    body: str
+    headers: http.client.HTTPMessage
+
+    def json(self) -> object:
+        assert self.content_type == "application/json", (self.status, self.content_type, self.body[:300])
+        return json.loads(self.body)
+
+
+def basic_auth(user: str = USER, password: str = PASSWORD) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def send(
+    port: int, method: str, path: str, headers: dict[str, str] | None = None, host: str = LOOPBACK
+) -> Answer:
+    """One request to HOST:PORT; http.client adds ``Host: HOST:PORT`` unless ``headers`` has one."""
+    connection = http.client.HTTPConnection(host, port, timeout=DASHBOARD_REQUEST_SECONDS)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        body = response.read().decode(errors="replace")
+    finally:
+        connection.close()
+    content_type = (response.headers.get("Content-Type") or "").split(";")[0]
+    return Answer(response.status, content_type, body, response.headers)
+
+
+def wait_until_answering(port: int, host: str) -> None:
+    deadline = time.monotonic() + DASHBOARD_READY_SECONDS
+    while True:
+        try:
+            send(port, "GET", "/favicon.ico", basic_auth(), host=host)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def served_dashboard(redis_url: str, **env: str) -> Iterator[int]:
+    """The dashboard on a free port of its own, as ``make dashboard`` runs it; no traceback when stopped."""
+    port = free_port()
+    process = start_script("course/dashboard.py", redis_url, **{"DASHBOARD_PORT": str(port), **env})
+    try:
+        wait_until_answering(port, env.get("HOST", LOOPBACK))
+        yield port
+    finally:
+        stdout, stderr = stop_script(process)
+    assert "Traceback" not in stdout + stderr, stdout + stderr
+
+
+def failed_task7_job(connection: redis.Redis, exc_string: str = BLACKLISTED_ERROR, **job_options) -> Job:
+    """A job of task 7's queue that failed with ``exc_string``, as its processor leaves one."""
+    (job_id,) = next_job_ids(connection)
+    queue = Queue(TASK7_QUEUE, connection=connection, **job_options)
+    job = queue.enqueue("7_job_processor.send_notification_job", {"phoneNumber": "4153518780"}, job_id=job_id)
+    queue.remove(job)
+    FailedJobRegistry(TASK7_QUEUE, connection=connection).add(job, exc_string=exc_string)
+    Result.create_failure(job, ttl=FAILURE_TTL_SECONDS, exc_string=exc_string)
+    job.set_status(JobStatus.FAILED)
+    return job
+
+
+# The stock API's bad requests ------------------------------------------------------------
+
+MALFORMED_IDS = [
+    "abc",
+    "-1",
+    "+1",
+    "1.0",
+    "1.5",
+    "1e3",
+    "0x1",
+    "1abc",
+    "%201",  # " 1"
+    "1%20",
+    "%00",
+    "%FF",  # not UTF-8
+    "%F0%9F%98%80",  # an emoji
+    "%EF%BC%91",  # a fullwidth digit one
+    "%D9%A1",  # an Arabic-Indic digit one
+]
+# Runs of digits that name no product: the course's "Product not found", never a 404.
+NOT_PRODUCT_IDS = ["0", "00", "5", "12", "0012", "999999999", "1000000000", "9" * 40, "1" + "0" * 5000]
+UNKNOWN_PATHS = [
+    "/",
+    "/list_products/",
+    "/list_products/1/",
+    "/list_products/1/2",
+    "/reserve_product",
+    "/nope",
+    "/list_products//1",
+]
+OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+# The stock API as a learner runs it --------------------------------------------------------
+
+STOCK_READY_SECONDS = 20
+
+
+class StockServer:
+    """One ``python 9_stock.py`` process on a free port, and what it printed once stopped."""
+
+    def __init__(self, url: str, *, new_session: bool = False) -> None:
+        self.port = free_port()
+        if new_session:
+            # Its own process group, as a terminal gives a program: Ctrl-C signals the whole group.
+            self.process = subprocess.Popen(
+                [sys.executable, "9_stock.py"],
+                cwd=ROOT,
+                env=script_env(url, PORT=str(self.port)),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        else:
+            self.process = start_script("9_stock.py", url, PORT=str(self.port))
+        self.wait_until_answering()
+        self.workers = children(self.process.pid)
+
+    def wait_until_answering(self) -> None:
+        deadline = time.monotonic() + STOCK_READY_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"9_stock.py exited: {self.process.communicate()}")
+            try:
+                self.get("/list_products")
+                return
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail("9_stock.py did not answer in time")
+
+    def get(self, path: str, method: str = "GET") -> tuple[int, str, bytes]:
+        """(status, content type, body) of one request."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.headers["Content-Type"], response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.headers["Content-Type"], error.read()
+
+    def stop(self, sig: int = signal.SIGINT) -> tuple[int, str, str]:
+        """Signal the main process, as ``kill`` does, and wait: (exit status, stdout, stderr)."""
+        stdout, stderr = stop_script(self.process, sig)
+        return self.process.returncode, stdout, stderr
+
+    def wait(self) -> tuple[int, str, str]:
+        return wait_for_exit(self.process, self.workers)
+
+
+def wait_for_exit(
+    process: subprocess.Popen[str], workers: list[int], timeout: float = 20
+) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of a signalled server; one that hangs is killed, and fails."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for pid in (process.pid, *workers):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"the server did not stop: {process.communicate()}")
+    return process.returncode, stdout, stderr
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@contextmanager
+def running(url: str) -> Iterator[StockServer]:
+    """A server that must stop cleanly on Ctrl-C, having printed nothing."""
+    server = StockServer(url)
+    try:
+        yield server
+    finally:
+        assert server.stop() == (0, "", "")
+        assert not any(is_running(worker) for worker in server.workers)
