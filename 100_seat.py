@@ -55,11 +55,6 @@ from __future__ import annotations
 import sys
 from functools import cache
 
-import redis
-from flask import Response
-from redis.commands.core import Script
-from rq import Queue
-
 from course.connection import run
 from course.events import JobEvent, event_line
 from course.settings import parse_command_line
@@ -74,6 +69,11 @@ from course.web import (
     serve,
 )
 from course.web_jobs import ProcessJobListener, QueueProcessor
+
+import redis
+from flask import Response
+from redis.commands.core import Script
+from rq import Queue
 
 QUEUE_NAME = "reserve_seat"
 # The Redis list RQ keeps the queue's waiting jobs in.

@@ -1,9 +1,9 @@
 """Task 2: SET a key, GET it back, and print replies the way node's redis.print did."""
 
-from redis import Redis
-
 from course.connection import connect, run
 from course.settings import parse_command_line
+
+from redis import Redis
 
 
 def set_new_school(client: Redis, school_name: str, value: str) -> None:

@@ -6,10 +6,10 @@ async client, so ``async``/``await`` is all it takes.
 
 import asyncio
 
-from redis.asyncio import Redis
-
 from course.connection import connect_async, run
 from course.settings import parse_command_line
+
+from redis.asyncio import Redis
 
 
 async def set_new_school(client: Redis, school_name: str, value: str) -> None:

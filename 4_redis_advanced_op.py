@@ -1,9 +1,9 @@
 """Task 4: a hash built one field at a time with HSET, then read back whole with HGETALL."""
 
-from redis import Redis
-
 from course.connection import connect, run
 from course.settings import parse_command_line
+
+from redis import Redis
 
 HOLBERTON_SCHOOLS = {
     "Portland": "50",

@@ -2,10 +2,10 @@
 
 import threading
 
-from redis import Redis
-
 from course.connection import connect, run
 from course.settings import parse_command_line
+
+from redis import Redis
 
 CHANNEL = "holberton school channel"
 MESSAGES = [

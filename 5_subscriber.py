@@ -5,10 +5,10 @@ subscription is gone. So the connected line waits for the server's confirmation 
 SUBSCRIBE; a publisher started after that line is never missed.
 """
 
-from redis.client import PubSub
-
 from course.connection import CONNECTED, client_from_env, run
 from course.settings import parse_command_line
+
+from redis.client import PubSub
 
 CHANNEL = "holberton school channel"
 KILL_MESSAGE = "KILL_SERVER"

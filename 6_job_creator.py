@@ -9,11 +9,11 @@ and failure callbacks. The creator exits once the job completed or failed. With
 ``--verbose``, messages on the events channel that it ignores are shown on stderr.
 """
 
-from rq import Callback
-
 from course.connection import client_from_env, run
 from course.events import COMPLETE, FAILED, JobEvent, publish_completed, publish_failed
 from course.jobs import JOB_TTLS, course_queue, next_job_ids, subscribe_to_job_events, verbose_from_args
+
+from rq import Callback
 
 QUEUE_NAME = "push_notification_code"
 JOB_FUNCTION = "6_job_processor.send_notification_job"

@@ -10,11 +10,11 @@ completed or failed. With ``--verbose``, messages on the events channel that it 
 are shown on stderr.
 """
 
-from rq import Callback, Queue
-
 from course.connection import client_from_env, run
 from course.events import JobEvent, event_line, publish_completed, publish_failed
 from course.jobs import JOB_TTLS, course_queue, next_job_ids, subscribe_to_job_events, verbose_from_args
+
+from rq import Callback, Queue
 
 QUEUE_NAME = "push_notification_code_2"
 JOB_FUNCTION = "7_job_processor.send_notification_job"

@@ -14,11 +14,11 @@ import course.quiet_start  # noqa: F401
 # isort: split
 import sys
 
-from rq.job import Job, get_current_job
-
 from course.connection import client_from_env, run
 from course.events import report_progress
 from course.worker import CoursePool, logging_level_from_args, wait_for_redis
+
+from rq.job import Job, get_current_job
 
 QUEUE_NAME = "push_notification_code_2"
 # The only function this processor runs, by the name its creator gives it.

@@ -10,11 +10,11 @@ those events happen: the caller decides how long to listen (``wait()``) and stop
 ``close()``.
 """
 
-from rq import Queue
-
 from course.events import JobEvent, event_line
 from course.jobs import JobWatch, course_queue, enqueue_jobs, next_job_ids, subscribe_to_job_events
 from course.settings import parse_command_line
+
+from rq import Queue
 
 QUEUE_NAME = "push_notification_code_3"
 # No processor serves this queue in the course; `rq worker --serializer

@@ -8,11 +8,11 @@ returns prints their lines.
 
 import importlib
 
+from course.jobs import JOB_IDS_KEY, SERIALIZER, publish_completed, publish_failed, report_progress
+
 import fakeredis
 import pytest
 from rq import Queue
-
-from course.jobs import JOB_IDS_KEY, SERIALIZER, publish_completed, publish_failed, report_progress
 
 job_module = importlib.import_module("8_job")
 create_push_notifications_jobs = job_module.create_push_notifications_jobs

@@ -6,10 +6,10 @@ events would never end: the program stops listening once the job is created.
 
 import importlib
 
-from rq import Queue
-
 from course.connection import client_from_env, run
 from course.settings import parse_command_line
+
+from rq import Queue
 
 # A module whose name starts with a digit cannot be named in an import statement.
 create_push_notifications_jobs = importlib.import_module("8_job").create_push_notifications_jobs

@@ -31,11 +31,6 @@ from __future__ import annotations
 
 from functools import cache
 
-from flask import Response
-from redis import Redis
-from redis.commands.core import Script
-from werkzeug.routing import BaseConverter
-
 from course.connection import run
 from course.settings import parse_command_line
 from course.web import (
@@ -48,6 +43,11 @@ from course.web import (
     redis_client,
     serve,
 )
+
+from flask import Response
+from redis import Redis
+from redis.commands.core import Script
+from werkzeug.routing import BaseConverter
 
 LIST_PRODUCTS = [
     {"itemId": 1, "itemName": "Suitcase 250", "price": 50, "initialAvailableQuantity": 4},

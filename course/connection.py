@@ -16,10 +16,10 @@ import sys
 import time
 from collections.abc import Callable
 
+from course.settings import USAGE_ERROR, SettingError, redis_url
+
 import redis
 import redis.asyncio
-
-from course.settings import USAGE_ERROR, SettingError, redis_url
 
 CONNECTED = "Redis client connected to the server"
 NOT_CONNECTED = "Redis client not connected to the server: "

@@ -31,6 +31,11 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from course.connection import not_connected_line, redis_url, run
+from course.events import SERIALIZER
+from course.settings import SettingError, parse_command_line
+from course.web import create_app, listen_address, serve
+
 import redis
 import rq_dashboard
 import rq_dashboard.web
@@ -39,11 +44,6 @@ from rq import Worker
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from werkzeug.exceptions import MethodNotAllowed
-
-from course.connection import not_connected_line, redis_url, run
-from course.events import SERIALIZER
-from course.settings import SettingError, parse_command_line
-from course.web import create_app, listen_address, serve
 
 DEFAULT_PORT = 9181
 PORT_VARIABLE = "DASHBOARD_PORT"

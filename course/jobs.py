@@ -39,10 +39,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 
-import redis
-from rq import Callback, Queue
-from rq.job import Job, JobStatus
-
 from course.events import (
     ABANDONED_MESSAGE,
     COMPLETE,
@@ -81,6 +77,10 @@ from course.worker import (
     verbose_from_args,
     wait_for_redis,
 )
+
+import redis
+from rq import Callback, Queue
+from rq.job import Job, JobStatus
 
 __all__ = [
     "ABANDONED_GRACE_SECONDS",

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-import redis
-
 from course import expected
 from course.connection import client_from_env, run
+
+import redis
 
 
 def restore_fresh_state(client: redis.Redis) -> bool:

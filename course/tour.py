@@ -43,9 +43,6 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-from rq import Queue
-
 from course import expected
 from course.lessons import (
     ROOT,
@@ -57,6 +54,9 @@ from course.lessons import (
     stop_script,
     wait_for_line,
 )
+
+import redis
+from rq import Queue
 
 SERVER_START_SECONDS = 30
 # A first run of redis_setup.sh downloads and compiles Redis.

@@ -63,6 +63,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from course.connection import CONNECTED, CannotStartError, client_from_env, not_connected_line
+from course.settings import DEFAULT_HOST, host_from_env, port_from_env, redis_url
+
 import redis
 from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
@@ -72,9 +75,6 @@ from granian.log import LogLevels
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.exceptions import BadRequest, HTTPException, ServiceUnavailable
-
-from course.connection import CONNECTED, CannotStartError, client_from_env, not_connected_line
-from course.settings import DEFAULT_HOST, host_from_env, port_from_env, redis_url
 
 DEFAULT_PORT = 1245
 JSON = "application/json"

@@ -20,13 +20,13 @@ import signal
 import threading
 from collections.abc import Callable, Iterable
 
-import redis
-from rq import Queue
-
 from course.connection import client_from_env, run
 from course.events import JobEvent
 from course.jobs import JobListener
 from course.worker import CourseWorker, rq_logging_level
+
+import redis
+from rq import Queue
 
 
 class ProcessJobListener:

@@ -41,19 +41,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
-from rq import SimpleWorker, worker_registration
-from rq.exceptions import DeserializationError, NoSuchJobError, StopRequested
-from rq.job import JOB_ID_PATTERN, Job, JobStatus
-from rq.queue import Queue
-from rq.registry import clean_registries
-from rq.suspension import WORKERS_SUSPENDED
-from rq.utils import now, utcformat
-from rq.worker import WorkerStatus
-from rq.worker_pool import WorkerPool
-
 from course.connection import CONNECTED, not_connected_line
 from course.events import (
     COURSE_CALLBACKS,
@@ -71,6 +58,19 @@ from course.events import (
     text_of,
 )
 from course.settings import command_line_parser
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from rq import SimpleWorker, worker_registration
+from rq.exceptions import DeserializationError, NoSuchJobError, StopRequested
+from rq.job import JOB_ID_PATTERN, Job, JobStatus
+from rq.queue import Queue
+from rq.registry import clean_registries
+from rq.suspension import WORKERS_SUSPENDED
+from rq.utils import now, utcformat
+from rq.worker import WorkerStatus
+from rq.worker_pool import WorkerPool
 
 # A worker's commands are tried again after 0.1, 0.2, 0.4, 0.8 s, then every second: about 11.5 s in all.
 WORKER_RETRY_BASE_SECONDS = 0.05

@@ -14,6 +14,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+from course.jobs import SERIALIZER
+from course.lessons import ROOT, script_env
+
 import fakeredis
 import pytest
 import redis
@@ -22,8 +25,6 @@ from flask.testing import FlaskClient
 from pytest_redis import factories
 from rq import Queue, SimpleWorker
 
-from course.jobs import SERIALIZER
-from course.lessons import ROOT, script_env
 from tests.support import (
     PROCESSORS,
     REDIS_BIN,

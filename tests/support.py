@@ -32,6 +32,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from course import expected
+from course.jobs import FAILURE_TTL_SECONDS, next_job_ids
+from course.lessons import ROOT, lines, script_env, start_script, stop_script
+
 import pytest
 import redis
 from rq import Queue, Worker
@@ -39,10 +43,6 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 from rq.worker import WorkerStatus
-
-from course import expected
-from course.jobs import FAILURE_TTL_SECONDS, next_job_ids
-from course.lessons import ROOT, lines, script_env, start_script, stop_script
 
 
 def redis_bin_dir() -> Path:

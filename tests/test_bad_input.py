@@ -22,6 +22,11 @@ import string
 from collections.abc import Iterator
 from urllib.parse import quote, unquote, unquote_to_bytes
 
+from course import expected
+from course.jobs import JOB_IDS_KEY, course_queue
+from course.lessons import ROOT, start_script, stop_script
+from course.tour import wait_until_serving
+
 import fakeredis
 import pytest
 import redis
@@ -29,10 +34,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rq import Queue, Worker
 
-from course import expected
-from course.jobs import JOB_IDS_KEY, course_queue
-from course.lessons import ROOT, start_script, stop_script
-from course.tour import wait_until_serving
 from tests.support import free_port
 
 stock = importlib.import_module("9_stock")

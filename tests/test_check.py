@@ -14,11 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from course import expected, tour
 from course.lessons import ROOT
 from course.tour import TASKS, Outcome, diff
+
+import pytest
+
 from tests.support import assert_nothing_left_running, free_port, learner_env, run_port, snapshot
 
 pytestmark = pytest.mark.timeout(600)

@@ -10,11 +10,11 @@ import ast
 import importlib
 import json
 
-import fakeredis
-import pytest
-
 from course import expected
 from course.lessons import ROOT
+
+import fakeredis
+import pytest
 
 stock = importlib.import_module("9_stock")
 seat = importlib.import_module("100_seat")

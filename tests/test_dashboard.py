@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from html.parser import HTMLParser
 
+import course.dashboard
+from course.jobs import next_job_ids
+from course.lessons import run_script
+
 import pytest
 import redis
 from rq import Queue
 
-import course.dashboard
-from course.jobs import next_job_ids
-from course.lessons import run_script
 from tests.support import OwnRedis, free_port, send, served_dashboard
 
 pytestmark = pytest.mark.timeout(180)

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from course import expected
+from course.lessons import lines, run_script
+
 import pytest
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from course import expected
-from course.lessons import lines, run_script
 from tests.support import failed_task7_job, served_dashboard, stopped_output
 
 pytestmark = pytest.mark.timeout(300)

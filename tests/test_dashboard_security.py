@@ -8,13 +8,14 @@ credentials; and every answer to an action is JSON.
 
 from __future__ import annotations
 
+import course.dashboard
+from course.jobs import next_job_ids
+
 import pytest
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
-import course.dashboard
-from course.jobs import next_job_ids
 from tests.support import PASSWORD, USER, basic_auth, failed_task7_job, send, served_dashboard
 
 pytestmark = pytest.mark.timeout(180)

@@ -11,10 +11,10 @@ wants to go on (a test, a helper of the learner's) can catch them.
 import asyncio
 import socket
 
-import pytest
-
 from course import connection, web
 from course.connection import CONNECTED, NOT_CONNECTED, NotConnectedError
+
+import pytest
 
 
 @pytest.fixture

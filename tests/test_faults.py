@@ -24,14 +24,15 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from course import expected, jobs
+from course.lessons import ROOT, lines, run_script, script_env, wait_for_line
+from course.tour import get, wait_until_serving
+
 import pytest
 import redis
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
 
-from course import expected, jobs
-from course.lessons import ROOT, lines, run_script, script_env, wait_for_line
-from course.tour import get, wait_until_serving
 from tests.support import SLOW_PROCESSOR, OwnRedis, free_port, wait_for_workers
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]

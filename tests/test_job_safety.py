@@ -19,6 +19,9 @@ import threading
 import time
 from pathlib import Path
 
+from course import expected, jobs
+from course.lessons import lines, start_script, wait_for_line
+
 import fakeredis
 import pytest
 import redis
@@ -26,8 +29,6 @@ from rq import Callback
 from rq.job import Job, JobStatus
 from rq.webhook import Webhook
 
-from course import expected, jobs
-from course.lessons import lines, start_script, wait_for_line
 from tests.support import stopped_output
 
 pytestmark = pytest.mark.timeout(120)

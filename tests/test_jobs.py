@@ -14,12 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+from course import expected, jobs
+from course.lessons import ROOT, lines, run_script, start_script, wait_for_line
+
 import pytest
 from rq import Worker
 from rq.job import JobStatus
 
-from course import expected, jobs
-from course.lessons import ROOT, lines, run_script, start_script, wait_for_line
 from tests.support import PROCESSORS, STARTUP_TIMEOUT_SECONDS, ctrl_c, stopped_output
 
 pytestmark = pytest.mark.timeout(120)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 import time
 
+from course import expected, jobs
+
 import fakeredis
 import pytest
 import redis
@@ -16,8 +18,6 @@ from rq import Queue
 from rq.exceptions import AbandonedJobError
 from rq.job import JobStatus
 from rq.results import Result
-
-from course import expected, jobs
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib
 import time
 
-import pytest
-
 from course import expected
 from course.lessons import lines, run_script
+
+import pytest
 
 SCRIPTS = {
     "0_redis_client.py": expected.REDIS_CLIENT,

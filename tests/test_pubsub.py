@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 from course import expected
 from course.lessons import lines, run_script, start_script, stop_script, wait_for_line
+
+import pytest
 
 pytestmark = pytest.mark.timeout(60)
 

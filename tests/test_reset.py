@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 
-import redis
-
 from course import expected
 from course.lessons import ROOT, lines, run_script, start_script, stop_script
 from course.tour import get, wait_until_serving
+
+import redis
+
 from tests.support import free_port, learner_env, snapshot
 
 

@@ -12,6 +12,7 @@ from threading import Barrier
 
 from course import expected
 from course.lessons import lines, run_script
+
 from tests.support import running, stopped_output
 
 UNITS = 10  # item 2's initial stock

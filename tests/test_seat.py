@@ -12,14 +12,14 @@ import signal
 import time
 from collections.abc import Iterator
 
+from course import expected
+from course.jobs import SERIALIZER, course_queue
+
 import fakeredis
 import pytest
 import redis
 from flask.testing import FlaskClient
 from rq import Queue, SimpleWorker
-
-from course import expected
-from course.jobs import SERIALIZER, course_queue
 
 seat = importlib.import_module("100_seat")
 

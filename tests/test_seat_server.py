@@ -30,15 +30,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from course import expected, web
+from course.lessons import ROOT, lines, script_env, stop_script, wait_for_line
+from course.tour import free_port, get, wait_until_serving
+
 import pytest
 import redis
 from rq import Queue, Worker
 from rq.registry import FinishedJobRegistry
 from rq.worker import WorkerStatus
 
-from course import expected, web
-from course.lessons import ROOT, lines, script_env, stop_script, wait_for_line
-from course.tour import free_port, get, wait_until_serving
 from tests.support import OwnRedis, ctrl_c
 
 seat = importlib.import_module("100_seat")

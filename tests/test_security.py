@@ -32,12 +32,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
-import redis
-
 from course import expected, lessons, tour
 from course.lessons import ROOT, lines, script_env, start_script, stop_script, wait_for_line
 from course.tour import get, wait_until_serving
+
+import pytest
+import redis
+
 from tests.support import REDIS_BIN, free_port
 
 pytestmark = pytest.mark.timeout(180)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-import redis
-
 from course import settings
 from course.lessons import ROOT, script_env
+
+import pytest
+import redis
 
 # Every program a learner runs, as its command line after ``python``.
 SCRIPTS = {
@@ -172,3 +172,18 @@ def test_a_malformed_server_setting_is_one_line_and_status_2(name, setting, redi
     assert line.startswith(message)
     # Nothing started: the seat API did not set up its seats before finding the setting bad.
     assert real_redis.keys("*") == []
+
+
+def test_a_python_without_the_dependencies_says_how_to_get_them(redis_url):
+    # -S: no site-packages, as for a Python where the project was never installed.
+    result = subprocess.run(
+        [sys.executable, "-S", "1_redis_op.py"],
+        cwd=ROOT,
+        env=script_env(redis_url),
+        capture_output=True,
+        text=True,
+        timeout=EXIT_TIMEOUT_SECONDS,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "not installed" in result.stderr and "make install" in result.stderr

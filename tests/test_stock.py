@@ -11,10 +11,11 @@ import importlib
 import socket
 import time
 
+from course import expected, web
+
 import pytest
 from flask import Flask, jsonify
 
-from course import expected, web
 from tests.support import MALFORMED_IDS, NOT_PRODUCT_IDS, OTHER_METHODS, UNKNOWN_PATHS, clear_stock_caches
 
 stock = importlib.import_module("9_stock")

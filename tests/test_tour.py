@@ -12,9 +12,10 @@ import threading
 import time
 from pathlib import Path
 
+from course.lessons import ROOT
+
 import pytest
 
-from course.lessons import ROOT
 from tests.support import assert_nothing_left_running, learner_env, run_port, snapshot
 
 pytestmark = pytest.mark.timeout(900)

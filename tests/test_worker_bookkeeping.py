@@ -10,14 +10,14 @@ heartbeat kept, and the round trips counted by the server itself.
 
 from __future__ import annotations
 
+from course import expected, jobs, worker
+
 import fakeredis
 import pytest
 from rq.job import JobStatus
 from rq.suspension import suspend
 from rq.utils import utcformat
 from rq.worker import WorkerStatus
-
-from course import expected, jobs, worker
 
 TASK7_QUEUE = "push_notification_code_2"
 TASK7_FUNCTION = "7_job_processor.send_notification_job"

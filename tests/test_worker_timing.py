@@ -8,12 +8,12 @@ is never taken for dead. Each of those promises rests on a relation between cons
 change to one of them that breaks a relation fails here, not in a slow fault test.
 """
 
+from course import connection, jobs, worker
+
 import fakeredis
 import pytest
 from redis.backoff import ExponentialBackoff
 from rq.job import Job
-
-from course import connection, jobs, worker
 
 # What course/worker.py's comments promise.
 ABANDONED_JOB_FAILED_AFTER = (25, 35)  # seconds after the job started, at the earliest and latest
