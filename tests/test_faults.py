@@ -32,7 +32,7 @@ from rq.job import Job, JobStatus
 from course import expected, jobs
 from course.lessons import ROOT, lines, run_script, script_env, wait_for_line
 from course.tour import get, wait_until_serving
-from tests.support import SLOW_PROCESSOR, OwnRedis, free_port, wait_for_workers
+from tests.support import SLOW_PROCESSOR, OwnRedis, free_port, serve_own_redis, wait_for_workers
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
@@ -69,10 +69,7 @@ def failed_connection_line(port: int) -> str:
 @pytest.fixture
 def own_redis(tmp_path) -> Iterator[OwnRedis]:
     """A server started as redis_setup.sh starts it: a restart keeps the queued jobs."""
-    server = OwnRedis(tmp_path, persistent=True)
-    server.start()
-    yield server
-    server.stop()
+    yield from serve_own_redis(tmp_path, persistent=True)
 
 
 @pytest.fixture
