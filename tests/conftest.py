@@ -33,6 +33,7 @@ from tests.support import (
     clear_stock_caches,
     fill_like_a_learner,
     free_port,
+    serve_own_redis,
     stock,
     wait_for_workers,
 )
@@ -121,10 +122,7 @@ def run_worker_here():
 @pytest.fixture
 def own_redis(tmp_path) -> Iterator[OwnRedis]:
     """A server that keeps nothing across a restart; a test that needs persistence overrides this."""
-    server = OwnRedis(tmp_path, persistent=False)
-    server.start()
-    yield server
-    server.stop()
+    yield from serve_own_redis(tmp_path, persistent=False)
 
 
 # The stock and seat APIs in Flask's test client, on fakeredis ---------------------------------

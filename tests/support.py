@@ -154,6 +154,14 @@ class OwnRedis:
         self.process.wait(timeout=OWN_REDIS_READY_SECONDS)
 
 
+def serve_own_redis(directory: Path, *, persistent: bool) -> Iterator[OwnRedis]:
+    """An ``OwnRedis`` started for a fixture to yield, and stopped after the test."""
+    server = OwnRedis(directory, persistent=persistent)
+    server.start()
+    yield server
+    server.stop()
+
+
 # The stock API in this process -------------------------------------------------------------
 
 stock = importlib.import_module("9_stock")

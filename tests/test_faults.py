@@ -33,7 +33,14 @@ import redis
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
 
-from tests.support import SLOW_PROCESSOR, STARTUP_TIMEOUT_SECONDS, OwnRedis, free_port, wait_for_workers
+from tests.support import (
+    SLOW_PROCESSOR,
+    STARTUP_TIMEOUT_SECONDS,
+    OwnRedis,
+    free_port,
+    serve_own_redis,
+    wait_for_workers,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
@@ -70,10 +77,7 @@ def failed_connection_line(port: int) -> str:
 @pytest.fixture
 def own_redis(tmp_path) -> Iterator[OwnRedis]:
     """A server started as redis_setup.sh starts it: a restart keeps the queued jobs."""
-    server = OwnRedis(tmp_path, persistent=True)
-    server.start()
-    yield server
-    server.stop()
+    yield from serve_own_redis(tmp_path, persistent=True)
 
 
 @pytest.fixture

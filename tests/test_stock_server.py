@@ -272,4 +272,5 @@ def test_a_stop_while_the_workers_start_is_not_lost(tmp_path, dead_redis_url):
         assert time.monotonic() < deadline, "the workers never started"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    assert wait_for_exit(process, children(process.pid), timeout=4) == (0, "", "")
+    # A bound for a broken stop, generous for a loaded machine (the suite runs in parallel).
+    assert wait_for_exit(process, children(process.pid), timeout=20) == (0, "", "")
