@@ -73,7 +73,7 @@ def host_from_env() -> str:
     return host
 
 
-def port_from_env(variable: str = "PORT", default: int = 1245) -> int:
+def port_from_env(variable: str, default: int) -> int:
     """The TCP port in the environment variable ``variable``, or ``default``."""
     value = os.environ.get(variable) or str(default)
     if not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):

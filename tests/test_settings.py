@@ -106,7 +106,7 @@ def test_a_bad_port_is_named(monkeypatch, value):
 
 def test_the_default_port_is_the_one_given(monkeypatch):
     monkeypatch.delenv("PORT", raising=False)
-    assert settings.port_from_env() == 1245
+    assert settings.port_from_env("PORT", 1245) == 1245
 
 
 @pytest.mark.parametrize("host", ["nonexistent.invalid", "exa mple", "a" * 300])
