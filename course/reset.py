@@ -11,7 +11,6 @@ Nothing else is touched: other keys and queued jobs stay as they are.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from course import expected
 from course.connection import client_from_env, run
@@ -55,12 +54,7 @@ def report(server: str, removed_hash: bool) -> list[str]:
 
 
 def reset() -> None:
-    try:
-        client = client_from_env()
-    except ValueError as error:  # not a Redis URL at all
-        print(f"REDIS_URL is not a Redis URL: {error}", file=sys.stderr)
-        sys.exit(2)
-    with client:
+    with client_from_env() as client:
         removed_hash = restore_fresh_state(client)
         print("\n".join(report(server_name(client), removed_hash)))
 

@@ -4,7 +4,8 @@ A learner types these by hand, so a typo must be caught before anything runs, an
 one line that names the setting (SPEC: status 2, nothing started):
 
 - ``REDIS_URL``: a ``redis://``, ``rediss://`` or ``unix://`` URL (default
-  ``redis://127.0.0.1:6379/0``). Its password is never repeated in a message;
+  ``redis://127.0.0.1:6379/0``) whose ``?name=value`` options are ones redis-py takes, with
+  values it can read. Its password is never repeated in a message;
 - ``HOST``, ``PORT``: where a server listens (``PORT`` may have another name, as the
   dashboard's ``DASHBOARD_PORT``);
 - the command line: ``--help`` prints a usage line and what the program does, and does
@@ -19,12 +20,30 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
+
+from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_HOST = "127.0.0.1"
 USAGE_ERROR = 2
+# What a URL's ?name=value may set beside redis-py's own parsed options (URL_QUERY_ARGUMENT_PARSERS):
+# the connection's string settings. redis-py passes any other name on to the connection, which
+# refuses it with a TypeError at the first command.
+URL_TEXT_OPTIONS = frozenset({"client_name", "username", "password", "lib_name", "lib_version"})
+# The TLS settings, for rediss:// only (a plain connection refuses them the same way).
+URL_TLS_TEXT_OPTIONS = frozenset(
+    {
+        "ssl_keyfile",
+        "ssl_certfile",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_ca_path",
+        "ssl_ca_data",
+        "ssl_ciphers",
+    }
+)
 
 
 class SettingError(ValueError):
@@ -40,7 +59,10 @@ def redis_url() -> str:
 
 def check_redis_url(url: str) -> None:
     """Raise ``SettingError`` for what redis-py would refuse later, with a traceback, or misread."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # an unclosed [ of an IPv6 address, say
+        raise SettingError(f"REDIS_URL is not a URL: {error}") from None
     if parts.scheme not in REDIS_URL_SCHEMES:
         found = f", not {parts.scheme}://" if parts.scheme else ""
         raise SettingError(
@@ -50,6 +72,7 @@ def check_redis_url(url: str) -> None:
     if parts.scheme == "unix":
         if not parts.path:
             raise SettingError("REDIS_URL names no socket file after unix://")
+        check_url_options(parts.scheme, parts.query)
         return
     try:
         port = parts.port
@@ -60,6 +83,23 @@ def check_redis_url(url: str) -> None:
     database = parts.path.lstrip("/")
     if database and not (database.isascii() and database.isdigit()):
         raise SettingError(f"REDIS_URL must end with a database number (like /0), not /{database}")
+    check_url_options(parts.scheme, parts.query)
+
+
+def check_url_options(scheme: str, query: str) -> None:
+    """Raise ``SettingError`` for a ``?name=value`` redis-py fails on (a traceback, at the first command)."""
+    for name, [value, *_] in parse_qs(query).items():
+        tls_only = name.startswith("ssl_")
+        if name not in URL_QUERY_ARGUMENT_PARSERS and name not in URL_TEXT_OPTIONS | URL_TLS_TEXT_OPTIONS:
+            raise SettingError(f"REDIS_URL has an option redis-py does not know: {name}")
+        if tls_only and scheme != "rediss":
+            raise SettingError(f"REDIS_URL sets {name}, an option of rediss:// (TLS) URLs only")
+        parse = URL_QUERY_ARGUMENT_PARSERS.get(name)
+        if parse is not None:
+            try:
+                parse(value)
+            except (TypeError, ValueError):
+                raise SettingError(f"REDIS_URL has a value for {name} that is not valid: {value!r}") from None
 
 
 def host_from_env() -> str:

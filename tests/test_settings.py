@@ -48,6 +48,14 @@ BAD_REDIS_URLS = {
     "redis://127.0.0.1:99999/0": "not a TCP port number",
     "redis://127.0.0.1:port/0": "not a TCP port number",
     "redis://127.0.0.1:6379/zero": "must end with a database number",
+    "redis://[::1:6379/0": "not a URL",
+}
+# Options redis-py takes from a URL without complaint, and then fails on with a traceback.
+BAD_URL_OPTIONS = {
+    "redis://127.0.0.1:6379/0?socket_timout=2": "an option redis-py does not know: socket_timout",
+    "redis://127.0.0.1:6379/0?socket_timeout=soon": "value for socket_timeout that is not valid: 'soon'",
+    "unix:///run/redis.sock?db=one": "value for db that is not valid",
+    "redis://127.0.0.1:6379/0?ssl_cert_reqs=none": r"ssl_cert_reqs, an option of rediss:// \(TLS\) URLs only",
 }
 
 
@@ -78,10 +86,23 @@ def commands_processed(client: redis.Redis) -> int:
         "rediss://user:secret@redis.example.com:6380/0",
         "redis://127.0.0.1",
         "unix:///run/redis.sock?db=1",
+        "redis://127.0.0.1:6379/0?socket_timeout=2.5&client_name=course&protocol=3",
+        "rediss://redis.example.com:6380/0?ssl_cert_reqs=none&ssl_check_hostname=false",
     ],
 )
 def test_redis_urls_that_redis_py_reads_are_accepted(url):
     settings.check_redis_url(url)
+    # redis-py makes a connection of it (a connection object only: nothing is sent).
+    redis.Redis.from_url(url).connection_pool.make_connection()
+
+
+@pytest.mark.parametrize("url, complaint", BAD_URL_OPTIONS.items())
+def test_a_url_option_redis_py_would_fail_on_is_named(url, complaint):
+    with pytest.raises(settings.SettingError, match=complaint):
+        settings.check_redis_url(url)
+    # What a learner got before: a traceback, from the URL or at the first command.
+    with pytest.raises((TypeError, ValueError)):
+        redis.Redis.from_url(url).connection_pool.make_connection()
 
 
 @pytest.mark.parametrize("url, complaint", BAD_REDIS_URLS.items())
@@ -143,7 +164,7 @@ def test_an_unknown_argument_is_a_usage_error(name, redis_url, real_redis):
     assert commands_processed(real_redis) - before == 1
 
 
-@pytest.mark.parametrize("url", BAD_REDIS_URLS)
+@pytest.mark.parametrize("url", [*BAD_REDIS_URLS, next(iter(BAD_URL_OPTIONS))])
 @pytest.mark.parametrize("name", USING_REDIS)
 def test_a_malformed_redis_url_is_one_line_and_status_2(name, url):
     result = run_program(name, url=url, PORT="1")
