@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from course.settings import USAGE_ERROR, SettingError, redis_url
 
@@ -51,25 +51,49 @@ def not_connected_line(error: BaseException) -> str:
     return f"{NOT_CONNECTED}{error}"
 
 
+class ConnectionTry:
+    """One of the course's tries at reaching Redis: the ``with`` block that pings the server.
+
+    A block that ends prints the connected line. A Redis error ends the try: the
+    failed-connection line, and the caller tries again; after the last try
+    ``NotConnectedError`` instead (``run()`` prints its line). A client whose tries all failed
+    holds no open connection (redis-py closes a socket that failed), so nothing needs closing.
+    """
+
+    def __init__(self, last: bool) -> None:
+        self.last = last
+
+    def __enter__(self) -> ConnectionTry:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if error is None:
+            print(CONNECTED, flush=True)
+            return False
+        if not isinstance(error, redis.RedisError):
+            return False
+        if self.last:
+            raise NotConnectedError(str(error)) from error
+        print(not_connected_line(error), flush=True)
+        return True
+
+
+def connection_tries() -> Iterator[ConnectionTry]:
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        yield ConnectionTry(last=attempt == CONNECT_ATTEMPTS)
+
+
 def connect() -> redis.Redis:
     """Connect as node_redis did: the connected line, or a failure line per try, the last one by ``run()``.
 
     Raises ``NotConnectedError`` once every try failed.
     """
     client = client_from_env()
-    for attempt in range(1, CONNECT_ATTEMPTS + 1):
-        try:
+    for connection_try in connection_tries():
+        with connection_try:
             client.ping()
-        except redis.RedisError as error:
-            failure = error
-        else:
-            print(CONNECTED, flush=True)
             return client
-        if attempt < CONNECT_ATTEMPTS:
-            print(not_connected_line(failure), flush=True)
-            time.sleep(RETRY_DELAY_SECONDS)
-    client.close()
-    raise NotConnectedError(str(failure)) from failure
+        time.sleep(RETRY_DELAY_SECONDS)
 
 
 async def connect_async() -> redis.asyncio.Redis:
@@ -77,19 +101,11 @@ async def connect_async() -> redis.asyncio.Redis:
     client = redis.asyncio.Redis.from_url(
         redis_url(), decode_responses=True, socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_SECONDS
     )
-    for attempt in range(1, CONNECT_ATTEMPTS + 1):
-        try:
+    for connection_try in connection_tries():
+        with connection_try:
             await client.ping()
-        except redis.RedisError as error:
-            failure = error
-        else:
-            print(CONNECTED, flush=True)
             return client
-        if attempt < CONNECT_ATTEMPTS:
-            print(not_connected_line(failure), flush=True)
-            await asyncio.sleep(RETRY_DELAY_SECONDS)
-    await client.aclose()
-    raise NotConnectedError(str(failure)) from failure
+        await asyncio.sleep(RETRY_DELAY_SECONDS)
 
 
 def run(main: Callable[[], object]) -> None:
