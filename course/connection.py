@@ -12,6 +12,7 @@ cannot start (``CannotStartError``, status 1).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,9 @@ import redis.asyncio
 
 CONNECTED = "Redis client connected to the server"
 NOT_CONNECTED = "Redis client not connected to the server: "
+
+# 128 + SIGPIPE: what a shell reports for a program whose reader went away.
+BROKEN_PIPE = 141
 
 CONNECT_ATTEMPTS = 3
 RETRY_DELAY_SECONDS = 0.5
@@ -115,7 +119,9 @@ def run(main: Callable[[], object]) -> None:
     before anything started. A server that cannot start is one line on stderr and status 1.
     A server never reached (``connect()``), lost or timing out mid-lesson gets the course's
     failed-connection line and status 1; any other Redis error its message on stderr and
-    status 1; Ctrl-C ends quietly with status 130, as a shell expects. None shows a traceback.
+    status 1; Ctrl-C ends quietly with status 130, as a shell expects, and so does a reader of
+    the output that went away (``| head``), with status 141 (a shell's SIGPIPE). None shows a
+    traceback.
     """
     try:
         main()
@@ -133,3 +139,7 @@ def run(main: Callable[[], object]) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:
+        # Python's own flush of stdout at exit would fail the same way: point it at nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(BROKEN_PIPE)

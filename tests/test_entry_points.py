@@ -10,9 +10,12 @@ wants to go on (a test, a helper of the learner's) can catch them.
 
 import asyncio
 import socket
+import subprocess
+import sys
 
 from course import connection, web
 from course.connection import CONNECTED, NOT_CONNECTED, NotConnectedError
+from course.lessons import ROOT, script_env
 
 import pytest
 
@@ -76,3 +79,20 @@ def test_run_turns_a_busy_port_into_one_line_on_stderr_and_status_1(capsys):
     assert exited.value.code == 1
     assert out == ""
     assert err == f"Cannot listen on 127.0.0.1:{port}: Address already in use (is another server running?)\n"
+
+
+def test_a_reader_that_went_away_ends_the_script_quietly(redis_url):
+    # `python 4_redis_advanced_op.py | head -0`: the pipe's reading end is closed before the first line.
+    script = subprocess.Popen(
+        [sys.executable, "4_redis_advanced_op.py"],
+        cwd=ROOT,
+        env=script_env(redis_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    script.stdout.close()
+    errors = script.stderr.read()
+
+    assert script.wait(timeout=30) == connection.BROKEN_PIPE
+    assert errors == ""
