@@ -15,6 +15,7 @@ from course.events import JobEvent, event_line, publish_completed, publish_faile
 from course.jobs import JOB_TTLS, course_queue, next_job_ids, subscribe_to_job_events, verbose_from_args
 
 from rq import Callback, Queue
+from rq.job import Job
 
 QUEUE_NAME = "push_notification_code_2"
 JOB_FUNCTION = "7_job_processor.send_notification_job"
@@ -38,6 +39,23 @@ def print_event(event: JobEvent) -> None:
     print(event_line("Notification job", event), flush=True)
 
 
+def enqueue_notification_jobs(queue: Queue, datas: list[dict], job_ids: list[str]) -> list[Job]:
+    """One RQ job per data dict, all in one round trip; each tells its creator how it ended."""
+    return queue.enqueue_many(
+        [
+            Queue.prepare_data(
+                JOB_FUNCTION,
+                args=(data,),
+                job_id=job_id,
+                on_success=Callback(publish_completed),
+                on_failure=Callback(publish_failed),
+                **JOB_TTLS,
+            )
+            for data, job_id in zip(datas, job_ids, strict=True)
+        ]
+    )
+
+
 def main() -> None:
     verbose_from_args(__doc__)
     # course_queue: RQ's Queue with JSON jobs (RQ's default, pickle, would run what a job hash says).
@@ -45,20 +63,7 @@ def main() -> None:
     # next_job_ids: Kue-style ids (from one INCRBY) instead of RQ's UUIDs.
     job_ids = next_job_ids(queue.connection, len(JOBS))
     with subscribe_to_job_events(queue, job_ids, on_event=print_event) as job_events:
-        jobs = queue.enqueue_many(
-            [
-                Queue.prepare_data(
-                    JOB_FUNCTION,
-                    args=(data,),
-                    job_id=job_id,
-                    on_success=Callback(publish_completed),
-                    on_failure=Callback(publish_failed),
-                    **JOB_TTLS,
-                )
-                for data, job_id in zip(JOBS, job_ids, strict=True)
-            ]
-        )
-        for job in jobs:
+        for job in enqueue_notification_jobs(queue, JOBS, job_ids):
             print(f"Notification job created: {job.id}", flush=True)
         job_events.wait()
 

@@ -10,6 +10,7 @@ do not depend on the machine's speed. Usage, from the project root, with the pro
 running:
 
     python bench/jobs.py [--jobs 2000]
+    python bench/jobs.py --stock-rq [--jobs 4000]
     python bench/jobs.py --profile-worker [--jobs 1000]   # one worker alone, under cProfile
 
 REDIS_URL picks the server; redis-benchmark is taken from REDIS_BIN_DIR, else from the
@@ -36,6 +37,8 @@ from urllib.parse import urlparse
 
 import redis
 from rq import Queue, Worker
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run as `python bench/jobs.py`: the course's modules live at the project root.
@@ -43,14 +46,9 @@ sys.path.insert(0, str(ROOT))
 
 from course import expected  # noqa: E402
 from course.connection import client_from_env, redis_url, run  # noqa: E402
-from course.jobs import (  # noqa: E402
-    CourseWorker,
-    JobEvent,
-    JobWatch,
-    enqueue_jobs,
-    next_job_ids,
-    rq_logging_level,
-)
+from course.events import JobEvent  # noqa: E402
+from course.jobs import course_queue, enqueue_jobs, next_job_ids, subscribe_to_job_events  # noqa: E402
+from course.worker import CourseWorker, rq_logging_level  # noqa: E402
 
 creator = importlib.import_module("7_job_creator")
 
@@ -65,6 +63,10 @@ BENCHMARK_REQUESTS = 200_000
 COMMANDS_SHOWN = 10
 # The functions a profile shows, by their own time.
 PROFILE_LINES = 25
+# --stock-rq: plain `rq worker`s on a queue of their own, running a function that does nothing.
+STOCK_QUEUE_NAME = "bench_stock_rq"
+STOCK_JOB_FUNCTION = "time.time"
+STOCK_RESULT_TTL_SECONDS = 600
 
 
 def redis_benchmark_path() -> Path:
@@ -151,20 +153,27 @@ def stop_processor(processor: subprocess.Popen[bytes]) -> None:
 
 
 def create_and_process(queue: Queue, jobs: list[dict]) -> tuple[float, float, list[JobEvent], RedisCounters]:
-    """Seconds to create the jobs, seconds from then until the last one ended, the events, Redis's counts."""
+    """Seconds to create the jobs, seconds from then until the last one ended, the events, Redis's counts.
+
+    The jobs are created and followed as task 7's creator does it (its own functions), its
+    lines written to a buffer instead of the terminal.
+    """
     events: list[JobEvent] = []
 
     def on_event(event: JobEvent) -> None:
         events.append(event)
         creator.print_event(event)
 
-    with JobWatch(queue, on_event=on_event) as watch, contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()):
         counters_before = RedisCounters.read(queue.connection)
         started = time.perf_counter()
-        creator.create_notification_jobs(watch, jobs)
-        created = time.perf_counter()
-        watch.wait()
-        ended = time.perf_counter()
+        job_ids = next_job_ids(queue.connection, len(jobs))
+        with subscribe_to_job_events(queue, job_ids, on_event=on_event) as job_events:
+            for job in creator.enqueue_notification_jobs(queue, jobs, job_ids):
+                print(f"Notification job created: {job.id}", flush=True)
+            created = time.perf_counter()
+            job_events.wait()
+            ended = time.perf_counter()
         counters = RedisCounters.read(queue.connection).since(counters_before)
     return created - started, ended - created, events, counters
 
@@ -214,11 +223,61 @@ def profile_one_worker(queue: Queue, jobs: list[dict]) -> None:
     pstats.Stats(profile).sort_stats("tottime").print_stats(PROFILE_LINES)
 
 
+def stock_rq_floor(connection: redis.Redis, count: int) -> None:
+    """RQ's own floor: ``WORKERS`` plain ``rq worker``s (SimpleWorker, JSON) on jobs that do nothing.
+
+    No allow-list, no events, no callbacks: what RQ's job handling costs by itself, for
+    the same ratio as the course's processor. Timed from the first job's start to the last
+    one's end, as RQ recorded them, so the workers' start-up is left out. The jobs are
+    deleted afterwards.
+    """
+    queue = Queue(STOCK_QUEUE_NAME, connection=connection, serializer=JSONSerializer)
+    if queue.count or Worker.all(queue=queue):
+        raise SystemExit(f"{queue.name} must be idle: empty it and stop its workers first")
+    job_ids = queue.enqueue_many(
+        [Queue.prepare_data(STOCK_JOB_FUNCTION, result_ttl=STOCK_RESULT_TTL_SECONDS) for _ in range(count)]
+    )
+    job_ids = [job.id for job in job_ids]
+    get_ops_before = redis_get_ops_per_second()
+    counters_before = RedisCounters.read(connection)
+    command = [
+        *(str(Path(sys.executable).with_name("rq")), "worker", "--burst", "--quiet"),
+        *("--worker-class", "rq.worker.SimpleWorker", "--serializer", "rq.serializers.JSONSerializer"),
+        *("--url", redis_url(), queue.name),
+    ]
+    workers = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(WORKERS)]
+    if any(worker.wait() != 0 for worker in workers):
+        raise SystemExit("an rq worker failed")
+    counters = RedisCounters.read(connection).since(counters_before)
+    get_ops = (get_ops_before + redis_get_ops_per_second()) / 2
+    ended = Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
+    if any(job is None or job.get_status() != "finished" for job in ended):
+        raise SystemExit("not every job finished")
+    seconds = (max(job.ended_at for job in ended) - min(job.started_at for job in ended)).total_seconds()
+    with connection.pipeline(transaction=False) as pipeline:
+        for job in ended:
+            job.delete(pipeline=pipeline)
+        pipeline.execute()
+    rate = count / seconds
+    print(f"{count} jobs that do nothing ({STOCK_JOB_FUNCTION}), {WORKERS} plain rq workers (SimpleWorker)")
+    print(f"redis-benchmark -t get -c 32: {get_ops:,.0f} ops/s (mean of a run before and one after)")
+    print(
+        f"processing: {rate:8,.0f} jobs/s   ratio {rate / get_ops:.4f}   (Node/Kue {NODE_PROCESSING_RATIO})"
+    )
+    report_counters(count, counters)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, help="how many jobs (default 2000; 1000 with --profile-worker)")
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "--profile-worker", action="store_true", help="profile one worker alone instead (cProfile)"
+    )
+    mode.add_argument(
+        "--stock-rq",
+        action="store_true",
+        help="RQ's own floor instead: plain rq workers on jobs that do nothing (default 4000 jobs)",
     )
     return parser.parse_args()
 
@@ -226,7 +285,10 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     connection = client_from_env(decode_responses=False)
-    queue = Queue(creator.QUEUE_NAME, connection=connection)
+    if args.stock_rq:
+        stock_rq_floor(connection, args.jobs or 4000)
+        return
+    queue = course_queue(creator.QUEUE_NAME, connection)
     if queue.count or Worker.all(queue=queue):
         raise SystemExit(f"{queue.name} must be idle: empty it and stop its processors first")
     if args.profile_worker:
