@@ -48,6 +48,7 @@ from course import expected  # noqa: E402
 from course.connection import client_from_env, redis_url, run  # noqa: E402
 from course.events import JobEvent  # noqa: E402
 from course.jobs import course_queue, enqueue_jobs, next_job_ids, subscribe_to_job_events  # noqa: E402
+from course.lessons import RedisBuildError, redis_bin_dir  # noqa: E402
 from course.worker import CourseWorker, rq_logging_level  # noqa: E402
 
 creator = importlib.import_module("7_job_creator")
@@ -58,7 +59,6 @@ NODE_CREATION_RATIO = 0.066
 NODE_PROCESSING_RATIO = 0.0195
 WORKERS = 2
 STARTUP_TIMEOUT_SECONDS = 30
-BENCHMARK_REQUESTS = 200_000
 # The commands the report names, busiest first.
 COMMANDS_SHOWN = 10
 # The functions a profile shows, by their own time.
@@ -70,29 +70,21 @@ STOCK_RESULT_TTL_SECONDS = 600
 
 
 def redis_benchmark_path() -> Path:
-    """Where redis-benchmark is, found as tests/conftest.py finds redis-server.
-
-    REDIS_BIN_DIR, else the directory ``./redis_setup.sh build`` prints last: only the script
-    knows which build it made.
-    """
-    if os.environ.get("REDIS_BIN_DIR"):
-        return Path(os.environ["REDIS_BIN_DIR"]) / "redis-benchmark"
-    built = subprocess.run(
-        [str(ROOT / "redis_setup.sh"), "build"], capture_output=True, text=True, check=False
-    )
-    if built.returncode != 0:
-        sys.exit(f"./redis_setup.sh build failed:\n{built.stdout}{built.stderr}")
-    return Path(built.stdout.splitlines()[-1]) / "redis-benchmark"
+    """Where redis-benchmark is: beside the redis-server the tests use (``course.lessons.redis_bin_dir``)."""
+    try:
+        return redis_bin_dir() / "redis-benchmark"
+    except RedisBuildError as error:
+        raise SystemExit(str(error)) from None
 
 
-def redis_get_ops_per_second() -> float:
+def redis_get_ops_per_second(requests: int) -> float:
     """``redis-benchmark -t get -c 32`` on REDIS_URL's server: GET requests per second."""
     url = urlparse(redis_url())
     result = subprocess.run(
         [
             str(redis_benchmark_path()),
             *("-h", url.hostname or "127.0.0.1", "-p", str(url.port or 6379)),
-            *("-t", "get", "-c", "32", "-n", str(BENCHMARK_REQUESTS), "-q"),
+            *("-t", "get", "-c", "32", "-n", str(requests), "-q"),
         ],
         capture_output=True,
         text=True,
@@ -223,7 +215,7 @@ def profile_one_worker(queue: Queue, jobs: list[dict]) -> None:
     pstats.Stats(profile).sort_stats("tottime").print_stats(PROFILE_LINES)
 
 
-def stock_rq_floor(connection: redis.Redis, count: int) -> None:
+def stock_rq_floor(connection: redis.Redis, count: int, get_requests: int) -> None:
     """RQ's own floor: ``WORKERS`` plain ``rq worker``s (SimpleWorker, JSON) on jobs that do nothing.
 
     No allow-list, no events, no callbacks: what RQ's job handling costs by itself, for
@@ -238,7 +230,7 @@ def stock_rq_floor(connection: redis.Redis, count: int) -> None:
         [Queue.prepare_data(STOCK_JOB_FUNCTION, result_ttl=STOCK_RESULT_TTL_SECONDS) for _ in range(count)]
     )
     job_ids = [job.id for job in job_ids]
-    get_ops_before = redis_get_ops_per_second()
+    get_ops_before = redis_get_ops_per_second(get_requests)
     counters_before = RedisCounters.read(connection)
     command = [
         *(str(Path(sys.executable).with_name("rq")), "worker", "--burst", "--quiet"),
@@ -249,7 +241,7 @@ def stock_rq_floor(connection: redis.Redis, count: int) -> None:
     if any(worker.wait() != 0 for worker in workers):
         raise SystemExit("an rq worker failed")
     counters = RedisCounters.read(connection).since(counters_before)
-    get_ops = (get_ops_before + redis_get_ops_per_second()) / 2
+    get_ops = (get_ops_before + redis_get_ops_per_second(get_requests)) / 2
     ended = Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
     if any(job is None or job.get_status() != "finished" for job in ended):
         raise SystemExit("not every job finished")
@@ -270,6 +262,9 @@ def stock_rq_floor(connection: redis.Redis, count: int) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, help="how many jobs (default 2000; 1000 with --profile-worker)")
+    parser.add_argument(
+        "--get-requests", type=int, default=200_000, help="redis-benchmark's GETs per run (default 200000)"
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--profile-worker", action="store_true", help="profile one worker alone instead (cProfile)"
@@ -286,7 +281,7 @@ def main() -> None:
     args = parse_args()
     connection = client_from_env(decode_responses=False)
     if args.stock_rq:
-        stock_rq_floor(connection, args.jobs or 4000)
+        stock_rq_floor(connection, args.jobs or 4000, args.get_requests)
         return
     queue = course_queue(creator.QUEUE_NAME, connection)
     if queue.count or Worker.all(queue=queue):
@@ -297,7 +292,7 @@ def main() -> None:
     jobs = notification_jobs(args.jobs or 2000)
 
     # redis-benchmark before and after the jobs: the machine's speed drifts within a run.
-    get_ops_before = redis_get_ops_per_second()
+    get_ops_before = redis_get_ops_per_second(args.get_requests)
     processor = start_processor(queue)
     try:
         creation_seconds, processing_seconds, events, counters = create_and_process(queue, jobs)
@@ -305,7 +300,7 @@ def main() -> None:
         stop_processor(processor)
     if len(events) != expected_event_count(jobs):
         raise SystemExit(f"expected {expected_event_count(jobs)} events, got {len(events)}")
-    get_ops = (get_ops_before + redis_get_ops_per_second()) / 2
+    get_ops = (get_ops_before + redis_get_ops_per_second(args.get_requests)) / 2
     report(len(jobs), creation_seconds, processing_seconds, get_ops)
     report_counters(len(jobs), counters)
 

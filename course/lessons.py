@@ -32,6 +32,27 @@ _IN_OWN_SESSION: weakref.WeakSet[subprocess.Popen[str]] = weakref.WeakSet()
 _RUNNING_IN_OWN_SESSION: set[subprocess.Popen[str]] = set()
 
 
+class RedisBuildError(Exception):
+    """``./redis_setup.sh build`` failed; the message holds what it printed."""
+
+
+def redis_bin_dir() -> Path:
+    """Where redis-server and its tools are: REDIS_BIN_DIR, else what ``./redis_setup.sh build`` prints last.
+
+    The script builds Redis once (later calls find the build in its cache). Only it knows
+    which build it made (its cache directory names the version and any Debian revision), so
+    the path is never guessed here.
+    """
+    if os.environ.get("REDIS_BIN_DIR"):
+        return Path(os.environ["REDIS_BIN_DIR"])
+    built = subprocess.run(
+        [str(ROOT / "redis_setup.sh"), "build"], capture_output=True, text=True, check=False
+    )
+    if built.returncode != 0:
+        raise RedisBuildError(f"./redis_setup.sh build failed:\n{built.stdout}{built.stderr}")
+    return Path(built.stdout.splitlines()[-1])
+
+
 def script_env(url: str, **extra: str) -> dict[str, str]:
     env = {**os.environ, "REDIS_URL": url, "PYTHONUNBUFFERED": "1", **extra}
     env.pop("PYTHONWARNINGS", None)

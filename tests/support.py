@@ -34,7 +34,7 @@ from pathlib import Path
 
 from course import expected
 from course.jobs import FAILURE_TTL_SECONDS, next_job_ids
-from course.lessons import ROOT, lines, script_env, start_script, stop_script
+from course.lessons import ROOT, lines, redis_bin_dir, script_env, start_script, stop_script
 
 import pytest
 import redis
@@ -43,23 +43,6 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 from rq.worker import WorkerStatus
-
-
-def redis_bin_dir() -> Path:
-    """REDIS_BIN_DIR, else the directory ``./redis_setup.sh build`` prints last (building once if needed).
-
-    Only the script knows which build it made (its cache directory names the version and any
-    Debian revision), so the path is never guessed here.
-    """
-    if os.environ.get("REDIS_BIN_DIR"):
-        return Path(os.environ["REDIS_BIN_DIR"])
-    built = subprocess.run(
-        [str(ROOT / "redis_setup.sh"), "build"], capture_output=True, text=True, check=False
-    )
-    if built.returncode != 0:
-        raise RuntimeError(f"./redis_setup.sh build failed:\n{built.stdout}{built.stderr}")
-    return Path(built.stdout.splitlines()[-1])
-
 
 REDIS_BIN = redis_bin_dir()
 
