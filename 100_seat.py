@@ -60,13 +60,16 @@ from course.events import JobEvent, event_line
 from course.settings import parse_command_line
 from course.web import (
     action_route,
+    call_script,
     compact_json,
     connect_at_launch,
     create_app,
     json_response,
     listen_address,
+    read_number_lua,
     redis_client,
     serve,
+    stored_number,
 )
 from course.web_jobs import ProcessJobListener, QueueProcessor
 
@@ -101,6 +104,7 @@ end
 # The seats left, set up first.
 SEATS_LUA = f"{SET_UP_SEATS}return redis.call('GET', KEYS[1])"
 # Whether a reservation may be queued, set up first. KEYS[3]: the queue's list.
+# read_number_lua: seats = the number in KEYS[1] (or ARGV[1]); a key holding no number is refused.
 ADMITTED = "admitted"
 BLOCKED = "blocked"
 FULL = "full"
@@ -108,7 +112,8 @@ ADMIT_LUA = f"""{SET_UP_SEATS}
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then
     return '{BLOCKED}'
 end
-if redis.call('LLEN', KEYS[3]) >= tonumber(redis.call('GET', KEYS[1])) then
+{read_number_lua("seats", default="ARGV[1]")}
+if redis.call('LLEN', KEYS[3]) >= seats then
     return '{FULL}'
 end
 return '{ADMITTED}'
@@ -116,8 +121,8 @@ return '{ADMITTED}'
 
 # KEYS: the seats, the "reservations enabled" flag; ARGV[1]: the flag's "disabled" value.
 # Returns 1 if a seat was taken, 0 if none was left. An absent count means no seats.
-TAKE_SEAT_LUA = """
-local seats = tonumber(redis.call('GET', KEYS[1]) or '0')
+TAKE_SEAT_LUA = f"""
+{read_number_lua("seats", default="'0'")}
 if seats < 1 then
     return 0
 end
@@ -164,7 +169,7 @@ def reserve_seat(number: int) -> None:
 
 def get_current_available_seats() -> int:
     """The number of seats available (none if it was never set)."""
-    return int(seats_db().get(AVAILABLE_SEATS_KEY) or 0)
+    return stored_number(AVAILABLE_SEATS_KEY, seats_db().get(AVAILABLE_SEATS_KEY) or "0")
 
 
 @cache
@@ -187,12 +192,12 @@ def set_up_seats() -> int:
     One step in Redis. A Redis that holds a seat count keeps it, and the reservations under
     way stay valid. The server runs it at launch and every route before it answers.
     """
-    return int(seats_script()(keys=seat_keys(), args=[INITIAL_SEATS, ENABLED]))
+    return stored_number(AVAILABLE_SEATS_KEY, seats_script()(keys=seat_keys(), args=[INITIAL_SEATS, ENABLED]))
 
 
 def admit_reservation() -> str:
     """ADMITTED, BLOCKED, or FULL (the queue holds as many reservations as seats are left)."""
-    return admit_script()(keys=[*seat_keys(), QUEUE_KEY], args=[INITIAL_SEATS, ENABLED])
+    return call_script(admit_script(), keys=[*seat_keys(), QUEUE_KEY], args=[INITIAL_SEATS, ENABLED])
 
 
 @cache
@@ -202,8 +207,7 @@ def take_seat_script() -> Script:
 
 def take_seat() -> bool:
     """Take one seat if one is left, in one step; taking the last one blocks reservations."""
-    script = take_seat_script()
-    return script(keys=seat_keys(), args=[DISABLED]) == 1
+    return call_script(take_seat_script(), keys=seat_keys(), args=[DISABLED]) == 1
 
 
 # The jobs: queued by the server, run by the processor ------------------------------------

@@ -35,13 +35,16 @@ from course.connection import run
 from course.settings import parse_command_line
 from course.web import (
     action_route,
+    call_script,
     compact_json,
     connect_at_launch,
     create_app,
     json_response,
     listen_address,
+    read_number_lua,
     redis_client,
     serve,
+    stored_number,
 )
 
 from flask import Response
@@ -60,8 +63,9 @@ PRODUCTS_BY_ID = {product["itemId"]: product for product in LIST_PRODUCTS}
 ID_DIGITS = 9
 
 # The check and the take in one step. An absent key means no unit was reserved yet.
-RESERVE_ONE_UNIT_LUA = """
-local stock = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+# read_number_lua: stock = the number in KEYS[1] (or ARGV[1]); a key holding no number is refused.
+RESERVE_ONE_UNIT_LUA = f"""
+{read_number_lua("stock", default="ARGV[1]")}
 if stock < 1 then
     return 0
 end
@@ -101,13 +105,13 @@ def get_current_reserved_stock_by_id(item_id: int) -> int:
     stock = stock_db().get(stock_key(item_id))
     if stock is None:
         return PRODUCTS_BY_ID[item_id]["initialAvailableQuantity"]
-    return int(stock)
+    return stored_number(stock_key(item_id), stock)
 
 
 def reserve_one_unit(item: dict) -> bool:
     """Take one unit of ``item`` if one is left, atomically; True if it was taken."""
-    script = reserve_one_unit_script()
-    return script(keys=[stock_key(item["itemId"])], args=[item["initialAvailableQuantity"]]) == 1
+    keys, args = [stock_key(item["itemId"])], [item["initialAvailableQuantity"]]
+    return call_script(reserve_one_unit_script(), keys=keys, args=args) == 1
 
 
 class ItemIdConverter(BaseConverter):

@@ -17,6 +17,9 @@ API, as ``9_stock.py`` uses it::
 Errors become (status, body):
 - any HTTP error (404, 405, ...): its status, ``{"error":"Not Found"}`` (the reason phrase);
 - ``redis.ConnectionError`` or ``redis.TimeoutError``: 503, ``{"error":"Service Unavailable"}``;
+- the API's state in Redis changed by hand so that it cannot be read (``SET item.1 abc``, a
+  hash where a number belongs): 500, ``{"error":"..."}`` naming the key or Redis's refusal
+  and ``make reset``, one line logged (``UnreadableStateError``, ``redis.ResponseError``);
 - any other exception: 500, ``{"error":"Internal Server Error"}``, the traceback logged.
 
 Two rules that the course's GET routes need, since some of them change state (a reservation
@@ -54,6 +57,7 @@ import ipaddress
 import json
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import sys
@@ -64,15 +68,17 @@ from pathlib import Path
 from typing import Any
 
 from course.connection import CONNECTED, CannotStartError, client_from_env, not_connected_line
+from course.events import text_of
 from course.settings import DEFAULT_HOST, host_from_env, port_from_env, redis_url
 
 import redis
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask.json.provider import DefaultJSONProvider
 from granian import Granian
 from granian.constants import Interfaces
 from granian.log import LogLevels
 from redis.backoff import NoBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
 from werkzeug.exceptions import BadRequest, HTTPException, ServiceUnavailable
 
@@ -103,6 +109,56 @@ WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]"})
 # the course's not-connected line each time, as the course's processors do.
 LAUNCH_RETRY_FIRST_SECONDS = 1.0
 LAUNCH_RETRY_MAX_SECONDS = 4.0
+
+
+# What an answer about state changed by hand in Redis says the learner can do.
+RESET_HINT = "make reset restores the course's state"
+NOT_A_NUMBER = "in Redis does not hold a number"
+# A number of the state, as Redis's INCR and DECR write one: digits, maybe a minus sign.
+NUMBER = re.compile(r"-?[0-9]+")
+NUMBER_LUA_PATTERN = "^-?%d+$"
+
+
+class UnreadableStateError(Exception):
+    """A key of an API's state holds what the API cannot read: someone else wrote it (by hand, say)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key} {NOT_A_NUMBER}")
+
+
+def read_number_lua(variable: str, default: str) -> str:
+    """Lua that sets ``variable`` to the number ``KEYS[1]`` holds (``default``, a Lua expression, if absent).
+
+    A value that is not a number (``NUMBER``) ends the script with an error reply that
+    ``call_script`` makes an ``UnreadableStateError``.
+    """
+    return f"""local {variable} = redis.call('GET', KEYS[1]) or {default}
+if not string.match({variable}, '{NUMBER_LUA_PATTERN}') then
+    return redis.error_reply(KEYS[1] .. ' {NOT_A_NUMBER}')
+end
+{variable} = tonumber({variable})"""
+
+
+def call_script(script: Script, keys: list[str], args: list[object]) -> Any:
+    """A Lua script's answer; its refusal of a ``KEYS[1]`` that holds no number: ``UnreadableStateError``.
+
+    A script refuses so with ``read_number_lua``; any other refusal by Redis stays a
+    ``redis.ResponseError`` (out of memory, say).
+    """
+    try:
+        return script(keys=keys, args=args)
+    except redis.ResponseError as error:
+        if str(error) == f"{keys[0]} {NOT_A_NUMBER}":
+            raise UnreadableStateError(keys[0]) from None
+        raise
+
+
+def stored_number(key: str, value: str | bytes) -> int:
+    """The integer a key of the API's state holds; ``UnreadableStateError`` for anything else."""
+    text = text_of(value)
+    if not NUMBER.fullmatch(text):
+        raise UnreadableStateError(key)
+    return int(text)
 
 
 class CourseJSONProvider(DefaultJSONProvider):
@@ -139,6 +195,20 @@ def json_error(error: HTTPException) -> Response:
 
 def redis_unavailable(error: redis.RedisError) -> Response:
     return json_error(ServiceUnavailable())
+
+
+def unreadable_state(error: UnreadableStateError | redis.ResponseError) -> Response:
+    """A 500 that says what is wrong with the state in Redis, and one line in the log, no traceback.
+
+    Redis's refusal (WRONGTYPE, a script's error reply) is given without the script's hash.
+    """
+    if isinstance(error, UnreadableStateError):
+        reason = str(error)
+    else:
+        reason = f"Redis refused a command: {str(error).partition(' script: ')[0]}"
+    message = f"{reason} ({RESET_HINT})"
+    current_app.logger.error("%s %s: %s", request.method, request.path, message)
+    return json_response(compact_json({"error": message}), status=500)
 
 
 def host_name(host: str) -> str:
@@ -211,6 +281,8 @@ def create_app(import_name: str) -> Flask:
     app.register_error_handler(HTTPException, json_error)
     app.register_error_handler(redis.ConnectionError, redis_unavailable)
     app.register_error_handler(redis.TimeoutError, redis_unavailable)
+    app.register_error_handler(UnreadableStateError, unreadable_state)
+    app.register_error_handler(redis.ResponseError, unreadable_state)
     refuse_foreign_hosts(app)
     return app
 

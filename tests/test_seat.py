@@ -146,6 +146,39 @@ def test_a_reservation_refused_by_a_redis_out_of_memory_failed(seat_client, seat
     assert Queue(expected.SEAT_QUEUE, connection=seat_db).count == 0
 
 
+SEATS_NOT_A_NUMBER = (
+    '{"error":"available_seats in Redis does not hold a number (make reset restores the course\'s state)"}'
+)
+
+
+@pytest.mark.parametrize("seats", ["fifty", "2.5"])
+def test_seats_changed_by_hand_to_no_number_are_a_json_500_on_every_route(seat_client, seat_db, seats):
+    seat_db.set("available_seats", seats)
+
+    for path in ("/available_seats", "/reserve_seat", "/process"):
+        assert body_of(seat_client, path) == (500, JSON, SEATS_NOT_A_NUMBER), path
+    assert seat_db.get("available_seats") == seats
+    assert Queue(expected.SEAT_QUEUE, connection=seat_db).count == 0
+
+
+def test_a_reservation_job_finding_seats_that_are_no_number_fails_and_says_why(
+    seat_client, seat_server, seat_db, run_reservations_here
+):
+    assert body_of(seat_client, "/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
+    seat_db.set("available_seats", "fifty")
+    [job_id] = Queue(expected.SEAT_QUEUE, connection=seat_db).job_ids
+
+    run_reservations_here()
+
+    job = course_queue(expected.SEAT_QUEUE, fakeredis.FakeRedis(server=seat_server)).fetch_job(job_id)
+    assert job.get_status() == "failed"
+    assert (
+        "UnreadableStateError: available_seats in Redis does not hold a number"
+        in job.latest_result().exc_string
+    )
+    assert seat_db.get("available_seats") == "fifty"
+
+
 # HEAD, and the pending reservations ------------------------------------------------------------
 
 

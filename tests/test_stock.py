@@ -160,12 +160,42 @@ def test_redis_unreachable_is_a_json_503_at_once(stock_client, monkeypatch, dead
         assert_json(response, 503, b'{"error":"Service Unavailable"}')
 
 
-def test_an_unexpected_error_is_a_json_500_without_traceback(stock_client, stock_db, caplog):
-    stock_db.set("item.1", "not a number")
+NOT_A_NUMBER_BODY = (
+    b'{"error":"item.1 in Redis does not hold a number (make reset restores the course\'s state)"}'
+)
+WRONG_TYPE_BODY = (
+    b'{"error":"Redis refused a command: WRONGTYPE Operation against a key holding the wrong kind'
+    b" of value (make reset restores the course's state)\"}"
+)
+
+
+@pytest.mark.parametrize("stock", ["not a number", "1.5", ""])
+def test_a_stock_changed_by_hand_to_no_number_is_a_json_500_that_says_so(
+    stock_client, stock_db, stock, caplog
+):
+    stock_db.set("item.1", stock)
+
     for path in ("/list_products/1", "/reserve_product/1"):
-        assert_json(stock_client.get(path), 500, b'{"error":"Internal Server Error"}')
-    # The traceback goes to the server's log, not to the client.
-    assert "Exception on /list_products/1 [GET]" in caplog.text
+        assert_json(stock_client.get(path), 500, NOT_A_NUMBER_BODY)
+    assert stock_db.get("item.1") == stock
+    # One line in the server's log for each, no traceback.
+    assert caplog.text.count("item.1 in Redis does not hold a number") == 2
+    assert "Traceback" not in caplog.text
+
+
+def test_a_stock_key_of_another_type_is_a_json_500_that_says_so(stock_client, stock_db, caplog):
+    stock_db.hset("item.1", "units", 4)
+
+    for path in ("/list_products/1", "/reserve_product/1"):
+        assert_json(stock_client.get(path), 500, WRONG_TYPE_BODY)
+    assert stock_db.hgetall("item.1") == {"units": "4"}
+    assert "Traceback" not in caplog.text
+
+
+def test_the_stock_of_the_other_products_is_served_still(stock_client, stock_db):
+    stock_db.set("item.1", "not a number")
+
+    assert_json(stock_client.get("/reserve_product/2"), 200, b'{"status":"Reservation confirmed","itemId":2}')
 
 
 # course/web.py, as any course API gets it ---------------------------------------------------
