@@ -19,9 +19,10 @@ Everything here is read back from Redis by another process, so it is data, never
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
+
+from course.text import printable, text_of
 
 import redis
 from rq.exceptions import AbandonedJobError
@@ -56,19 +57,6 @@ FAILURE_TTL_SECONDS = 24 * 60 * 60
 ABANDONED_MESSAGE = "Job abandoned: its processor stopped while running it"
 
 KNOWN_STATUSES = frozenset(status.value for status in JobStatus)
-
-# C0 controls, DEL and C1 controls: a terminal acts on them (colours, cursor moves, titles).
-CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-def text_of(raw: bytes | str) -> str:
-    """A value read from Redis as text, whatever its bytes (what is not UTF-8 shows as U+FFFD)."""
-    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-
-
-def printable(text: str) -> str:
-    """``text`` safe to print: each control character shown as an escape (``\\x1b``), the rest kept."""
-    return CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match[0]):02x}", text)
 
 
 @dataclass(frozen=True)

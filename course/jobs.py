@@ -60,13 +60,12 @@ from course.events import (
     events_channel,
     failure_message,
     parse_event,
-    printable,
     publish_completed,
     publish_event,
     publish_failed,
     report_progress,
-    text_of,
 )
+from course.text import printable, text_of
 from course.worker import (
     ABANDONED_GRACE_SECONDS,
     QUIET,

@@ -68,8 +68,8 @@ from pathlib import Path
 from typing import Any
 
 from course.connection import CONNECTED, CannotStartError, client_from_env, not_connected_line
-from course.events import text_of
 from course.settings import DEFAULT_HOST, host_from_env, port_from_env, redis_url
+from course.text import text_of
 
 import redis
 from flask import Flask, Response, current_app, request

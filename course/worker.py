@@ -52,12 +52,11 @@ from course.events import (
     CourseJob,
     JobEvent,
     UnreadableJobError,
-    printable,
     publish_event,
     publish_failed,
-    text_of,
 )
 from course.settings import command_line_parser
+from course.text import printable, text_of
 
 import redis
 from redis.backoff import ExponentialBackoff
