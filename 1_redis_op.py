@@ -2,6 +2,7 @@
 
 from course.connection import connect, run
 from course.settings import parse_command_line
+from course.text import printable
 
 from redis import Redis
 
@@ -13,7 +14,8 @@ def set_new_school(client: Redis, school_name: str, value: str) -> None:
 
 
 def display_school_value(client: Redis, school_name: str) -> None:
-    print(client.get(school_name))
+    # printable: a value set by someone else shows its control characters as escapes (\x1b).
+    print(printable(str(client.get(school_name))))
 
 
 def main() -> None:

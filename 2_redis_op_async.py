@@ -8,6 +8,7 @@ import asyncio
 
 from course.connection import connect_async, run
 from course.settings import parse_command_line
+from course.text import printable
 
 from redis.asyncio import Redis
 
@@ -18,7 +19,7 @@ async def set_new_school(client: Redis, school_name: str, value: str) -> None:
 
 
 async def display_school_value(client: Redis, school_name: str) -> None:
-    print(await client.get(school_name))
+    print(printable(str(await client.get(school_name))))
 
 
 async def lesson() -> None:

@@ -7,6 +7,7 @@ SUBSCRIBE; a publisher started after that line is never missed.
 
 from course.connection import CONNECTED, client_from_env, run
 from course.settings import parse_command_line
+from course.text import printable
 
 from redis.client import PubSub
 
@@ -27,7 +28,8 @@ def print_messages(pubsub: PubSub) -> None:
     for message in pubsub.listen():
         if message["type"] != "message":
             continue
-        print(message["data"], flush=True)
+        # printable: a message from anyone on the channel shows its control characters as escapes.
+        print(printable(message["data"]), flush=True)
         if message["data"] == KILL_MESSAGE:
             pubsub.unsubscribe()
             return

@@ -30,6 +30,8 @@ BROKEN_PIPE = 141
 
 CONNECT_ATTEMPTS = 3
 RETRY_DELAY_SECONDS = 0.5
+# Bytes that are not UTF-8, in a value someone else wrote, read as U+FFFD rather than raise.
+TEXT_ERRORS = "replace"
 # Short enough that three tries against an unroutable host still end well within 10 s.
 SOCKET_CONNECT_TIMEOUT_SECONDS = 2.0
 
@@ -45,10 +47,12 @@ class CannotStartError(Exception):
 def client_from_env(*, decode_responses: bool = True, **options) -> redis.Redis:
     """A client for ``REDIS_URL`` that has not talked to the server yet.
 
-    RQ needs ``decode_responses=False``; the lessons read strings.
+    RQ needs ``decode_responses=False``; the lessons read strings, decoded whatever the bytes.
     """
     options.setdefault("socket_connect_timeout", SOCKET_CONNECT_TIMEOUT_SECONDS)
-    return redis.Redis.from_url(redis_url(), decode_responses=decode_responses, **options)
+    return redis.Redis.from_url(
+        redis_url(), decode_responses=decode_responses, encoding_errors=TEXT_ERRORS, **options
+    )
 
 
 def not_connected_line(error: BaseException) -> str:
@@ -103,7 +107,10 @@ def connect() -> redis.Redis:
 async def connect_async() -> redis.asyncio.Redis:
     """``connect()`` for ``redis.asyncio``: same lines, same ``NotConnectedError``."""
     client = redis.asyncio.Redis.from_url(
-        redis_url(), decode_responses=True, socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_SECONDS
+        redis_url(),
+        decode_responses=True,
+        encoding_errors=TEXT_ERRORS,
+        socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_SECONDS,
     )
     for connection_try in connection_tries():
         with connection_try:

@@ -45,6 +45,17 @@ def test_hash_lesson_reports_existing_fields_on_a_second_run(redis_url, real_red
     assert real_redis.hlen("HolbertonSchools") == 6
 
 
+@pytest.mark.parametrize("script", ["1_redis_op.py", "2_redis_op_async.py"])
+def test_a_value_someone_else_wrote_is_printed_without_acting_on_the_terminal(script, redis_url, real_redis):
+    # A terminal title change and a bell, then a byte that is not UTF-8.
+    real_redis.set("Holberton", b"\x1b]0;owned\x07\xff")
+
+    result = run_script(script, redis_url)
+
+    assert lines(result.stdout)[1] == "\\x1b]0;owned\\x07\ufffd"
+    assert (result.stderr, result.returncode) == ("", 0)
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_lesson_without_redis_says_so_and_exits_non_zero(script, dead_redis_url):
     started = time.monotonic()

@@ -51,6 +51,17 @@ def test_subscriber_prints_any_message_until_kill_server(subscriber, real_redis)
     assert real_redis.pubsub_numsub(expected.CHANNEL) == [(expected.CHANNEL, 0)]
 
 
+def test_subscriber_prints_a_message_without_acting_on_the_terminal(subscriber, real_redis):
+    process, _ = subscriber
+    # Clear the screen and ring the bell, then bytes that are not UTF-8.
+    for message in ["\x1b[2Jcleared\x07", b"\xff\xfe", "KILL_SERVER"]:
+        real_redis.publish(expected.CHANNEL, message)
+    output, errors = process.communicate(timeout=20)
+
+    assert lines(output) == ["\\x1b[2Jcleared\\x07", "\ufffd\ufffd", "KILL_SERVER"]
+    assert (errors, process.returncode) == ("", 0)
+
+
 @pytest.mark.parametrize("script", ["5_subscriber.py", "5_publisher.py"])
 def test_without_redis_it_says_so_and_exits_non_zero(script, dead_redis_url):
     result = run_script(script, dead_redis_url)
