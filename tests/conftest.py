@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-from course.jobs import SERIALIZER
+from course.events import SERIALIZER
 from course.lessons import ROOT, script_env
 
 import fakeredis

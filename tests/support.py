@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from course import expected
-from course.jobs import FAILURE_TTL_SECONDS, next_job_ids
+from course.events import FAILURE_TTL_SECONDS
+from course.jobs import next_job_ids
 from course.lessons import ROOT, lines, script_env, start_script, stop_script
 
 import pytest

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from course import expected, jobs
+from course.events import ABANDONED_MESSAGE, COMPLETE, FAILED, JobEvent, event_line
 from course.lessons import ROOT, lines, run_script, script_env, wait_for_line
 from course.tour import get, wait_until_serving
 
@@ -55,7 +56,7 @@ READY_TIMEOUT_SECONDS = 20
 SETTLE_TIMEOUT_SECONDS = 120
 EVENTS_TIMEOUT_SECONDS = 60
 # Slow enough to be killed or restarted under; the timeout fits the work, so that RQ may
-# call a job of a dead worker abandoned soon (timeout + jobs.ABANDONED_GRACE_SECONDS).
+# call a job of a dead worker abandoned soon (timeout + ABANDONED_GRACE_SECONDS).
 SLOW_JOB_SECONDS = 3
 SLOW_JOB_TIMEOUT_SECONDS = 5
 # Both workers stay busy this long, past a Redis restart, so the creator's jobs wait in the queue.
@@ -190,9 +191,9 @@ def start_api(launch, script: str) -> Api:
     return Api(process, port)
 
 
-def lines_of(events: list[jobs.JobEvent], job_id: str) -> list[str]:
+def lines_of(events: list[JobEvent], job_id: str) -> list[str]:
     """The lines a task 7 creator prints for one job's events."""
-    return [jobs.event_line("Notification job", event) for event in events if event.job_id == job_id]
+    return [event_line("Notification job", event) for event in events if event.job_id == job_id]
 
 
 def statuses(connection: redis.Redis, job_ids: list[str]) -> list[JobStatus | None]:
@@ -227,7 +228,7 @@ def test_a_processor_killed_mid_batch_and_restarted_settles_every_job(
 ):
     queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
     processor = start_processor(launch, rq_redis, "7_job_processor.py", 2, slow_jobs=True)
-    events: list[jobs.JobEvent] = []
+    events: list[JobEvent] = []
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
         # This watch is a creator whose batch is half done when the processor dies: two slow
@@ -249,10 +250,10 @@ def test_a_processor_killed_mid_batch_and_restarted_settles_every_job(
 
     for job_id in running:
         assert [event for event in events if event.job_id == job_id] == [
-            jobs.JobEvent(job_id, jobs.FAILED, error=jobs.ABANDONED_MESSAGE)
+            JobEvent(job_id, FAILED, error=ABANDONED_MESSAGE)
         ]
     for job_id in queued:
-        assert [event for event in events if event.job_id == job_id] == [jobs.JobEvent(job_id, jobs.COMPLETE)]
+        assert [event for event in events if event.job_id == job_id] == [JobEvent(job_id, COMPLETE)]
     assert expected.check_task7_creator(created + lines(output)) == []
     assert (errors, creator.returncode) == ("", 0)
     assert_nothing_queued_or_started(queue)
@@ -301,7 +302,7 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
 ):
     """Each stop: nothing left taken and not started, every job run once and reported, no traceback."""
     queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
-    heard: list[jobs.JobEvent] = []
+    heard: list[JobEvent] = []
     sent: dict[str, dict] = {}
     feeding = threading.Event()
     feeding.set()
