@@ -56,9 +56,11 @@ READY_TIMEOUT_SECONDS = 20
 SETTLE_TIMEOUT_SECONDS = 120
 EVENTS_TIMEOUT_SECONDS = 60
 # Slow enough to be killed or restarted under; the timeout fits the work, so that RQ may
-# call a job of a dead worker abandoned soon (timeout + ABANDONED_GRACE_SECONDS).
+# call a job of a dead worker abandoned soon: its timeout and the grace after it, which a
+# processor run with ABANDON_SOON (tests/slow_processor.py) makes short.
 SLOW_JOB_SECONDS = 3
 SLOW_JOB_TIMEOUT_SECONDS = 5
+ABANDON_SOON = {"ABANDON_SOON": "1"}
 # Both workers stay busy this long, past a Redis restart, so the creator's jobs wait in the queue.
 BUSY_JOB_SECONDS = 8
 BUSY_JOB_TIMEOUT_SECONDS = 20
@@ -158,10 +160,10 @@ def read_until(process: subprocess.Popen[str], pattern: re.Pattern[str], count: 
 
 
 def start_processor(
-    launch, rq_redis: redis.Redis, script: str, workers: int, slow_jobs: bool = False
+    launch, rq_redis: redis.Redis, script: str, workers: int, slow_jobs: bool = False, **extra_env: str
 ) -> subprocess.Popen[str]:
     """Start a processor and wait until its workers wait for jobs."""
-    processor = launch(script, slow_jobs=slow_jobs)
+    processor = launch(script, slow_jobs=slow_jobs, **extra_env)
     assert len(wait_for_workers(rq_redis, workers)) >= workers, f"{script} did not start its workers"
     return processor
 
@@ -227,7 +229,9 @@ def test_a_processor_killed_mid_batch_and_restarted_settles_every_job(
     own_redis, rq_redis, launch, record_property
 ):
     queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
-    processor = start_processor(launch, rq_redis, "7_job_processor.py", 2, slow_jobs=True)
+    # Both processors call a dead worker's job abandoned soon: the killed one set the running
+    # jobs' deadline, the restarted one's maintenance finds it passed.
+    processor = start_processor(launch, rq_redis, "7_job_processor.py", 2, slow_jobs=True, **ABANDON_SOON)
     events: list[JobEvent] = []
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
@@ -242,7 +246,7 @@ def test_a_processor_killed_mid_batch_and_restarted_settles_every_job(
         os.killpg(processor.pid, signal.SIGKILL)
         processor.communicate()
         killed_at = time.monotonic()
-        restarted = launch("7_job_processor.py", slow_jobs=True)
+        restarted = launch("7_job_processor.py", slow_jobs=True, **ABANDON_SOON)
 
         assert watch.wait(timeout=SETTLE_TIMEOUT_SECONDS)
         output, errors = creator.communicate(timeout=SETTLE_TIMEOUT_SECONDS)
