@@ -38,6 +38,26 @@ from tests.support import (
     wait_for_workers,
 )
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "long: one test runs for tens of seconds (whole tours of the course); started first"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fault tests, then the long ones, first; the rest in their order.
+
+    Under xdist each worker takes the next test when it is nearly done: the longest tests,
+    started last, would run on alone and set the suite's time.
+    """
+    items.sort(
+        key=lambda item: (
+            0 if item.get_closest_marker("faults") else 1 if item.get_closest_marker("long") else 2
+        )
+    )
+
+
 redis_proc = factories.redis_proc(executable=str(REDIS_BIN / "redis-server"), port=None)
 
 

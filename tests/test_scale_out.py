@@ -13,7 +13,11 @@ from threading import Barrier
 from course import expected
 from course.lessons import lines, run_script
 
+import pytest
+
 from tests.support import running, stopped_output
+
+pytestmark = pytest.mark.long
 
 UNITS = 10  # item 2's initial stock
 RESERVATIONS = 60

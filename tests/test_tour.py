@@ -18,7 +18,7 @@ import pytest
 
 from tests.support import assert_nothing_left_running, learner_env, run_port, snapshot
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.long, pytest.mark.timeout(900)]
 
 TOUR_TIMEOUT_SECONDS = 840
 # What a copy of the project leaves out: the environment, history, data and caches.
