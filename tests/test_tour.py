@@ -16,7 +16,7 @@ from course.lessons import ROOT
 
 import pytest
 
-from tests.support import assert_nothing_left_running, learner_env, run_port, snapshot
+from tests.support import assert_nothing_left_running, learner_env, run_port, snapshot, start_program
 
 pytestmark = [pytest.mark.long, pytest.mark.timeout(900)]
 
@@ -88,15 +88,7 @@ def test_ctrl_c_during_the_tour_stops_everything_it_started(learner_redis):
     env = learner_env(learner_redis.url, learner_redis.port)
     before = snapshot(learner_redis.url)
     # A terminal's foreground job: Ctrl-C reaches every process of its group.
-    tour = subprocess.Popen(
-        [sys.executable, "-m", "course.tour"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    tour = start_program([sys.executable, "-m", "course.tour"], env, own_session=True)
     printed: list[str] = []
     reader = threading.Thread(target=lambda: printed.extend(tour.stdout), daemon=True)
     reader.start()
