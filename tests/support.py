@@ -118,32 +118,55 @@ NO_PERSISTENCE = ["--appendonly", "no", "--save", ""]
 OWN_REDIS_READY_SECONDS = 20
 
 
-class OwnRedis:
-    """A redis-server of one test's own, on a free port and loopback, that it may stop and start again."""
+class RedisDidNotStart(Exception):
+    """The redis-server exited, or never answered; its message is what the server printed."""
 
-    def __init__(self, directory: Path, *, persistent: bool) -> None:
-        self.port = free_port()
+
+class OwnRedis:
+    """A redis-server of one test's own, on loopback and a free port, that it may stop and start again.
+
+    ``options``: more redis-server settings, after these (a password, TLS: a later ``--port``
+    wins); ``url``: how to reach it when it is not redis://127.0.0.1:PORT/0 (with a password, say),
+    for which ``port`` can be chosen first. What the server prints goes to a log in ``directory``.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        persistent: bool,
+        port: int | None = None,
+        url: str | None = None,
+        options: list[str] | tuple[str, ...] = (),
+    ) -> None:
+        self.port = port or free_port()
         self.directory = directory
         self.persistence = PERSISTENCE if persistent else NO_PERSISTENCE
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.options = list(options)
+        self.url = url or f"redis://127.0.0.1:{self.port}/0"
+        self.log = directory / "redis-server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         """Start it on its port and directory (loading what it saved there, if anything); wait for PONG."""
-        self.process = subprocess.Popen(
-            [str(REDIS_BIN / "redis-server"), "--bind", "127.0.0.1", "--port", str(self.port)]
-            + ["--dir", str(self.directory), "--protected-mode", "yes", *self.persistence],
-            stdout=subprocess.DEVNULL,
-        )
+        with open(self.log, "a") as log:
+            self.process = subprocess.Popen(
+                [str(REDIS_BIN / "redis-server"), "--bind", "127.0.0.1", "--port", str(self.port)]
+                + ["--dir", str(self.directory), "--protected-mode", "yes", *self.persistence, *self.options],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + OWN_REDIS_READY_SECONDS
-        with redis.Redis.from_url(self.url) as client:
+        with redis.Redis.from_url(self.url, socket_connect_timeout=1) as client:
             while True:
                 try:
                     client.ping()
                     return
                 except redis.ConnectionError:
                     if self.process.poll() is not None or time.monotonic() > deadline:
-                        raise
+                        self.process.kill()
+                        self.process.wait()
+                        raise RedisDidNotStart(self.log.read_text()) from None
                     time.sleep(0.05)
 
     def stop(self) -> None:

@@ -26,7 +26,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -37,7 +36,7 @@ from course.lessons import ROOT, lines, start_script, stop_script, wait_for_line
 import pytest
 import redis
 
-from tests.support import LOOPBACK, REDIS_BIN, Server, free_port, serving
+from tests.support import LOOPBACK, REDIS_BIN, OwnRedis, RedisDidNotStart, Server, free_port, serving
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -49,7 +48,6 @@ NOT_FOUND = '{"error":"Not Found"}'
 PASSWORD = f"pw/{secrets.token_hex(6)}@:%"
 WRONG_PASSWORD = f"wrong/{secrets.token_hex(6)}@:%"
 # Bounds for a broken run, not expectations of speed.
-READY_TIMEOUT_SECONDS = 20
 RUN_TIMEOUT_SECONDS = 60
 
 
@@ -286,37 +284,6 @@ def test_an_api_served_with_flask_debug_set_gives_no_debugger(script, redis_url)
 # Redis servers with a password, and with TLS -----------------------------------------------------
 
 
-class RedisDidNotStart(Exception):
-    """The redis-server exited, or never answered; its message is what the server printed."""
-
-
-def start_redis(directory: Path, url: str, *options: str) -> subprocess.Popen[str]:
-    """A redis-server of this module's own on loopback, with ``options``; returns once ``url`` answers."""
-    process = subprocess.Popen(
-        [str(REDIS_BIN / "redis-server"), "--bind", LOOPBACK, "--save", "", "--appendonly", "no"]
-        + ["--dir", str(directory), *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    with redis.Redis.from_url(url, socket_connect_timeout=1) as client:
-        while True:
-            try:
-                client.ping()
-                return process
-            except redis.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    raise RedisDidNotStart(process.communicate()[0]) from None
-                time.sleep(0.05)
-
-
-def stop_redis(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    process.communicate(timeout=10)
-
-
 def url_with_password(scheme: str, port: int, password: str, query: str = "") -> str:
     return f"{scheme}://:{quote(password, safe='')}@{LOOPBACK}:{port}/0{query}"
 
@@ -331,13 +298,17 @@ def set_holberton(url: str) -> None:
 def password_port(tmp_path_factory) -> Iterator[int]:
     """The port of a redis-server that requires PASSWORD."""
     port = free_port()
-    url = url_with_password("redis", port, PASSWORD)
-    process = start_redis(
-        tmp_path_factory.mktemp("password"), url, "--port", str(port), "--requirepass", PASSWORD
+    server = OwnRedis(
+        tmp_path_factory.mktemp("password"),
+        persistent=False,
+        port=port,
+        url=url_with_password("redis", port, PASSWORD),
+        options=["--requirepass", PASSWORD],
     )
-    set_holberton(url)
+    server.start()
+    set_holberton(server.url)
     yield port
-    stop_redis(process)
+    server.stop()
 
 
 def openssl(directory: Path, *args: str) -> None:
@@ -383,28 +354,25 @@ def tls_server(tmp_path_factory) -> Iterator[tuple[int, Path]]:
     directory = tmp_path_factory.mktemp("tls")
     make_certificates(directory)
     port = free_port()
-    url = url_with_password("rediss", port, PASSWORD, f"?ssl_ca_certs={quote(str(directory / 'ca.crt'))}")
+    server = OwnRedis(
+        directory,
+        persistent=False,
+        port=port,
+        url=url_with_password("rediss", port, PASSWORD, f"?ssl_ca_certs={quote(str(directory / 'ca.crt'))}"),
+        # TLS only: no plain port.
+        options=["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"]
+        + ["--requirepass", PASSWORD, "--tls-cert-file", "server.crt", "--tls-key-file", "server.key"]
+        + ["--tls-ca-cert-file", "ca.crt"],
+    )
     try:
-        process = start_redis(
-            directory,
-            url,
-            *("--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no", "--requirepass", PASSWORD),
-            *(
-                "--tls-cert-file",
-                "server.crt",
-                "--tls-key-file",
-                "server.key",
-                "--tls-ca-cert-file",
-                "ca.crt",
-            ),
-        )
+        server.start()
     except RedisDidNotStart as error:
         if "tls" in str(error).lower():
             pytest.skip(f"{REDIS_BIN / 'redis-server'} was built without TLS: {str(error).strip()[-200:]}")
         raise
-    set_holberton(url)
+    set_holberton(server.url)
     yield port, directory / "ca.crt"
-    stop_redis(process)
+    server.stop()
 
 
 @pytest.fixture
