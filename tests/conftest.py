@@ -35,6 +35,7 @@ from tests.support import (
     end_for_good,
     fill_like_a_learner,
     free_port,
+    project_redis_files_held,
     serve_own_redis,
     serving,
     start_program,
@@ -143,6 +144,21 @@ def start_server() -> Iterator[Callable[..., Server]]:
     the test if it still runs, with every process it started."""
     with ExitStack() as started:
         yield lambda script, url, **options: started.enter_context(serving(script, url, **options))
+
+
+@pytest.fixture
+def project_redis_files(tmp_path_factory) -> Iterator[None]:
+    """For a test that checks the project's .redis/ and dump.rdb are left as they were: no test
+    that starts redis_setup.sh's servers runs meanwhile."""
+    with project_redis_files_held(tmp_path_factory, changing=False):
+        yield
+
+
+@pytest.fixture
+def changing_project_redis_files(tmp_path_factory) -> Iterator[None]:
+    """For a test that starts redis_setup.sh's servers, which keep their data in the project."""
+    with project_redis_files_held(tmp_path_factory, changing=True):
+        yield
 
 
 @pytest.fixture

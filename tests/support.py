@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import http.client
 import importlib
 import json
@@ -110,6 +111,21 @@ def stopped_output(process: subprocess.Popen[str], stop=ctrl_c) -> tuple[list[st
     stop(process)
     output, errors = process.communicate(timeout=30)
     return lines(output), errors
+
+
+@contextmanager
+def project_redis_files_held(tmp_path_factory: pytest.TempPathFactory, *, changing: bool) -> Iterator[None]:
+    """Held by the tests that start redis_setup.sh's servers (``changing``: they write the project's
+    .redis/ and dump.rdb, side by side, each on its port), or that check those are left as they
+    were (one at a time, none of the others meanwhile).
+
+    Under xdist the tests run side by side, and xdist_group cannot keep them apart (pytest 9.2
+    no longer lets xdist 3.8 tag a test's id with its group): a lock file, shared by the ones
+    that change the files, in the directory all workers' temporary directories share.
+    """
+    with open(tmp_path_factory.getbasetemp().parent / "project-redis-files.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH if changing else fcntl.LOCK_EX)
+        yield
 
 
 # Persistence as redis_setup.sh configures it: a restart keeps the data (AOF and RDB).

@@ -160,7 +160,7 @@ def redis_setup(port: int, command: str) -> subprocess.CompletedProcess[str]:
 
 
 @needs_proc_net
-def test_redis_setup_starts_a_server_listening_on_loopback_only():
+def test_redis_setup_starts_a_server_listening_on_loopback_only(changing_project_redis_files):
     """test_redis_setup.py reads the server's ``bind`` setting; this reads what the kernel shows."""
     port = free_port()
     try:
