@@ -586,23 +586,28 @@ class Server:
 
     def stop(self, sig: int = signal.SIGINT, *, group: bool = False) -> tuple[int, str, str]:
         """Signal it as ``kill`` does (``group``: every process of its group, as Ctrl-C in its
-        terminal does) and wait: (exit status, stdout, stderr). One that hangs is killed, and fails."""
+        terminal does) and wait: (exit status, stdout, stderr). One still running
+        SERVER_STOP_SECONDS later is killed, with every process it started: its status is -9."""
         if group:
             os.killpg(self.process.pid, sig)
         else:
             self.process.send_signal(sig)
-        status, stdout, stderr = wait_for_exit(self.process, self.workers)
+        try:
+            stdout, stderr = self.process.communicate(timeout=SERVER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            kill_all(self.process, own_session=self.own_session)
+            stdout, stderr = self.process.communicate()
         self.printed += lines(stdout)
-        return status, stdout, stderr
+        return self.process.returncode, stdout, stderr
 
     def close(self) -> None:
         """Kill it, and every process it started, if it still runs (a test that failed half-way)."""
         end_for_good(self.process, own_session=self.own_session)
 
 
-def end_for_good(process: subprocess.Popen[str], *, own_session: bool) -> None:
+def kill_all(process: subprocess.Popen[str], *, own_session: bool) -> None:
     """Kill a program that still runs, every process it started and, if it has one of its own,
-    its process group; then read what is left of its output."""
+    its process group."""
     if process.poll() is None:
         for pid in [process.pid, *descendants(process.pid)]:
             with suppress(ProcessLookupError):
@@ -610,6 +615,11 @@ def end_for_good(process: subprocess.Popen[str], *, own_session: bool) -> None:
         if own_session:
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+
+
+def end_for_good(process: subprocess.Popen[str], *, own_session: bool) -> None:
+    """``kill_all``, then read what is left of its output."""
+    kill_all(process, own_session=own_session)
     with suppress(subprocess.TimeoutExpired):
         process.communicate(timeout=SERVER_STOP_SECONDS)
 
