@@ -8,14 +8,14 @@ The server binary comes from ``REDIS_BIN_DIR`` (``make test`` sets it from
 from __future__ import annotations
 
 import importlib
-import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
-from course.jobs import SERIALIZER
-from course.lessons import ROOT, script_env
+from course.events import SERIALIZER
+from course.lessons import script_env
 
 import fakeredis
 import pytest
@@ -30,13 +30,38 @@ from tests.support import (
     REDIS_BIN,
     SLOW_PROCESSOR,
     OwnRedis,
+    Server,
     clear_stock_caches,
+    end_for_good,
     fill_like_a_learner,
     free_port,
+    project_redis_files_held,
     serve_own_redis,
+    serving,
+    start_program,
     stock,
     wait_for_workers,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "long: one test runs for tens of seconds (whole tours of the course); started first"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fault tests, then the long ones, first; the rest in their order.
+
+    Under xdist each worker takes the next test when it is nearly done: the longest tests,
+    started last, would run on alone and set the suite's time.
+    """
+    items.sort(
+        key=lambda item: (
+            0 if item.get_closest_marker("faults") else 1 if item.get_closest_marker("long") else 2
+        )
+    )
+
 
 redis_proc = factories.redis_proc(executable=str(REDIS_BIN / "redis-server"), port=None)
 
@@ -75,34 +100,65 @@ def rq_redis(redis_url) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def processors(redis_url, rq_redis):
-    """Start a processor in its own process group, as a terminal runs it; wait until it is listening."""
-    started: list[subprocess.Popen[str]] = []
-    expected_workers: list[int] = []
+def launch(redis_url) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start ``python SCRIPT [ARGS]`` in a session of its own, as a terminal does, on the test's Redis.
 
-    def start(script: str, *args: str, slow_jobs: bool = False) -> subprocess.Popen[str]:
-        """``slow_jobs``: through tests/slow_processor.py, which lets it run ``time.sleep`` jobs too."""
+    ``slow_jobs``: through tests/slow_processor.py, which lets a processor run ``time.sleep``
+    jobs too; other keywords go into its environment. Whatever still runs at the end (a test
+    that failed half-way) is killed, with every process it started.
+    """
+    started: list[subprocess.Popen[str]] = []
+
+    def start(script: str, *args: str, slow_jobs: bool = False, **extra_env: str) -> subprocess.Popen[str]:
         launcher = [SLOW_PROCESSOR] if slow_jobs else []
-        process = subprocess.Popen(
-            [sys.executable, *launcher, script, *args],
-            cwd=ROOT,
-            env=script_env(redis_url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
+        process = start_program(
+            [sys.executable, *launcher, script, *args], script_env(redis_url, **extra_env), own_session=True
         )
         started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        end_for_good(process, own_session=True)
+
+
+@pytest.fixture
+def processors(launch, rq_redis) -> Callable[..., subprocess.Popen[str]]:
+    """Start a processor (``launch``'s arguments); wait until its workers, and those of the
+    processors started before it, wait for jobs."""
+    expected_workers: list[int] = []
+
+    def start(script: str, *args: str, **options) -> subprocess.Popen[str]:
+        process = launch(script, *args, **options)
         expected_workers.append(PROCESSORS[script][1])
         workers = wait_for_workers(rq_redis, sum(expected_workers))
         assert len(workers) == sum(expected_workers), f"{script} did not start its workers"
         return process
 
-    yield start
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+    return start
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., Server]]:
+    """``start_server(script, url, ...)``: a ``support.Server`` (the same arguments), killed after
+    the test if it still runs, with every process it started."""
+    with ExitStack() as started:
+        yield lambda script, url, **options: started.enter_context(serving(script, url, **options))
+
+
+@pytest.fixture
+def project_redis_files(tmp_path_factory) -> Iterator[None]:
+    """For a test that checks the project's .redis/ and dump.rdb are left as they were: no test
+    that starts redis_setup.sh's servers runs meanwhile."""
+    with project_redis_files_held(tmp_path_factory, changing=False):
+        yield
+
+
+@pytest.fixture
+def changing_project_redis_files(tmp_path_factory) -> Iterator[None]:
+    """For a test that starts redis_setup.sh's servers, which keep their data in the project."""
+    with project_redis_files_held(tmp_path_factory, changing=True):
+        yield
 
 
 @pytest.fixture

@@ -4,6 +4,12 @@
 course's processors run their own job function and nothing else; the tests that stop or kill
 a processor mid-job need a job that lasts, so this adds one function to the allow-list, and
 nothing else changes: signals, output and Redis handling are the processor's own.
+
+With ``ABANDON_SOON=1`` in its environment, its workers also call a dead worker's job abandoned
+sooner: ``SOON_GRACE_SECONDS`` after the job's timeout instead of the course's
+ABANDONED_GRACE_SECONDS, found by a maintenance about every second instead of every 8 to 10.
+A test that kills a processor mid-job then waits for the detection, not for the course's
+timers (tests/test_worker_timing.py checks those and how they relate).
 """
 
 # As the processors do: a stop during start-up ends the program quietly.
@@ -11,11 +17,39 @@ import course.quiet_start  # noqa: F401
 
 # isort: split
 import importlib
+import os
 import sys
 from pathlib import Path
 
+from course import worker
+
 ROOT = Path(__file__).resolve().parent.parent
 SLOW_JOB_FUNCTION = "time.sleep"
+SOON_GRACE_SECONDS = 2
+SOON_MAINTENANCE_SECONDS = 1
+# RQ's dequeue blocks for the worker TTL less 15 s (at least 1 s): maintenance comes between two.
+SOON_WORKER_TTL_SECONDS = 16
+
+
+class SoonAbandoningPool(worker.CoursePool):
+    """Task 7's pool, whose workers call a dead worker's job abandoned soon (ABANDON_SOON=1)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        course_worker = self.worker_class
+
+        class SoonAbandoningWorker(course_worker):
+            def __init__(self, *args, **kwargs) -> None:
+                kwargs.setdefault("maintenance_interval", SOON_MAINTENANCE_SECONDS)
+                kwargs.setdefault("worker_ttl", SOON_WORKER_TTL_SECONDS)
+                super().__init__(*args, **kwargs)
+
+            def get_heartbeat_ttl(self, job) -> int:
+                if job.timeout and job.timeout > 0:
+                    return job.timeout + SOON_GRACE_SECONDS
+                return super().get_heartbeat_ttl(job)
+
+        self.worker_class = SoonAbandoningWorker
 
 
 def main() -> None:
@@ -24,6 +58,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     processor = importlib.import_module(Path(script).stem)
     processor.JOB_FUNCTIONS = {*processor.JOB_FUNCTIONS, SLOW_JOB_FUNCTION}
+    if os.environ.get("ABANDON_SOON") == "1":
+        processor.CoursePool = SoonAbandoningPool
     processor.run(processor.main)
 
 

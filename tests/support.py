@@ -6,15 +6,19 @@
   the tour, the check and ``make reset`` must leave a learner's server alone (or, for reset,
   touch only the course's keys); they must also leave no Redis or program of theirs running.
 - The dashboard served as ``make dashboard`` serves it (``served_dashboard(url, **env)`` yields
-  its free ``DASHBOARD_PORT``), and ``send``, one HTTP request made the way curl would, headers
-  exactly as given (a foreign ``Host`` or ``Origin`` included).
+  its free ``DASHBOARD_PORT``).
+- HTTP, in one way for every test: ``request``, one request made the way curl would (method,
+  headers exactly as given, a foreign ``Host`` or ``Origin`` included, a raw target byte for
+  byte), its ``Answer``; ``Server`` (and ``serving``, or conftest's ``start_server``), a course
+  server started as a learner starts it, on a free port, once it answers; ``running``, the
+  stock API that must stop cleanly.
 - The stock API's bad requests, for its Flask client tests and its real server tests.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
+import fcntl
 import http.client
 import importlib
 import json
@@ -25,16 +29,14 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 from course import expected
-from course.jobs import FAILURE_TTL_SECONDS, next_job_ids
-from course.lessons import ROOT, lines, redis_bin_dir, script_env, start_script, stop_script
+from course.events import FAILURE_TTL_SECONDS
+from course.jobs import next_job_ids
+from course.lessons import ROOT, lines, redis_bin_dir, script_env, wait_for_line
 
 import pytest
 import redis
@@ -63,15 +65,20 @@ STARTUP_TIMEOUT_SECONDS = 30
 SLOW_PROCESSOR = str(Path(__file__).with_name("slow_processor.py"))
 
 
-def wait_for_workers(connection: redis.Redis, count: int) -> list[Worker]:
-    """The registered workers, once ``count`` of them wait for jobs (or the start-up time is over).
+def wait_for_workers(connection: redis.Redis, count: int, queue: str | None = None) -> list[Worker]:
+    """The registered workers (of ``queue`` only, if given), once ``count`` of them wait for jobs
+    (or the start-up time is over).
 
     A worker registers itself a moment before it installs its signal handlers; once it
-    waits for jobs, a signal gets RQ's handling and not Python's default.
+    waits for jobs, a signal gets RQ's handling and not Python's default (which would end
+    it with no time to unregister).
     """
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        workers = Worker.all(connection=connection)
+        if queue is None:
+            workers = Worker.all(connection=connection)
+        else:
+            workers = Worker.all(queue=Queue(queue, connection=connection))
         if len(workers) >= count and all(worker.get_state() == WorkerStatus.IDLE for worker in workers):
             break
         time.sleep(0.05)
@@ -89,38 +96,76 @@ def stopped_output(process: subprocess.Popen[str], stop=ctrl_c) -> tuple[list[st
     return lines(output), errors
 
 
+@contextmanager
+def project_redis_files_held(tmp_path_factory: pytest.TempPathFactory, *, changing: bool) -> Iterator[None]:
+    """Held by the tests that start redis_setup.sh's servers (``changing``: they write the project's
+    .redis/ and dump.rdb, side by side, each on its port), or that check those are left as they
+    were (one at a time, none of the others meanwhile).
+
+    Under xdist the tests run side by side, and xdist_group cannot keep them apart (pytest 9.2
+    no longer lets xdist 3.8 tag a test's id with its group): a lock file, shared by the ones
+    that change the files, in the directory all workers' temporary directories share.
+    """
+    with open(tmp_path_factory.getbasetemp().parent / "project-redis-files.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH if changing else fcntl.LOCK_EX)
+        yield
+
+
 # Persistence as redis_setup.sh configures it: a restart keeps the data (AOF and RDB).
 PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "3600 1 300 100 60 10000"]
 NO_PERSISTENCE = ["--appendonly", "no", "--save", ""]
 OWN_REDIS_READY_SECONDS = 20
 
 
-class OwnRedis:
-    """A redis-server of one test's own, on a free port and loopback, that it may stop and start again."""
+class RedisDidNotStart(Exception):
+    """The redis-server exited, or never answered; its message is what the server printed."""
 
-    def __init__(self, directory: Path, *, persistent: bool) -> None:
-        self.port = free_port()
+
+class OwnRedis:
+    """A redis-server of one test's own, on loopback and a free port, that it may stop and start again.
+
+    ``options``: more redis-server settings, after these (a password, TLS: a later ``--port``
+    wins); ``url``: how to reach it when it is not redis://127.0.0.1:PORT/0 (with a password, say),
+    for which ``port`` can be chosen first. What the server prints goes to a log in ``directory``.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        persistent: bool,
+        port: int | None = None,
+        url: str | None = None,
+        options: list[str] | tuple[str, ...] = (),
+    ) -> None:
+        self.port = port or free_port()
         self.directory = directory
         self.persistence = PERSISTENCE if persistent else NO_PERSISTENCE
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.options = list(options)
+        self.url = url or f"redis://127.0.0.1:{self.port}/0"
+        self.log = directory / "redis-server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         """Start it on its port and directory (loading what it saved there, if anything); wait for PONG."""
-        self.process = subprocess.Popen(
-            [str(REDIS_BIN / "redis-server"), "--bind", "127.0.0.1", "--port", str(self.port)]
-            + ["--dir", str(self.directory), "--protected-mode", "yes", *self.persistence],
-            stdout=subprocess.DEVNULL,
-        )
+        with open(self.log, "a") as log:
+            self.process = subprocess.Popen(
+                [str(REDIS_BIN / "redis-server"), "--bind", "127.0.0.1", "--port", str(self.port)]
+                + ["--dir", str(self.directory), "--protected-mode", "yes", *self.persistence, *self.options],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + OWN_REDIS_READY_SECONDS
-        with redis.Redis.from_url(self.url) as client:
+        with redis.Redis.from_url(self.url, socket_connect_timeout=1) as client:
             while True:
                 try:
                     client.ping()
                     return
                 except redis.ConnectionError:
                     if self.process.poll() is not None or time.monotonic() > deadline:
-                        raise
+                        self.process.kill()
+                        self.process.wait()
+                        raise RedisDidNotStart(self.log.read_text()) from None
                     time.sleep(0.05)
 
     def stop(self) -> None:
@@ -245,26 +290,10 @@ def assert_nothing_left_running(port: int) -> None:
 
 # The dashboard ------------------------------------------------------------------------------
 
-DASHBOARD_READY_SECONDS = 30
-DASHBOARD_REQUEST_SECONDS = 10
-
 TASK7_QUEUE = "push_notification_code_2"
 BLACKLISTED_ERROR = "Phone number 4153518780 is blacklisted"
-LOOPBACK = "127.0.0.1"
 USER = "learner"
 PASSWORD = "dashboard-secret"
-
-
-@dataclass
-class Answer:
-    status: int
-    content_type: str
-    body: str
-    headers: http.client.HTTPMessage
-
-    def json(self) -> object:
-        assert self.content_type == "application/json", (self.status, self.content_type, self.body[:300])
-        return json.loads(self.body)
 
 
 def basic_auth(user: str = USER, password: str = PASSWORD) -> dict[str, str]:
@@ -272,44 +301,13 @@ def basic_auth(user: str = USER, password: str = PASSWORD) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def send(
-    port: int, method: str, path: str, headers: dict[str, str] | None = None, host: str = LOOPBACK
-) -> Answer:
-    """One request to HOST:PORT; http.client adds ``Host: HOST:PORT`` unless ``headers`` has one."""
-    connection = http.client.HTTPConnection(host, port, timeout=DASHBOARD_REQUEST_SECONDS)
-    try:
-        connection.request(method, path, headers=headers or {})
-        response = connection.getresponse()
-        body = response.read().decode(errors="replace")
-    finally:
-        connection.close()
-    content_type = (response.headers.get("Content-Type") or "").split(";")[0]
-    return Answer(response.status, content_type, body, response.headers)
-
-
-def wait_until_answering(port: int, host: str) -> None:
-    deadline = time.monotonic() + DASHBOARD_READY_SECONDS
-    while True:
-        try:
-            send(port, "GET", "/favicon.ico", basic_auth(), host=host)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def served_dashboard(redis_url: str, **env: str) -> Iterator[int]:
+@contextmanager
+def served_dashboard(redis_url: str, host: str | None = None, **env: str) -> Iterator[int]:
     """The dashboard on a free port of its own, as ``make dashboard`` runs it; no traceback when stopped."""
-    port = free_port()
-    process = start_script("course/dashboard.py", redis_url, **{"DASHBOARD_PORT": str(port), **env})
-    try:
-        wait_until_answering(port, env.get("HOST", LOOPBACK))
-        yield port
-    finally:
-        stdout, stderr = stop_script(process)
-    assert "Traceback" not in stdout + stderr, stdout + stderr
+    with serving("course/dashboard.py", redis_url, host=host, **env) as server:
+        yield server.port
+        _, stdout, stderr = server.stop()
+        assert "Traceback" not in stdout + stderr, stdout + stderr
 
 
 def failed_task7_job(connection: redis.Redis, exc_string: str = BLACKLISTED_ERROR, **job_options) -> Job:
@@ -357,75 +355,106 @@ UNKNOWN_PATHS = [
 OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-# The stock API as a learner runs it --------------------------------------------------------
+# HTTP: one request, and the course's servers as a learner starts them -------------------------
 
-STOCK_READY_SECONDS = 20
-
-
-class StockServer:
-    """One ``python 9_stock.py`` process on a free port, and what it printed once stopped."""
-
-    def __init__(self, url: str, *, new_session: bool = False) -> None:
-        self.port = free_port()
-        if new_session:
-            # Its own process group, as a terminal gives a program: Ctrl-C signals the whole group.
-            self.process = subprocess.Popen(
-                [sys.executable, "9_stock.py"],
-                cwd=ROOT,
-                env=script_env(url, PORT=str(self.port)),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-        else:
-            self.process = start_script("9_stock.py", url, PORT=str(self.port))
-        self.wait_until_answering()
-        self.workers = children(self.process.pid)
-
-    def wait_until_answering(self) -> None:
-        deadline = time.monotonic() + STOCK_READY_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"9_stock.py exited: {self.process.communicate()}")
-            try:
-                self.get("/list_products")
-                return
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail("9_stock.py did not answer in time")
-
-    def get(self, path: str, method: str = "GET") -> tuple[int, str, bytes]:
-        """(status, content type, body) of one request."""
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.headers["Content-Type"], response.read()
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, error.headers["Content-Type"], error.read()
-
-    def stop(self, sig: int = signal.SIGINT) -> tuple[int, str, str]:
-        """Signal the main process, as ``kill`` does, and wait: (exit status, stdout, stderr)."""
-        stdout, stderr = stop_script(self.process, sig)
-        return self.process.returncode, stdout, stderr
-
-    def wait(self) -> tuple[int, str, str]:
-        return wait_for_exit(self.process, self.workers)
+LOOPBACK = "127.0.0.1"
+# Bounds for a broken run, not expectations of speed.
+REQUEST_SECONDS = 10
+SERVER_READY_SECONDS = 30
+SERVER_STOP_SECONDS = 20
+OUTPUT_SECONDS = 60
+# Asked until a server answers: a path none of them gives a meaning to (the dashboard's icon, a
+# JSON 404 from the APIs), so that asking changes nothing; any status will do.
+READY_PATH = "/favicon.ico"
 
 
-def wait_for_exit(
-    process: subprocess.Popen[str], workers: list[int], timeout: float = 20
-) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of a signalled server; one that hangs is killed, and fails."""
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        for pid in (process.pid, *workers):
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        pytest.fail(f"the server did not stop: {process.communicate()}")
-    return process.returncode, stdout, stderr
+class Answer(tuple):
+    """An HTTP answer, equal to ``(status, Content-Type, body)`` as the tests write one.
+
+    ``content_type`` is the header as sent (None without one), ``media_type`` the same without
+    its parameters; ``body`` is the text (bytes that are not UTF-8, a font's say, shown as U+FFFD),
+    ``raw`` the bytes as they came; ``headers`` all of them.
+    """
+
+    raw: bytes
+    headers: http.client.HTTPMessage
+
+    def __new__(cls, status: int, content_type: str | None, raw: bytes, headers: http.client.HTTPMessage):
+        answer = super().__new__(cls, (status, content_type, raw.decode(errors="replace")))
+        answer.raw, answer.headers = raw, headers
+        return answer
+
+    @property
+    def status(self) -> int:
+        return self[0]
+
+    @property
+    def content_type(self) -> str | None:
+        return self[1]
+
+    @property
+    def body(self) -> str:
+        return self[2]
+
+    @property
+    def media_type(self) -> str:
+        return (self.content_type or "").split(";")[0]
+
+    def json(self) -> object:
+        assert self.media_type == "application/json", (self.status, self.content_type, self.body[:300])
+        return json.loads(self.raw)
+
+
+def request(
+    port: int,
+    target: str | bytes = "/",
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    host: str = LOOPBACK,
+) -> Answer:
+    """One HTTP/1.1 request to HOST:PORT, made the way curl makes it, on a connection of its own.
+
+    ``target`` goes into the request line byte for byte (text as UTF-8, as curl sends it):
+    http.client would refuse or re-encode some that the sweeps send. ``Host`` is HOST:PORT
+    unless ``headers`` has one (a foreign Host, say); the other headers go exactly as given.
+    """
+    wire_target = target if isinstance(target, bytes) else target.encode()
+    fields = {"Host": f"{host}:{port}", **(headers or {}), "Connection": "close"}
+    head = b"%s %s HTTP/1.1\r\n" % (method.encode(), wire_target)
+    head += b"".join(f"{name}: {value}\r\n".encode() for name, value in fields.items())
+    with socket.create_connection((host, port), timeout=REQUEST_SECONDS) as sock:
+        sock.sendall(head + b"\r\n")
+        response = http.client.HTTPResponse(sock, method=method)
+        response.begin()
+        with response:
+            raw = response.read()
+    return Answer(response.status, response.getheader("Content-Type"), raw, response.headers)
+
+
+def read_until(process: subprocess.Popen[str], pattern: re.Pattern[str], count: int) -> list[str]:
+    """A running program's output, read until ``count`` lines matched ``pattern`` (or time ran out)."""
+    seen: list[str] = []
+    deadline = time.monotonic() + OUTPUT_SECONDS
+    while sum(1 for line in seen if pattern.fullmatch(line)) < count:
+        more = wait_for_line(process, pattern, timeout=max(0.0, deadline - time.monotonic()))
+        seen += more
+        if not more or not pattern.fullmatch(more[-1]):
+            break
+    return seen
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (a server's workers, their processors), from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
 
 
 def children(pid: int) -> list[int]:
@@ -440,12 +469,158 @@ def is_running(pid: int) -> bool:
     return True
 
 
+def wait_for_exit(
+    process: subprocess.Popen[str], workers: list[int], timeout: float = SERVER_STOP_SECONDS
+) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of a signalled server; one that hangs is killed, and fails."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for pid in (process.pid, *workers):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"the server did not stop: {process.communicate()}")
+    return process.returncode, stdout, stderr
+
+
+def start_program(command: list[str], env: dict[str, str], *, own_session: bool) -> subprocess.Popen[str]:
+    """``command`` run from the project root, its output read as text; ``own_session``: in a
+    session (a process group) of its own, as a terminal runs a program."""
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=own_session,
+    )
+
+
+class Server:
+    """``python SCRIPT`` serving HTTP on a free port (PORT, and DASHBOARD_PORT for the dashboard).
+
+    ``host``: its HOST (None: no HOST at all, whatever the tests' own environment holds), and
+    where requests go (loopback for 0.0.0.0). ``own_session``: a process group of its own, as a
+    terminal gives a program. ``command(port)``: another command line for it. It is started
+    once it answers a request; ``workers`` are its child processes then, ``printed`` the lines
+    of its output read so far.
+    """
+
+    def __init__(
+        self,
+        script: str,
+        url: str,
+        *,
+        host: str | None = None,
+        own_session: bool = False,
+        command: Callable[[int], list[str]] | None = None,
+        **env: str,
+    ) -> None:
+        self.script = script
+        self.port = free_port()
+        self.host = LOOPBACK if host in (None, "0.0.0.0") else host
+        environment = script_env(url, **{"PORT": str(self.port), "DASHBOARD_PORT": str(self.port), **env})
+        environment.pop("HOST", None)
+        if host is not None:
+            environment["HOST"] = host
+        self.process = start_program(
+            command(self.port) if command else [sys.executable, script], environment, own_session=own_session
+        )
+        self.own_session = own_session
+        self.printed: list[str] = []
+        self.wait_until_answering()
+        self.workers = children(self.process.pid)
+
+    def wait_until_answering(self) -> None:
+        deadline = time.monotonic() + SERVER_READY_SECONDS
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"{self.script} exited ({self.process.returncode}): {self.process.communicate()}")
+            try:
+                self.request(READY_PATH)
+                return
+            except (OSError, http.client.HTTPException):
+                if time.monotonic() > deadline:
+                    self.close()
+                    pytest.fail(
+                        f"{self.script} did not answer on port {self.port}: {self.process.communicate()}"
+                    )
+                time.sleep(0.05)
+
+    def request(
+        self, target: str | bytes = "/", method: str = "GET", headers: dict[str, str] | None = None
+    ) -> Answer:
+        return request(self.port, target, method, headers, host=self.host)
+
+    def wait_for(self, wanted: str | re.Pattern[str]) -> bool:
+        """Read its output up to the line ``wanted`` (text or pattern); False if it never came."""
+        seen = wait_for_line(self.process, wanted, timeout=OUTPUT_SECONDS)
+        self.printed += seen
+        return bool(seen) and (
+            seen[-1] == wanted if isinstance(wanted, str) else bool(wanted.fullmatch(seen[-1]))
+        )
+
+    def read_until(self, pattern: re.Pattern[str], count: int) -> list[str]:
+        """Its output read until it printed ``count`` lines matching ``pattern`` in all: those lines."""
+        printed = [line for line in self.printed if pattern.fullmatch(line)]
+        self.printed += read_until(self.process, pattern, count - len(printed))
+        return [line for line in self.printed if pattern.fullmatch(line)]
+
+    def stop(self, sig: int = signal.SIGINT, *, group: bool = False) -> tuple[int, str, str]:
+        """Signal it as ``kill`` does (``group``: every process of its group, as Ctrl-C in its
+        terminal does) and wait: (exit status, stdout, stderr). One still running
+        SERVER_STOP_SECONDS later is killed, with every process it started: its status is -9."""
+        if group:
+            os.killpg(self.process.pid, sig)
+        else:
+            self.process.send_signal(sig)
+        try:
+            stdout, stderr = self.process.communicate(timeout=SERVER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            kill_all(self.process, own_session=self.own_session)
+            stdout, stderr = self.process.communicate()
+        self.printed += lines(stdout)
+        return self.process.returncode, stdout, stderr
+
+    def close(self) -> None:
+        """Kill it, and every process it started, if it still runs (a test that failed half-way)."""
+        end_for_good(self.process, own_session=self.own_session)
+
+
+def kill_all(process: subprocess.Popen[str], *, own_session: bool) -> None:
+    """Kill a program that still runs, every process it started and, if it has one of its own,
+    its process group."""
+    if process.poll() is None:
+        for pid in [process.pid, *descendants(process.pid)]:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if own_session:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def end_for_good(process: subprocess.Popen[str], *, own_session: bool) -> None:
+    """``kill_all``, then read what is left of its output."""
+    kill_all(process, own_session=own_session)
+    with suppress(subprocess.TimeoutExpired):
+        process.communicate(timeout=SERVER_STOP_SECONDS)
+
+
 @contextmanager
-def running(url: str) -> Iterator[StockServer]:
-    """A server that must stop cleanly on Ctrl-C, having printed nothing."""
-    server = StockServer(url)
+def serving(script: str, url: str, **options) -> Iterator[Server]:
+    """A ``Server`` (the same arguments), killed at the end if it still runs."""
+    server = Server(script, url, **options)
     try:
         yield server
     finally:
+        server.close()
+
+
+@contextmanager
+def running(url: str) -> Iterator[Server]:
+    """``python 9_stock.py``, which must stop cleanly on Ctrl-C, having printed nothing, its workers gone."""
+    with serving("9_stock.py", url) as server:
+        yield server
         assert server.stop() == (0, "", "")
         assert not any(is_running(worker) for worker in server.workers)

@@ -12,20 +12,17 @@ before the first job is queued).
 
 from __future__ import annotations
 
-import http.client
 import importlib
 import json
 import posixpath
 import re
-import socket
 import string
 from collections.abc import Iterator
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from course import expected
 from course.jobs import JOB_IDS_KEY, course_queue
-from course.lessons import ROOT, start_script, stop_script
-from course.tour import wait_until_serving
+from course.lessons import ROOT
 
 import fakeredis
 import pytest
@@ -34,7 +31,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rq import Queue, Worker
 
-from tests.support import free_port
+from tests.support import Answer, request, serving
 
 stock = importlib.import_module("9_stock")
 seat = importlib.import_module("100_seat")
@@ -138,20 +135,20 @@ def with_known_traps(test):
     return test
 
 
-def assert_safe_answer(method: str, status: int, content_type: str | None, body: bytes) -> None:
+def assert_safe_answer(method: str, answer: Answer) -> None:
     """An answer a client may get: a known status, JSON, no internal detail."""
-    assert status < 500
-    assert status in ANSWER_STATUSES
-    assert content_type == JSON
+    assert answer.status < 500
+    assert answer.status in ANSWER_STATUSES
+    assert answer.content_type == JSON
     if method == "HEAD":
-        assert body == b""
+        assert answer.raw == b""
         return
-    json.loads(body)
-    text = body.decode().lower()
-    assert not [leak for leak in LEAKS if leak in text], body
+    json.loads(answer.raw)
+    text = answer.raw.decode().lower()
+    assert not [leak for leak in LEAKS if leak in text], answer.raw
 
 
-def client_answer(client, method: str, target: str) -> tuple[int, str | None, bytes]:
+def client_answer(client, method: str, target: str) -> Answer:
     """Request ``target`` in the test client exactly as a WSGI server hands it to the app.
 
     Passed as a URL, a target such as ``//name`` would be read as a host name: the environ is
@@ -164,7 +161,7 @@ def client_answer(client, method: str, target: str) -> tuple[int, str | None, by
         "REQUEST_URI": target.encode().decode("latin-1"),
     }
     response = client.open("/", method=method, environ_overrides=environ)
-    return response.status_code, response.content_type, response.get_data()
+    return Answer(response.status_code, response.content_type, response.get_data(), response.headers)
 
 
 # In Flask's test client, on fakeredis ---------------------------------------------------------
@@ -174,7 +171,7 @@ def client_answer(client, method: str, target: str) -> tuple[int, str | None, by
 @with_known_traps
 @given(method=st.sampled_from(METHODS), path=paths)
 def test_the_stock_api_answers_any_request_in_json(stock_client, method, path):
-    assert_safe_answer(method, *client_answer(stock_client, method, path))
+    assert_safe_answer(method, client_answer(stock_client, method, path))
 
 
 @FAKE_SWEEP
@@ -194,7 +191,7 @@ def test_a_stock_id_is_a_product_answer_only_if_it_is_a_plain_number(stock_clien
         else:
             assert answer == {"status": "Product not found"}
     else:
-        assert (status, content_type, body) == (404, JSON, b'{"error":"Not Found"}')
+        assert (status, content_type, body) == (404, JSON, '{"error":"Not Found"}')
     # Reservations touch the four products' keys only, and never take a stock below 0.
     stock_left = {key: int(stock_db.get(key)) for key in stock_db.scan_iter()}
     assert set(stock_left) <= {expected.stock_key(product["itemId"]) for product in expected.PRODUCTS}
@@ -205,55 +202,33 @@ def test_a_stock_id_is_a_product_answer_only_if_it_is_a_plain_number(stock_clien
 @with_known_traps
 @given(method=st.sampled_from(METHODS), path=paths)
 def test_the_seat_api_answers_any_request_in_json(seat_client, method, path):
-    assert_safe_answer(method, *client_answer(seat_client, method, path))
+    assert_safe_answer(method, client_answer(seat_client, method, path))
 
 
 # Real servers over real HTTP, on a real Redis -------------------------------------------------
 
 
-def raw_answer(port: int, method: str, target: bytes) -> tuple[int, str | None, bytes]:
-    """Send a request line with ``target`` byte for byte (http.client would refuse or encode some)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(
-            b"%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % (method.encode(), target)
-        )
-        response = http.client.HTTPResponse(sock, method=method)
-        response.begin()
-        with response:
-            return response.status, response.getheader("Content-Type"), response.read()
-
-
-def http_answer(port: int, method: str, target: str) -> tuple[int, str | None, bytes]:
-    """``target`` as a client sends it: non-ASCII as raw UTF-8."""
-    return raw_answer(port, method, target.encode())
-
-
-def start_server(script: str, url: str) -> Iterator[int]:
+def serving_quietly(script: str, url: str) -> Iterator[int]:
     """``python SCRIPT`` on a free port; stopped at the end, having printed nothing at all."""
-    port = free_port()
-    process = start_script(script, url, PORT=str(port))
-    try:
-        assert wait_until_serving(process, port), stop_script(process)
-        yield port
-    finally:
-        stdout, stderr = stop_script(process)
-    assert (process.returncode, stdout, stderr) == (0, "", "")
+    with serving(script, url) as server:
+        yield server.port
+        assert server.stop() == (0, "", "")
 
 
 @pytest.fixture
 def real_stock_server(redis_url) -> Iterator[int]:
-    yield from start_server("9_stock.py", redis_url)
+    yield from serving_quietly("9_stock.py", redis_url)
 
 
 @pytest.fixture
 def real_seat_server(redis_url) -> Iterator[int]:
-    yield from start_server("100_seat.py", redis_url)
+    yield from serving_quietly("100_seat.py", redis_url)
 
 
 @REAL_SWEEP
 @given(method=st.sampled_from(METHODS), path=paths)
 def test_the_stock_server_answers_any_request_in_json(real_stock_server, method, path):
-    assert_safe_answer(method, *http_answer(real_stock_server, method, path))
+    assert_safe_answer(method, request(real_stock_server, path, method))
 
 
 # Request targets that granian's HTTP parser refuses before any app sees them.
@@ -270,8 +245,8 @@ UNPARSABLE_TARGETS = [
 def test_a_request_line_the_http_server_cannot_parse_gets_a_bare_400(real_stock_server):
     """No JSON there (the app never sees the request), but no body either: nothing leaks."""
     for target in UNPARSABLE_TARGETS:
-        status, _, body = raw_answer(real_stock_server, "GET", target)
-        assert (status, body) == (400, b""), target
+        answer = request(real_stock_server, target)
+        assert (answer.status, answer.raw) == (400, b""), target
 
 
 def may_queue_or_process(method: str, path: str) -> bool:
@@ -288,7 +263,8 @@ def may_queue_or_process(method: str, path: str) -> bool:
     )
 )
 def test_the_seat_server_answers_any_request_in_json(real_seat_server, redis_url, method_and_path):
-    assert_safe_answer(method_and_path[0], *http_answer(real_seat_server, *method_and_path))
+    method, path = method_and_path
+    assert_safe_answer(method, request(real_seat_server, path, method))
     # Left alone, the routes with side effects queued nothing and started no processor.
     with redis.Redis.from_url(redis_url) as connection:
         assert Queue(expected.SEAT_QUEUE, connection=connection).count == 0

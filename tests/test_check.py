@@ -22,7 +22,7 @@ import pytest
 
 from tests.support import assert_nothing_left_running, free_port, learner_env, run_port, snapshot
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.long, pytest.mark.timeout(600)]
 
 # A bound for a broken run, not an expectation of speed: a hung check fails the test.
 CHECK_TIMEOUT_SECONDS = 540

@@ -17,7 +17,7 @@ import pytest
 import redis
 from rq import Queue
 
-from tests.support import OwnRedis, free_port, send, served_dashboard
+from tests.support import OwnRedis, free_port, request, served_dashboard
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -42,17 +42,17 @@ def enqueue_one(redis_url: str) -> str:
 def test_pages_show_the_course_queues_and_jobs(redis_url, dashboard_port):
     job_id = enqueue_one(redis_url)
 
-    page = send(dashboard_port, "GET", "/")
-    assert (page.status, page.content_type) == (200, "text/html")
+    page = request(dashboard_port, "/")
+    assert (page.status, page.media_type) == (200, "text/html")
     assert "RQ" in page.body
 
     queues = {
         queue["name"]: queue["count"]
-        for queue in send(dashboard_port, "GET", "/0/data/queues.json").json()["queues"]
+        for queue in request(dashboard_port, "/0/data/queues.json").json()["queues"]
     }
     assert queues[QUEUE] == 1
 
-    job_page = send(dashboard_port, "GET", f"/0/view/job/{job_id}")
+    job_page = request(dashboard_port, f"/0/view/job/{job_id}")
     assert job_page.status == 200
     assert job_id in job_page.body
 
@@ -80,19 +80,19 @@ def linked_files(page: str) -> list[str]:
 @pytest.mark.parametrize("page", ["/", "/0/view/workers", f"/0/view/jobs/{QUEUE}/queued/8/asc/1"])
 def test_every_file_a_page_links_is_served(page, redis_url, dashboard_port):
     enqueue_one(redis_url)
-    paths = linked_files(send(dashboard_port, "GET", page).body)
+    paths = linked_files(request(dashboard_port, page).body)
 
     assert len(paths) >= 6  # the icon, two stylesheets, four scripts
-    assert {path: send(dashboard_port, "GET", path).status for path in paths} == dict.fromkeys(paths, 200)
+    assert {path: request(dashboard_port, path).status for path in paths} == dict.fromkeys(paths, 200)
 
 
 def test_it_serves_on_dashboard_port_whatever_port_says(redis_url):
     api_port = free_port()
 
     with served_dashboard(redis_url, PORT=str(api_port)) as port:
-        assert send(port, "GET", "/0/data/queues.json").status == 200
+        assert request(port, "/0/data/queues.json").status == 200
         with pytest.raises(ConnectionRefusedError):
-            send(api_port, "GET", "/")
+            request(api_port, "/")
 
 
 def test_the_default_port_is_9181_not_the_apis(monkeypatch):
@@ -133,7 +133,7 @@ DATA = [
 
 def assert_not_connected_answers(port: int, reason: str) -> None:
     for path in PAGES + DATA:
-        answer = send(port, "GET", path)
+        answer = request(port, path)
         assert answer.status == 503, path
         error = answer.json()["error"]
         assert error.startswith("Redis client not connected to the server: "), path
@@ -189,7 +189,7 @@ def every_answer(port: int, job_id: str) -> dict[str, str]:
         "/0/view/job/no-such-job",
         "/no-such-page",
     ]
-    return {path: send(port, "GET", path).body for path in paths}
+    return {path: request(port, path).body for path in paths}
 
 
 @pytest.mark.parametrize("userinfo, password", PASSWORDS.values(), ids=PASSWORDS.keys())

@@ -16,7 +16,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
-from tests.support import PASSWORD, USER, basic_auth, failed_task7_job, send, served_dashboard
+from tests.support import PASSWORD, USER, basic_auth, failed_task7_job, request, served_dashboard
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -92,7 +92,7 @@ def test_every_action_is_listed_here():
 
 @pytest.mark.parametrize("endpoint, method, path", ACTIONS, ids=ACTION_IDS)
 def test_without_credentials_every_action_is_refused(endpoint, method, path, failed_job, open_dashboard):
-    answer = send(open_dashboard, method, path_of(path, failed_job), own_origin(open_dashboard))
+    answer = request(open_dashboard, path_of(path, failed_job), method, own_origin(open_dashboard))
 
     assert answer.status == 403
     assert answer.json() == {
@@ -103,7 +103,7 @@ def test_without_credentials_every_action_is_refused(endpoint, method, path, fai
 
 @pytest.mark.parametrize("path", READ_ONLY_PATHS)
 def test_without_credentials_the_pages_work(path, failed_job, open_dashboard):
-    assert send(open_dashboard, "GET", path).status == 200
+    assert request(open_dashboard, path).status == 200
 
 
 # With credentials ----------------------------------------------------------------------------
@@ -119,7 +119,7 @@ WRONG_CREDENTIALS = {
 @pytest.mark.parametrize("headers", WRONG_CREDENTIALS.values(), ids=WRONG_CREDENTIALS.keys())
 @pytest.mark.parametrize("path", ["/", "/0/data/queues.json", "/static/js/jquery-3.5.1.min.js"])
 def test_with_credentials_set_nothing_answers_without_them(path, headers, locked_dashboard):
-    answer = send(locked_dashboard, "GET", path, headers)
+    answer = request(locked_dashboard, path, headers=headers)
 
     assert answer.status == 401
     assert answer.headers["WWW-Authenticate"] == 'Basic realm="RQ Dashboard"'
@@ -130,7 +130,7 @@ def test_with_credentials_set_nothing_answers_without_them(path, headers, locked
 def test_with_credentials_an_action_without_them_is_refused(
     endpoint, method, path, failed_job, locked_dashboard
 ):
-    answer = send(locked_dashboard, method, path_of(path, failed_job), own_origin(locked_dashboard))
+    answer = request(locked_dashboard, path_of(path, failed_job), method, own_origin(locked_dashboard))
 
     assert answer.status == 401
     assert_untouched(failed_job)
@@ -139,7 +139,7 @@ def test_with_credentials_an_action_without_them_is_refused(
 def test_with_credentials_the_dashboards_own_page_can_delete_a_job(failed_job, locked_dashboard):
     headers = {**basic_auth(), **own_origin(locked_dashboard)}
 
-    answer = send(locked_dashboard, "POST", f"/job/{failed_job.id}/delete", headers)
+    answer = request(locked_dashboard, f"/job/{failed_job.id}/delete", "POST", headers)
 
     assert (answer.status, answer.json()) == (200, {"status": "OK"})
     assert not Job.exists(failed_job.id, connection=failed_job.connection)
@@ -148,7 +148,7 @@ def test_with_credentials_the_dashboards_own_page_can_delete_a_job(failed_job, l
 def test_with_credentials_a_failed_job_can_be_requeued(failed_job, locked_dashboard):
     headers = {**basic_auth(), **own_origin(locked_dashboard)}
 
-    answer = send(locked_dashboard, "POST", f"/job/{failed_job.id}/requeue", headers)
+    answer = request(locked_dashboard, f"/job/{failed_job.id}/requeue", "POST", headers)
 
     assert (answer.status, answer.json()) == (200, {"status": "OK"})
     assert failed_job.get_status(refresh=True) == JobStatus.QUEUED
@@ -166,7 +166,7 @@ FOREIGN_HOSTS = ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example:
 def test_a_foreign_host_is_refused(host, method, path, failed_job, locked_dashboard):
     headers = {**basic_auth(), "Host": host.format(port=locked_dashboard)}
 
-    answer = send(locked_dashboard, method, path_of(path, failed_job), headers)
+    answer = request(locked_dashboard, path_of(path, failed_job), method, headers)
 
     # Refused by the check every course server makes (a foreign name: course/web.py), or by the
     # dashboard's own, which also wants its port.
@@ -180,16 +180,16 @@ def test_a_foreign_host_is_refused(host, method, path, failed_job, locked_dashbo
 def test_the_dashboards_own_addresses_are_served(host, locked_dashboard):
     headers = {**basic_auth(), "Host": host.format(port=locked_dashboard)}
 
-    assert send(locked_dashboard, "GET", "/0/data/queues.json", headers).status == 200
+    assert request(locked_dashboard, "/0/data/queues.json", headers=headers).status == 200
 
 
 def test_the_host_setting_is_served_too(redis_url):
     """Any 127.x.y.z is loopback on Linux: a name for the dashboard that only HOST makes valid."""
     host = "127.0.0.2"
-    with served_dashboard(redis_url, HOST=host) as port:
-        assert send(port, "GET", "/", host=host).status == 200
-        assert send(port, "GET", "/", {"Host": f"127.0.0.1:{port}"}, host=host).status == 200
-        assert send(port, "GET", "/", {"Host": f"127.0.0.3:{port}"}, host=host).status == 400
+    with served_dashboard(redis_url, host=host) as port:
+        assert request(port, "/", host=host).status == 200
+        assert request(port, "/", headers={"Host": f"127.0.0.1:{port}"}, host=host).status == 200
+        assert request(port, "/", headers={"Host": f"127.0.0.3:{port}"}, host=host).status == 400
 
 
 def test_an_ipv6_host_is_matched_in_brackets():
@@ -215,7 +215,7 @@ def test_a_cross_origin_action_is_refused(endpoint, method, path, origin, failed
         **{name: value.format(port=locked_dashboard) for name, value in origin.items()},
     }
 
-    answer = send(locked_dashboard, method, path_of(path, failed_job), headers)
+    answer = request(locked_dashboard, path_of(path, failed_job), method, headers)
 
     assert answer.status == 403
     assert answer.json() == {
@@ -229,7 +229,7 @@ def test_a_cross_origin_action_is_refused(endpoint, method, path, origin, failed
 def test_an_action_by_another_method_is_refused(
     endpoint, method_, path, method, failed_job, locked_dashboard
 ):
-    answer = send(locked_dashboard, method, path_of(path, failed_job), basic_auth())
+    answer = request(locked_dashboard, path_of(path, failed_job), method, basic_auth())
 
     assert answer.status == 405
     assert answer.headers["Allow"] == "POST"
@@ -259,7 +259,7 @@ def test_every_action_answers_json_even_on_a_fresh_dashboard(redis_url, rq_redis
 
     with served_dashboard(redis_url, DASHBOARD_USER=USER, DASHBOARD_PASSWORD=PASSWORD) as port:
         headers = {**basic_auth(), **own_origin(port)}
-        answers = [send(port, "POST", path_of(path, failed_job), headers) for path, _, _ in requests]
+        answers = [request(port, path_of(path, failed_job), "POST", headers) for path, _, _ in requests]
 
     for (path, status, body), answer in zip(requests, answers, strict=True):
         assert (path, answer.status) == (path, status)
@@ -274,7 +274,7 @@ def test_every_action_answers_json_even_on_a_fresh_dashboard(redis_url, rq_redis
 def test_pages_run_only_their_own_scripts_and_cannot_be_framed(path, failed_job, open_dashboard):
     policy = dict(
         directive.strip().split(" ", 1)
-        for directive in send(open_dashboard, "GET", path).headers["Content-Security-Policy"].split(";")
+        for directive in request(open_dashboard, path).headers["Content-Security-Policy"].split(";")
     )
 
     assert policy["frame-ancestors"] == "'none'"

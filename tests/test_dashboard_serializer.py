@@ -18,7 +18,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
-from tests.support import PASSWORD, USER, basic_auth, send, served_dashboard
+from tests.support import PASSWORD, USER, basic_auth, request, served_dashboard
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -97,8 +97,8 @@ ACTION_PATHS = [
 def test_no_page_endpoint_or_action_unpickles_a_job(redis_url, poisoned_jobs):
     with served_dashboard(redis_url, DASHBOARD_USER=USER, DASHBOARD_PASSWORD=PASSWORD) as port:
         own_page = {**basic_auth(), "Origin": f"http://127.0.0.1:{port}"}
-        answers = {path: send(port, "GET", path, basic_auth()) for path in reading_paths()}
-        answers |= {path: send(port, "POST", path, own_page) for path in ACTION_PATHS}
+        answers = {path: request(port, path, headers=basic_auth()) for path in reading_paths()}
+        answers |= {path: request(port, path, "POST", own_page) for path in ACTION_PATHS}
         assert not poisoned_jobs.exists()
 
     statuses = {path: answer.status for path, answer in answers.items()}

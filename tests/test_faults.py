@@ -15,32 +15,21 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import suppress
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 
 from course import expected, jobs
-from course.lessons import ROOT, lines, run_script, script_env, wait_for_line
-from course.tour import get, wait_until_serving
+from course.events import ABANDONED_MESSAGE, COMPLETE, FAILED, JobEvent, event_line
+from course.lessons import lines, run_script, wait_for_line
 
 import pytest
 import redis
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
 
-from tests.support import (
-    SLOW_PROCESSOR,
-    STARTUP_TIMEOUT_SECONDS,
-    OwnRedis,
-    free_port,
-    serve_own_redis,
-    wait_for_workers,
-)
+from tests.support import PROCESSORS, STARTUP_TIMEOUT_SECONDS, OwnRedis, read_until, serve_own_redis
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
@@ -55,9 +44,11 @@ READY_TIMEOUT_SECONDS = 20
 SETTLE_TIMEOUT_SECONDS = 120
 EVENTS_TIMEOUT_SECONDS = 60
 # Slow enough to be killed or restarted under; the timeout fits the work, so that RQ may
-# call a job of a dead worker abandoned soon (timeout + jobs.ABANDONED_GRACE_SECONDS).
+# call a job of a dead worker abandoned soon: its timeout and the grace after it, which a
+# processor run with ABANDON_SOON (tests/slow_processor.py) makes short.
 SLOW_JOB_SECONDS = 3
 SLOW_JOB_TIMEOUT_SECONDS = 5
+ABANDON_SOON = {"ABANDON_SOON": "1"}
 # Both workers stay busy this long, past a Redis restart, so the creator's jobs wait in the queue.
 BUSY_JOB_SECONDS = 8
 BUSY_JOB_TIMEOUT_SECONDS = 20
@@ -81,6 +72,12 @@ def own_redis(tmp_path) -> Iterator[OwnRedis]:
 
 
 @pytest.fixture
+def redis_url(own_redis) -> str:
+    """The test's own Redis, for conftest's ``launch``, ``processors`` and ``start_server``."""
+    return own_redis.url
+
+
+@pytest.fixture
 def rq_redis(own_redis) -> Iterator[redis.Redis]:
     """A client as RQ needs it (bytes), which reconnects by itself after a restart."""
     with redis.Redis.from_url(own_redis.url) as client:
@@ -90,109 +87,19 @@ def rq_redis(own_redis) -> Iterator[redis.Redis]:
 # The programs ---------------------------------------------------------------------------------
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (a server's workers, their processors), from /proc."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with suppress(OSError):
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        frontier = [child for child, parent in parents.items() if parent in frontier]
-        found += frontier
-    return found
-
-
-@pytest.fixture
-def launch(own_redis) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Start ``python SCRIPT`` in a session of its own, as a terminal does, on the test's Redis.
-
-    Whatever is still running at the end (a test that failed half-way) is killed, with every
-    process it started.
-    """
-    started: list[subprocess.Popen[str]] = []
-
-    def start(script: str, *, slow_jobs: bool = False, **extra_env: str) -> subprocess.Popen[str]:
-        """``slow_jobs``: a processor that also runs ``time.sleep`` jobs (tests/slow_processor.py)."""
-        launcher = [SLOW_PROCESSOR] if slow_jobs else []
-        process = subprocess.Popen(
-            [sys.executable, *launcher, script],
-            cwd=ROOT,
-            env=script_env(own_redis.url, **extra_env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            for pid in [process.pid, *descendants(process.pid)]:
-                with suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            process.communicate()
-
-
-def ctrl_c(process: subprocess.Popen[str]) -> tuple[int, list[str], str]:
-    """Ctrl-C in the program's terminal (SIGINT to its process group): (status, stdout lines, stderr)."""
-    os.killpg(process.pid, signal.SIGINT)
+def stop_by(process: subprocess.Popen[str], how: str) -> tuple[int, list[str], str]:
+    """Ctrl-C in its terminal (SIGINT to the group) or SIGTERM to it: (status, stdout lines, stderr)."""
+    if how == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGTERM)
     output, errors = process.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
     return process.returncode, lines(output), errors
 
 
-def read_until(process: subprocess.Popen[str], pattern: re.Pattern[str], count: int) -> list[str]:
-    """A running program's output, read until ``count`` lines matched ``pattern`` (or time ran out)."""
-    seen: list[str] = []
-    deadline = time.monotonic() + EVENTS_TIMEOUT_SECONDS
-    while sum(1 for line in seen if pattern.fullmatch(line)) < count:
-        more = wait_for_line(process, pattern, timeout=max(0.0, deadline - time.monotonic()))
-        seen += more
-        if not more or not pattern.fullmatch(more[-1]):
-            break
-    return seen
-
-
-def start_processor(
-    launch, rq_redis: redis.Redis, script: str, workers: int, slow_jobs: bool = False
-) -> subprocess.Popen[str]:
-    """Start a processor and wait until its workers wait for jobs."""
-    processor = launch(script, slow_jobs=slow_jobs)
-    assert len(wait_for_workers(rq_redis, workers)) >= workers, f"{script} did not start its workers"
-    return processor
-
-
-@dataclass
-class Api:
-    """One of the course's HTTP servers, on a free port."""
-
-    process: subprocess.Popen[str]
-    port: int
-
-    def get(self, path: str) -> tuple[int, str, str]:
-        """(status, content type, body) of ``GET path``."""
-        return get(self.port, path)
-
-    def stop(self) -> tuple[int, list[str], str]:
-        """SIGINT, as ``kill -INT`` does: (status, stdout lines, stderr)."""
-        self.process.send_signal(signal.SIGINT)
-        output, errors = self.process.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
-        return self.process.returncode, lines(output), errors
-
-
-def start_api(launch, script: str) -> Api:
-    port = free_port()
-    process = launch(script, PORT=str(port))
-    assert wait_until_serving(process, port), f"{script} did not serve on {port}"
-    return Api(process, port)
-
-
-def lines_of(events: list[jobs.JobEvent], job_id: str) -> list[str]:
+def lines_of(events: list[JobEvent], job_id: str) -> list[str]:
     """The lines a task 7 creator prints for one job's events."""
-    return [jobs.event_line("Notification job", event) for event in events if event.job_id == job_id]
+    return [event_line("Notification job", event) for event in events if event.job_id == job_id]
 
 
 def statuses(connection: redis.Redis, job_ids: list[str]) -> list[JobStatus | None]:
@@ -223,11 +130,13 @@ def assert_nothing_queued_or_started(queue: Queue) -> None:
 
 
 def test_a_processor_killed_mid_batch_and_restarted_settles_every_job(
-    own_redis, rq_redis, launch, record_property
+    rq_redis, launch, processors, record_property
 ):
     queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
-    processor = start_processor(launch, rq_redis, "7_job_processor.py", 2, slow_jobs=True)
-    events: list[jobs.JobEvent] = []
+    # Both processors call a dead worker's job abandoned soon: the killed one set the running
+    # jobs' deadline, the restarted one's maintenance finds it passed.
+    processor = processors("7_job_processor.py", slow_jobs=True, **ABANDON_SOON)
+    events: list[JobEvent] = []
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
         # This watch is a creator whose batch is half done when the processor dies: two slow
@@ -241,7 +150,7 @@ def test_a_processor_killed_mid_batch_and_restarted_settles_every_job(
         os.killpg(processor.pid, signal.SIGKILL)
         processor.communicate()
         killed_at = time.monotonic()
-        restarted = launch("7_job_processor.py", slow_jobs=True)
+        restarted = launch("7_job_processor.py", slow_jobs=True, **ABANDON_SOON)
 
         assert watch.wait(timeout=SETTLE_TIMEOUT_SECONDS)
         output, errors = creator.communicate(timeout=SETTLE_TIMEOUT_SECONDS)
@@ -249,14 +158,14 @@ def test_a_processor_killed_mid_batch_and_restarted_settles_every_job(
 
     for job_id in running:
         assert [event for event in events if event.job_id == job_id] == [
-            jobs.JobEvent(job_id, jobs.FAILED, error=jobs.ABANDONED_MESSAGE)
+            JobEvent(job_id, FAILED, error=ABANDONED_MESSAGE)
         ]
     for job_id in queued:
-        assert [event for event in events if event.job_id == job_id] == [jobs.JobEvent(job_id, jobs.COMPLETE)]
+        assert [event for event in events if event.job_id == job_id] == [JobEvent(job_id, COMPLETE)]
     assert expected.check_task7_creator(created + lines(output)) == []
     assert (errors, creator.returncode) == ("", 0)
     assert_nothing_queued_or_started(queue)
-    status, processor_lines, processor_errors = ctrl_c(restarted)
+    status, processor_lines, processor_errors = stop_by(restarted, "ctrl-c")
     assert expected.check_task7_processor(processor_lines) == []
     assert (status, processor_errors) == (0, "")
 
@@ -284,24 +193,14 @@ def planned_stops() -> list[tuple[str, float]]:
     ]
 
 
-def stop_by(process: subprocess.Popen[str], how: str) -> tuple[int, list[str], str]:
-    """Ctrl-C in its terminal (SIGINT to the group) or SIGTERM to it: (status, stdout lines, stderr)."""
-    if how == "ctrl-c":
-        os.killpg(process.pid, signal.SIGINT)
-    else:
-        process.send_signal(signal.SIGTERM)
-    output, errors = process.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
-    return process.returncode, lines(output), errors
-
-
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("shard", range(STOP_SHARDS))
 def test_stops_at_random_moments_strand_no_job_and_fail_none(
-    shard, own_redis, rq_redis, launch, record_property
+    shard, rq_redis, launch, processors, record_property
 ):
     """Each stop: nothing left taken and not started, every job run once and reported, no traceback."""
     queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
-    heard: list[jobs.JobEvent] = []
+    heard: list[JobEvent] = []
     sent: dict[str, dict] = {}
     feeding = threading.Event()
     feeding.set()
@@ -331,7 +230,7 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
             stops.append((how, round(after, 3), *stop_by(processor, how)))
         feeding.clear()
         feeder.join()
-        last = start_processor(launch, rq_redis, "7_job_processor.py", 2)
+        last = processors("7_job_processor.py")
         deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
         while listener.watch.pending and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -360,11 +259,13 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
 # Redis restarted under a processor, a creator and both APIs ---------------------------------
 
 
-def test_after_a_redis_restart_everything_reconnects_and_no_job_is_lost(own_redis, rq_redis, launch):
+def test_after_a_redis_restart_everything_reconnects_and_no_job_is_lost(
+    own_redis, rq_redis, launch, processors, start_server
+):
     queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
-    processor = start_processor(launch, rq_redis, "7_job_processor.py", 2, slow_jobs=True)
-    stock = start_api(launch, "9_stock.py")
-    seat = start_api(launch, "100_seat.py")
+    processor = processors("7_job_processor.py", slow_jobs=True)
+    stock = start_server("9_stock.py", own_redis.url, own_session=True)
+    seat = start_server("100_seat.py", own_redis.url, own_session=True)
     # Both workers busy past the restart: the creator's 11 jobs are still queued when Redis goes.
     busy = [
         queue.enqueue("time.sleep", BUSY_JOB_SECONDS, job_timeout=BUSY_JOB_TIMEOUT_SECONDS) for _ in range(2)
@@ -374,14 +275,14 @@ def test_after_a_redis_restart_everything_reconnects_and_no_job_is_lost(own_redi
     created = read_until(creator, expected.CREATED, len(expected.TASK7_JOBS))
     queued_seats = 3
     for _ in range(queued_seats):
-        assert seat.get("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
-    assert stock.get("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED)
+        assert seat.request("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
+    assert stock.request("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED)
 
     own_redis.shut_down()
     # Meanwhile: a JSON 503 from each API's Redis routes.
-    assert stock.get("/list_products/1") == (503, JSON, SERVICE_UNAVAILABLE)
-    assert seat.get("/available_seats") == (503, JSON, SERVICE_UNAVAILABLE)
-    assert seat.get("/reserve_seat") == (503, JSON, SERVICE_UNAVAILABLE)
+    assert stock.request("/list_products/1") == (503, JSON, SERVICE_UNAVAILABLE)
+    assert seat.request("/available_seats") == (503, JSON, SERVICE_UNAVAILABLE)
+    assert seat.request("/reserve_seat") == (503, JSON, SERVICE_UNAVAILABLE)
     own_redis.start()
 
     # The creator: every job's lines, in each job's order, then exit 0.
@@ -389,16 +290,16 @@ def test_after_a_redis_restart_everything_reconnects_and_no_job_is_lost(own_redi
     assert expected.check_task7_creator(created + lines(output)) == []
     assert (errors, creator.returncode) == ("", 0)
     # The stock API: the unit taken before the restart stays taken, and reservations go on.
-    assert stock.get("/list_products/1") == (200, JSON, expected.product_body(3))
-    assert stock.get("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED)
-    assert stock.get("/list_products/1") == (200, JSON, expected.product_body(2))
+    assert stock.request("/list_products/1") == (200, JSON, expected.product_body(3))
+    assert stock.request("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED)
+    assert stock.request("/list_products/1") == (200, JSON, expected.product_body(2))
     # The seat API: the reservations queued before the restart, and one after, each take a seat
     # and its server prints their end.
-    assert seat.get("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
-    assert seat.get("/process") == (200, JSON, expected.QUEUE_PROCESSING)
-    seat_lines = read_until(seat.process, SEAT_JOB_LINE, queued_seats + 1)
+    assert seat.request("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
+    assert seat.request("/process") == (200, JSON, expected.QUEUE_PROCESSING)
+    seat_lines = seat.read_until(SEAT_JOB_LINE, queued_seats + 1)
     assert Counter(SEAT_JOB_LINE.fullmatch(line)[2] for line in seat_lines) == {"completed": queued_seats + 1}
-    assert seat.get("/available_seats") == (
+    assert seat.request("/available_seats") == (
         200,
         JSON,
         expected.available_seats_body(expected.INITIAL_SEATS - queued_seats - 1),
@@ -408,20 +309,17 @@ def test_after_a_redis_restart_everything_reconnects_and_no_job_is_lost(own_redi
     assert_nothing_queued_or_started(queue)
     assert_nothing_queued_or_started(jobs.course_queue("reserve_seat", rq_redis))
 
-    status, processor_lines, processor_errors = ctrl_c(processor)
+    status, processor_lines, processor_errors = stop_by(processor, "ctrl-c")
     course_lines, redis_lines = split_redis_lines(processor_lines)
     assert expected.check_task7_processor(course_lines) == []
     # A restart this short is ridden out; if the processor noticed it, it said so once, and said it was back.
     assert redis_lines in ([], [redis_lines[0], expected.CONNECTED]), redis_lines
     assert (status, processor_errors) == (0, "")
-    assert stock.stop() == (0, [], "")
-    status, more_seat_lines, seat_errors = seat.stop()
-    assert (status, more_seat_lines, seat_errors) == (0, [], "")
+    assert stock.stop() == (0, "", "")
+    assert seat.stop() == (0, "", "")
 
 
 # Redis gone ------------------------------------------------------------------------------------
-
-PROCESSORS = {"6_job_processor.py": 1, "7_job_processor.py": 2}
 
 
 def assert_the_course_jobs_run(url: str) -> None:
@@ -450,7 +348,7 @@ def assert_stop_cleanly_having_printed(
     """Ctrl-C stops each processor; it printed its course lines, and Redis lost once, then back once."""
     sending = {"6_job_processor.py": expected.TASK6_PROCESSOR, "7_job_processor.py": expected.TASK7_PROCESSOR}
     for script, process in processors.items():
-        status, output, errors = ctrl_c(process)
+        status, output, errors = stop_by(process, "ctrl-c")
         course_lines, redis_lines = split_redis_lines(already_read.get(script, []) + output)
         assert (status, errors) == (0, ""), script
         assert sorted(course_lines) == sorted(sending[script]), script
@@ -462,9 +360,9 @@ def assert_stop_cleanly_having_printed(
 def test_processors_started_without_redis_wait_for_it_then_work(own_redis, launch):
     own_redis.shut_down()
     failed_line = failed_connection_line(own_redis.port)
-    processors = {script: launch(script) for script in PROCESSORS}
-    waited = {script: wait_for_line(process, failed_line) for script, process in processors.items()}
-    for script, process in processors.items():
+    started = {script: launch(script) for script in PROCESSORS}
+    waited = {script: wait_for_line(process, failed_line) for script, process in started.items()}
+    for script, process in started.items():
         assert waited[script] == [failed_line], script
         assert process.poll() is None, script
     # Long enough for several tries (after 1 s, then 2 s more): the line is printed once all the same.
@@ -473,21 +371,20 @@ def test_processors_started_without_redis_wait_for_it_then_work(own_redis, launc
     own_redis.start()
 
     assert_the_course_jobs_run(own_redis.url)
-    assert_stop_cleanly_having_printed(processors, waited)
+    assert_stop_cleanly_having_printed(started, waited)
 
 
-def test_processors_that_lose_redis_for_long_wait_and_resume(own_redis, rq_redis, launch):
-    processors = {script: launch(script) for script in PROCESSORS}
-    assert len(wait_for_workers(rq_redis, sum(PROCESSORS.values()))) == sum(PROCESSORS.values())
+def test_processors_that_lose_redis_for_long_wait_and_resume(own_redis, processors):
+    started = {script: processors(script) for script in PROCESSORS}
 
     own_redis.shut_down()
     time.sleep(LONG_OUTAGE_SECONDS)
-    for script, process in processors.items():
+    for script, process in started.items():
         assert process.poll() is None, script
     own_redis.start()
 
     assert_the_course_jobs_run(own_redis.url)
-    assert_stop_cleanly_having_printed(processors, {})
+    assert_stop_cleanly_having_printed(started, {})
 
 
 def test_programs_whose_redis_goes_for_good_say_so_and_exit_1(own_redis, launch):

@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 from course import expected, jobs
+from course.events import COMPLETE, ERROR_META_KEY, FAILED, JobEvent, event_line, events_channel
 from course.lessons import lines, start_script, wait_for_line
+from course.worker import CourseWorker
 
 import fakeredis
 import pytest
@@ -85,7 +87,7 @@ def test_a_job_naming_another_function_fails_unrun_and_its_creator_hears_why(pro
     processor = processors("7_job_processor.py")
     queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
     marker = tmp_path / "shell-ran"
-    heard: list[jobs.JobEvent] = []
+    heard: list[JobEvent] = []
 
     with jobs.JobWatch(queue, on_event=heard.append) as watch:
         [job_id] = watch.enqueue_many("os.system", [f"touch {marker}"])
@@ -93,7 +95,7 @@ def test_a_job_naming_another_function_fails_unrun_and_its_creator_hears_why(pro
     output, errors = stopped_output(processor)
 
     refusal = "Job function os.system is not one this processor runs"
-    assert heard == [jobs.JobEvent(job_id, jobs.FAILED, error=refusal)]
+    assert heard == [JobEvent(job_id, FAILED, error=refusal)]
     assert not marker.exists()
     assert queue.fetch_job(job_id).get_status() == JobStatus.FAILED
     assert output == []
@@ -107,9 +109,7 @@ def burst_course_worker():
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def run(queue, job_functions) -> None:
-        jobs.CourseWorker([queue.name], connection=queue.connection, job_functions=job_functions).work(
-            burst=True
-        )
+        CourseWorker([queue.name], connection=queue.connection, job_functions=job_functions).work(burst=True)
 
     yield run
     for sig, handler in handlers.items():
@@ -125,20 +125,20 @@ def test_a_job_naming_another_callback_fails_unrun(burst_course_worker):
 
     job = queue.fetch_job(job.id)
     assert job.get_status() == JobStatus.FAILED
-    assert job.meta[jobs.ERROR_META_KEY] == "Job callback os.system is not one this processor runs"
+    assert job.meta[ERROR_META_KEY] == "Job callback os.system is not one this processor runs"
 
 
 def test_every_job_goes_through_the_check_before_rq_runs_it(monkeypatch, burst_course_worker):
     """The check overrides RQ's BaseWorker.perform_job: if a new RQ stopped calling it, this fails."""
     queue = jobs.course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
     checked: list[str] = []
-    original = jobs.CourseWorker.refusal
+    original = CourseWorker.refusal
 
     def counting_refusal(worker, job):
         checked.append(job.id)
         return original(worker, job)
 
-    monkeypatch.setattr(jobs.CourseWorker, "refusal", counting_refusal)
+    monkeypatch.setattr(CourseWorker, "refusal", counting_refusal)
     allowed = queue.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
     refused = queue.enqueue("os.getcwd")
 
@@ -203,7 +203,7 @@ MALFORMED = {
 def test_a_malformed_event_is_ignored_by_a_waiting_creator(message, redis_url, rq_redis, run_worker_here):
     creator, created, _ = start_creator("6_job_creator.py", redis_url, "--verbose")
 
-    assert rq_redis.publish(jobs.events_channel(TASK6_QUEUE), message) == 1
+    assert rq_redis.publish(events_channel(TASK6_QUEUE), message) == 1
     run_worker_here(jobs.course_queue(TASK6_QUEUE, rq_redis))
     output, errors, status = finish(creator)
 
@@ -216,7 +216,7 @@ def test_a_malformed_event_is_ignored_by_a_waiting_creator(message, redis_url, r
 def test_without_verbose_an_ignored_event_prints_nothing(redis_url, rq_redis, run_worker_here):
     creator, created, _ = start_creator("6_job_creator.py", redis_url)
 
-    rq_redis.publish(jobs.events_channel(TASK6_QUEUE), "hello")
+    rq_redis.publish(events_channel(TASK6_QUEUE), "hello")
     run_worker_here(jobs.course_queue(TASK6_QUEUE, rq_redis))
     output, errors, status = finish(creator)
 
@@ -224,12 +224,12 @@ def test_without_verbose_an_ignored_event_prints_nothing(redis_url, rq_redis, ru
     assert (errors, status) == ("", 0)
 
 
-@pytest.mark.parametrize("kind", [jobs.COMPLETE, jobs.FAILED])
+@pytest.mark.parametrize("kind", [COMPLETE, FAILED])
 def test_a_forged_ending_of_a_queued_job_is_not_believed(kind, redis_url, rq_redis, run_worker_here):
     creator, created, job_ids = start_creator("7_job_creator.py", redis_url)
 
-    forged = jobs.JobEvent(job_ids[2], kind, error="forged" if kind == jobs.FAILED else None)
-    assert rq_redis.publish(jobs.events_channel(TASK7_QUEUE), forged.to_json()) == 1
+    forged = JobEvent(job_ids[2], kind, error="forged" if kind == FAILED else None)
+    assert rq_redis.publish(events_channel(TASK7_QUEUE), forged.to_json()) == 1
     # Two polls of RQ's state: the job is still queued, the creator still waits.
     time.sleep(2.5 * jobs.POLL_INTERVAL_SECONDS)
     assert creator.poll() is None
@@ -246,7 +246,7 @@ def test_error_texts_reach_the_terminal_without_control_characters(redis_url, rq
     hostile = "\x1b]0;owned\x07\x1b[2J red \x9b31m text\x7f, café ✓"
     # The first job "failed" with that message, as a failed job's meta records it; its event lost.
     rq_redis.lrem(f"rq:queue:{TASK7_QUEUE}", 1, first)
-    meta = json.dumps({jobs.ERROR_META_KEY: hostile})
+    meta = json.dumps({ERROR_META_KEY: hostile})
     rq_redis.hset(Job.key_for(first), mapping={"status": "failed", "meta": meta})
     run_worker_here(jobs.course_queue(TASK7_QUEUE, rq_redis))
     output, errors, status = finish(creator)
@@ -292,10 +292,10 @@ def test_a_processor_fails_a_job_of_unknown_status_and_goes_on(processors, redis
 
 def test_the_listener_of_a_server_outlives_forged_events(rq_redis, run_worker_here):
     queue = jobs.course_queue("reserve_seat", rq_redis)
-    heard: list[jobs.JobEvent] = []
+    heard: list[JobEvent] = []
     ended = threading.Event()
 
-    def on_event(event: jobs.JobEvent) -> None:
+    def on_event(event: JobEvent) -> None:
         heard.append(event)
         if event.ended:
             ended.set()
@@ -303,9 +303,9 @@ def test_the_listener_of_a_server_outlives_forged_events(rq_redis, run_worker_he
     listener = jobs.JobListener(queue, on_event).start()
     try:
         job_id = listener.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
-        forgeries = [*MALFORMED.values(), jobs.JobEvent(job_id, jobs.COMPLETE).to_json()]
+        forgeries = [*MALFORMED.values(), JobEvent(job_id, COMPLETE).to_json()]
         for message in forgeries:
-            rq_redis.publish(jobs.events_channel(queue.name), message)
+            rq_redis.publish(events_channel(queue.name), message)
         # Two polls: the listener has met every forgery before the job runs.
         time.sleep(2.5 * jobs.POLL_INTERVAL_SECONDS)
         assert heard == []
@@ -314,7 +314,7 @@ def test_the_listener_of_a_server_outlives_forged_events(rq_redis, run_worker_he
     finally:
         listener.stop()
 
-    lines_heard = [jobs.event_line("Notification job", event) for event in heard]
+    lines_heard = [event_line("Notification job", event) for event in heard]
     assert lines_heard == expected.task7_events(expected.TASK7_JOBS[2], int(job_id))
 
 
@@ -363,7 +363,7 @@ def test_a_worker_drops_what_is_not_a_job_and_fails_what_it_cannot_read(burst_co
 def test_a_status_that_is_not_text_is_reported_not_a_crash():
     connection = fakeredis.FakeRedis()
     queue = jobs.course_queue(TASK7_QUEUE, connection)
-    heard: list[jobs.JobEvent] = []
+    heard: list[JobEvent] = []
 
     with jobs.JobWatch(queue, on_event=heard.append) as watch:
         job_id = watch.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
@@ -371,7 +371,7 @@ def test_a_status_that_is_not_text_is_reported_not_a_crash():
         watch.check_rq_state()
         watch.check_rq_state()
 
-    assert [jobs.event_line("Notification job", event) for event in heard] == [
+    assert [event_line("Notification job", event) for event in heard] == [
         f"Notification job {job_id} failed: Job status \ufffd\\x1b"
     ]
 

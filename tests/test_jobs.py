@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from course import expected, jobs
+from course.events import ABANDONED_MESSAGE, FAILED, JOB_TIMEOUT_SECONDS, SERIALIZER, JobEvent, event_line
 from course.lessons import ROOT, lines, run_script, start_script, wait_for_line
 
 import pytest
@@ -29,23 +30,48 @@ pytestmark = pytest.mark.timeout(120)
 EVENTS_TIMEOUT_SECONDS = 60
 
 
-def lines_of(events: list[jobs.JobEvent], job_id: str) -> list[str]:
+def lines_of(events: list[JobEvent], job_id: str) -> list[str]:
     """The lines a task 7 creator prints for one job's events."""
-    return [jobs.event_line("Notification job", event) for event in events if event.job_id == job_id]
+    return [event_line("Notification job", event) for event in events if event.job_id == job_id]
 
 
 # The course's runs ---------------------------------------------------------------------------
 
 
-def test_task6_prints_the_course_lines(processors, redis_url):
-    processor = processors("6_job_processor.py")
+# Each task's programs, and the course's checks of what they print: task 6's one job; task 7's
+# events of each job in order, and its processor's lines in any order (two workers).
+COURSE_RUNS = {
+    "task6": (
+        "6_job_processor.py",
+        "6_job_creator.py",
+        expected.check_task6_creator,
+        expected.check_task6_processor,
+    ),
+    "task7": (
+        "7_job_processor.py",
+        "7_job_creator.py",
+        expected.check_task7_creator,
+        expected.check_task7_processor,
+    ),
+}
 
-    creator = run_script("6_job_creator.py", redis_url)
+
+@pytest.mark.parametrize(
+    ("processor_script", "creator_script", "check_creator", "check_processor"),
+    COURSE_RUNS.values(),
+    ids=COURSE_RUNS,
+)
+def test_a_task_prints_the_course_lines(
+    processors, redis_url, processor_script, creator_script, check_creator, check_processor
+):
+    processor = processors(processor_script)
+
+    creator = run_script(creator_script, redis_url)
     processor_lines, processor_errors = stopped_output(processor)
 
-    assert expected.check_task6_creator(lines(creator.stdout)) == []
+    assert check_creator(lines(creator.stdout)) == []
     assert (creator.stderr, creator.returncode) == ("", 0)
-    assert processor_lines == expected.TASK6_PROCESSOR
+    assert check_processor(processor_lines) == []
     assert (processor_errors, processor.returncode) == ("", 0)
 
 
@@ -58,18 +84,6 @@ def test_task6_ids_grow_by_one_from_run_to_run(processors, redis_url):
     [first_id] = expected.created_ids(lines(first.stdout))
     [second_id] = expected.created_ids(lines(second.stdout))
     assert second_id == first_id + 1
-
-
-def test_task7_prints_each_jobs_events_in_order(processors, redis_url):
-    processor = processors("7_job_processor.py")
-
-    creator = run_script("7_job_creator.py", redis_url)
-    processor_lines, processor_errors = stopped_output(processor)
-
-    assert expected.check_task7_creator(lines(creator.stdout)) == []
-    assert (creator.stderr, creator.returncode) == ("", 0)
-    assert expected.check_task7_processor(processor_lines) == []
-    assert (processor_errors, processor.returncode) == ("", 0)
 
 
 def test_task7_creator_started_before_its_processor_still_hears_everything(processors, redis_url):
@@ -89,7 +103,7 @@ def test_a_processor_faster_than_its_creator_loses_no_event(processors, rq_redis
     processors("7_job_processor.py")
     queue = jobs.course_queue("push_notification_code_2", rq_redis)
     data = expected.TASK7_JOBS[2]
-    events: list[jobs.JobEvent] = []
+    events: list[JobEvent] = []
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
         job_ids = [watch.enqueue("7_job_processor.send_notification_job", data) for _ in range(100)]
@@ -173,7 +187,7 @@ def test_a_lost_failure_event_still_reaches_the_creator_with_its_message(
     rq_redis, run_worker_here, monkeypatch
 ):
     queue = jobs.course_queue("push_notification_code_2", rq_redis)
-    events: list[jobs.JobEvent] = []
+    events: list[JobEvent] = []
     monkeypatch.setattr("course.events.publish_event", lambda *args: None)
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
@@ -181,13 +195,13 @@ def test_a_lost_failure_event_still_reaches_the_creator_with_its_message(
         run_worker_here(queue)
         assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
 
-    assert events == [jobs.JobEvent(job_id, jobs.FAILED, error=expected.blacklisted_error("4153518780"))]
+    assert events == [JobEvent(job_id, FAILED, error=expected.blacklisted_error("4153518780"))]
 
 
 def test_a_job_abandoned_by_a_killed_processor_fails_and_its_creator_hears_it(processors, rq_redis):
     processor = processors("7_job_processor.py", slow_jobs=True)
     queue = jobs.course_queue("push_notification_code_2", rq_redis)
-    events: list[jobs.JobEvent] = []
+    events: list[JobEvent] = []
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
         # A job slow enough to be killed in the middle: time.sleep(30), with the event callbacks.
@@ -197,10 +211,10 @@ def test_a_job_abandoned_by_a_killed_processor_fails_and_its_creator_hears_it(pr
         os.killpg(processor.pid, signal.SIGKILL)
         processor.communicate()
         # What the next processor's maintenance does once the job's started entry has expired.
-        queue.started_job_registry.cleanup(timestamp=time.time() + jobs.JOB_TIMEOUT_SECONDS + 61)
+        queue.started_job_registry.cleanup(timestamp=time.time() + JOB_TIMEOUT_SECONDS + 61)
         assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
 
-    assert events == [jobs.JobEvent(job.id, jobs.FAILED, error=jobs.ABANDONED_MESSAGE)]
+    assert events == [JobEvent(job.id, FAILED, error=ABANDONED_MESSAGE)]
     assert job.get_status() == JobStatus.FAILED
 
 
@@ -216,7 +230,7 @@ def rq_command(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_plain_rq_worker_runs_the_course_jobs_and_rq_info_lists_them(redis_url, rq_redis):
     queue = jobs.course_queue("push_notification_code_2", rq_redis)
-    events: list[jobs.JobEvent] = []
+    events: list[JobEvent] = []
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
         job_ids = watch.enqueue_many("7_job_processor.send_notification_job", expected.TASK7_JOBS)
@@ -228,12 +242,10 @@ def test_a_plain_rq_worker_runs_the_course_jobs_and_rq_info_lists_them(redis_url
 
     assert "push_notification_code_2" in info.stdout
     assert worker.returncode == 0
-    assert f"{jobs.SERIALIZER.__module__}.{jobs.SERIALIZER.__qualname__}" == SERIALIZER_PATH
+    assert f"{SERIALIZER.__module__}.{SERIALIZER.__qualname__}" == SERIALIZER_PATH
     for data, job_id in zip(expected.TASK7_JOBS, job_ids, strict=True):
         wanted = expected.task7_events(data, int(job_id))
-        assert [
-            jobs.event_line("Notification job", event) for event in events if event.job_id == job_id
-        ] == wanted
+        assert [event_line("Notification job", event) for event in events if event.job_id == job_id] == wanted
 
 
 # No Redis ------------------------------------------------------------------------------------

@@ -10,6 +10,23 @@ import threading
 import time
 
 from course import expected, jobs
+from course.events import (
+    COMPLETE,
+    FAILED,
+    FAILURE_TTL_SECONDS,
+    JOB_TIMEOUT_SECONDS,
+    PROGRESS,
+    PROGRESS_META_KEY,
+    RESULT_TTL_SECONDS,
+    JobEvent,
+    event_line,
+    events_channel,
+    failure_message,
+    publish_completed,
+    publish_failed,
+    report_progress,
+)
+from course.worker import CourseWorker
 
 import fakeredis
 import pytest
@@ -31,8 +48,8 @@ def queue() -> Queue:
     return jobs.course_queue("push_notification_code_2", fakeredis.FakeRedis())
 
 
-def lines_of(events: list[jobs.JobEvent], job_id: str) -> list[str]:
-    return [jobs.event_line("Notification job", event) for event in events if event.job_id == job_id]
+def lines_of(events: list[JobEvent], job_id: str) -> list[str]:
+    return [event_line("Notification job", event) for event in events if event.job_id == job_id]
 
 
 def test_ids_count_up_from_1_across_queues_and_blocks(queue):
@@ -45,11 +62,11 @@ def test_ids_count_up_from_1_across_queues_and_blocks(queue):
 
 def test_an_event_survives_its_trip_as_json():
     for event in [
-        jobs.JobEvent("7", jobs.PROGRESS, percent=50),
-        jobs.JobEvent("7", jobs.COMPLETE),
-        jobs.JobEvent("7", jobs.FAILED, error="Phone number 4153518780 is blacklisted"),
+        JobEvent("7", PROGRESS, percent=50),
+        JobEvent("7", COMPLETE),
+        JobEvent("7", FAILED, error="Phone number 4153518780 is blacklisted"),
     ]:
-        assert jobs.JobEvent.from_json(event.to_json().encode()) == event
+        assert JobEvent.from_json(event.to_json().encode()) == event
 
 
 def test_enqueued_jobs_are_ordinary_rq_jobs_with_short_lives(queue):
@@ -57,35 +74,33 @@ def test_enqueued_jobs_are_ordinary_rq_jobs_with_short_lives(queue):
 
     assert queue.job_ids == ["12"]
     assert (job.func_name, job.args, job.kwargs) == (JOB_FUNCTION, (expected.TASK7_JOBS[0],), {})
-    assert job.timeout == jobs.JOB_TIMEOUT_SECONDS
-    assert (job.result_ttl, job.failure_ttl) == (jobs.RESULT_TTL_SECONDS, jobs.FAILURE_TTL_SECONDS)
-    assert job.success_callback is jobs.publish_completed
-    assert job.failure_callback is jobs.publish_failed
+    assert job.timeout == JOB_TIMEOUT_SECONDS
+    assert (job.result_ttl, job.failure_ttl) == (RESULT_TTL_SECONDS, FAILURE_TTL_SECONDS)
+    assert job.success_callback is publish_completed
+    assert job.failure_callback is publish_failed
 
 
 def test_progress_is_kept_on_the_job_and_published(queue):
     [job] = jobs.enqueue_jobs(queue, JOB_FUNCTION, [expected.TASK7_JOBS[2]], ["1"])
     with queue.connection.pubsub() as pubsub:
-        pubsub.subscribe(jobs.events_channel(queue.name))
+        pubsub.subscribe(events_channel(queue.name))
         pubsub.get_message(timeout=1)
 
-        jobs.report_progress(50, job)
+        report_progress(50, job)
 
         message = pubsub.get_message(timeout=1)
-    assert jobs.JobEvent.from_json(message["data"]) == jobs.JobEvent("1", jobs.PROGRESS, percent=50)
-    assert queue.fetch_job("1").meta[jobs.PROGRESS_META_KEY] == 50
+    assert JobEvent.from_json(message["data"]) == JobEvent("1", PROGRESS, percent=50)
+    assert queue.fetch_job("1").meta[PROGRESS_META_KEY] == 50
 
 
 def test_a_failure_without_a_message_is_named_by_its_error():
-    assert (
-        jobs.failure_message(AbandonedJobError()) == "Job abandoned: its processor stopped while running it"
-    )
-    assert jobs.failure_message(KeyError()) == "KeyError"
-    assert jobs.failure_message(ValueError("no seat")) == "no seat"
+    assert failure_message(AbandonedJobError()) == "Job abandoned: its processor stopped while running it"
+    assert failure_message(KeyError()) == "KeyError"
+    assert failure_message(ValueError("no seat")) == "no seat"
 
 
 def test_task7_jobs_run_by_a_worker_reach_their_creator_in_order(queue, run_worker_here):
-    events: list[jobs.JobEvent] = []
+    events: list[JobEvent] = []
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
         job_ids = watch.enqueue_many(JOB_FUNCTION, expected.TASK7_JOBS)
@@ -99,7 +114,7 @@ def test_task7_jobs_run_by_a_worker_reach_their_creator_in_order(queue, run_work
 
 def test_without_events_a_job_is_reported_from_rqs_state_one_poll_late(queue, run_worker_here, monkeypatch):
     """RQ saves the final status after the callback has published: a second of grace for the event."""
-    events: list[jobs.JobEvent] = []
+    events: list[JobEvent] = []
     monkeypatch.setattr("course.events.publish_event", lambda *args: None)
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
@@ -111,11 +126,11 @@ def test_without_events_a_job_is_reported_from_rqs_state_one_poll_late(queue, ru
         assert events == []
         watch.check_rq_state()
 
-    assert events == [jobs.JobEvent(job_id, jobs.COMPLETE)]
+    assert events == [JobEvent(job_id, COMPLETE)]
 
 
 def test_an_event_that_arrives_within_the_grace_keeps_the_jobs_order(queue, run_worker_here, monkeypatch):
-    events: list[jobs.JobEvent] = []
+    events: list[JobEvent] = []
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
         job_id = watch.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[2])
@@ -128,21 +143,21 @@ def test_an_event_that_arrives_within_the_grace_keeps_the_jobs_order(queue, run_
 
 
 def test_a_deleted_job_counts_as_failed(queue):
-    events: list[jobs.JobEvent] = []
+    events: list[JobEvent] = []
 
     with jobs.JobWatch(queue, on_event=events.append) as watch:
         job_id = watch.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[2])
         queue.fetch_job(job_id).delete()
         assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
 
-    assert events == [jobs.JobEvent(job_id, jobs.FAILED, error="Job was deleted")]
+    assert events == [JobEvent(job_id, FAILED, error="Job was deleted")]
 
 
 def test_a_listener_thread_hears_the_jobs_its_process_enqueued(queue, run_worker_here):
-    heard: list[jobs.JobEvent] = []
+    heard: list[JobEvent] = []
     all_ended = threading.Event()
 
-    def on_event(event: jobs.JobEvent) -> None:
+    def on_event(event: JobEvent) -> None:
         heard.append(event)
         if sum(event.ended for event in heard) == 2:
             all_ended.set()
@@ -171,7 +186,7 @@ def test_finished_and_failed_jobs_expire(redis_url, run_worker_here):
 
     assert failed.get_status() == JobStatus.FAILED
     assert finished.get_status() == JobStatus.FINISHED
-    for job, ttl in [(failed, jobs.FAILURE_TTL_SECONDS), (finished, jobs.RESULT_TTL_SECONDS)]:
+    for job, ttl in [(failed, FAILURE_TTL_SECONDS), (finished, RESULT_TTL_SECONDS)]:
         for key in (job.key, Result.get_key(job.id)):
             assert 0 < connection.ttl(key) <= ttl, key
 
@@ -211,7 +226,7 @@ def test_with_2000_pending_a_job_that_ended_unheard_is_still_reported(redis_url)
     """The polls take the pending jobs in turn: any lost event is made up for, however many are pending."""
     connection = redis.Redis.from_url(redis_url)
     queue = jobs.course_queue("many", connection)
-    heard: list[jobs.JobEvent] = []
+    heard: list[JobEvent] = []
 
     with jobs.JobWatch(queue, on_event=heard.append) as watch:
         job_ids = watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[2]] * 2000)
@@ -223,7 +238,7 @@ def test_with_2000_pending_a_job_that_ended_unheard_is_still_reported(redis_url)
             watch.check_rq_state()
             polls += 1
 
-    assert heard == [jobs.JobEvent(lost, jobs.FAILED, error="Job was deleted")]
+    assert heard == [JobEvent(lost, FAILED, error="Job was deleted")]
 
 
 # Maintenance ------------------------------------------------------------------------------------
@@ -233,7 +248,7 @@ def test_a_job_taken_and_never_started_goes_back_to_its_queue_not_to_failed(queu
     """Its worker was killed between taking it and starting it: RQ would fail it as "stuck"; it never ran."""
     [job] = jobs.enqueue_jobs(queue, JOB_FUNCTION, [expected.TASK7_JOBS[2]], ["7"])
     queue.connection.lmove(queue.key, queue.intermediate_queue_key)
-    worker = jobs.CourseWorker([queue.name], connection=queue.connection, job_functions={JOB_FUNCTION})
+    worker = CourseWorker([queue.name], connection=queue.connection, job_functions={JOB_FUNCTION})
 
     worker.clean_registries()
     # As if that first sighting had been two minutes ago (RQ fails such a job after one).

@@ -15,13 +15,14 @@ import stat
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import redis
 
-from tests.support import REDIS_BIN, free_port
+from tests.support import REDIS_BIN, free_port, project_redis_files_held
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "redis_setup.sh"
@@ -46,6 +47,13 @@ def run(port: int, *args: str, timeout: float = RUN_TIMEOUT, **env_vars: str) ->
 
 def client(port: int) -> redis.Redis:
     return redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=2, socket_timeout=5)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def project_redis_files_for_the_module(tmp_path_factory) -> Iterator[None]:
+    """The servers of this module's tests keep their data in the project's .redis/ and dump.rdb."""
+    with project_redis_files_held(tmp_path_factory, changing=True):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,11 @@ import subprocess
 import sys
 
 from course import expected
-from course.lessons import ROOT, lines, run_script, start_script, stop_script
-from course.tour import get, wait_until_serving
+from course.lessons import ROOT, lines, run_script
 
 import redis
 
-from tests.support import free_port, learner_env, snapshot
+from tests.support import learner_env, running, snapshot
 
 
 def reset(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -65,13 +64,8 @@ def test_after_a_reset_the_course_transcripts_hold_again(learner_redis):
     assert "HolbertonSchools (task 4's hash) was not there" in reset(env).stdout  # a second reset
 
     task4 = run_script("4_redis_advanced_op.py", learner_redis.url)
-    port = free_port()
-    server = start_script("9_stock.py", learner_redis.url, PORT=str(port))
-    try:
-        assert wait_until_serving(server, port)
-        answers = [get(port, path)[2] for path in ("/list_products/1", "/reserve_product/1")]
-    finally:
-        stop_script(server)
+    with running(learner_redis.url) as server:
+        answers = [server.request(path).body for path in ("/list_products/1", "/reserve_product/1")]
 
     assert lines(task4.stdout) == expected.REDIS_ADVANCED_OP
     assert answers == [expected.product_body(4), expected.RESERVATION_CONFIRMED]

@@ -13,19 +13,23 @@ from threading import Barrier
 from course import expected
 from course.lessons import lines, run_script
 
+import pytest
+
 from tests.support import running, stopped_output
+
+pytestmark = pytest.mark.long
 
 UNITS = 10  # item 2's initial stock
 RESERVATIONS = 60
 
 
-def reserve_through_both(servers, item_id: int, count: int) -> Counter[bytes]:
+def reserve_through_both(servers, item_id: int, count: int) -> Counter[str]:
     """``count`` simultaneous reservations, dealt round robin as a load balancer would."""
     barrier = Barrier(count)
 
-    def reserve(number: int) -> bytes:
+    def reserve(number: int) -> str:
         barrier.wait()
-        status, _, body = servers[number % len(servers)].get(f"/reserve_product/{item_id}")
+        status, _, body = servers[number % len(servers)].request(f"/reserve_product/{item_id}")
         assert status == 200
         return body
 
@@ -46,6 +50,6 @@ def test_two_processors_and_two_api_processes_share_one_redis(processors, redis_
     # Each job ran once, on one processor or the other: together they print the 9 lines once.
     assert expected.check_task7_processor(sending) == []
     assert answers == {
-        b'{"status":"Reservation confirmed","itemId":2}': UNITS,
-        b'{"status":"Not enough stock available","itemId":2}': RESERVATIONS - UNITS,
+        '{"status":"Reservation confirmed","itemId":2}': UNITS,
+        '{"status":"Not enough stock available","itemId":2}': RESERVATIONS - UNITS,
     }

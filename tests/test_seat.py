@@ -13,7 +13,8 @@ import time
 from collections.abc import Iterator
 
 from course import expected
-from course.jobs import SERIALIZER, course_queue
+from course.events import SERIALIZER
+from course.jobs import course_queue
 
 import fakeredis
 import pytest

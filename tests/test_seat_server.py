@@ -21,26 +21,21 @@ import multiprocessing
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from course import expected, web
-from course.lessons import ROOT, lines, script_env, stop_script, wait_for_line
-from course.tour import free_port, get, wait_until_serving
 
 import pytest
 import redis
 from rq import Queue, Worker
 from rq.registry import FinishedJobRegistry
-from rq.worker import WorkerStatus
 
-from tests.support import OwnRedis, ctrl_c
+from tests.support import OwnRedis, Server, wait_for_workers
 
 seat = importlib.import_module("100_seat")
 
@@ -54,7 +49,8 @@ EVENTS_TIMEOUT_SECONDS = 60
 STARTUP_TIMEOUT_SECONDS = 30
 # Enough requests that each of a server's web processes very likely answers some.
 CHECKS_PER_SERVER = 8
-SERVICE_UNAVAILABLE = (503, '{"error":"Service Unavailable"}')
+JSON = "application/json"
+SERVICE_UNAVAILABLE = (503, JSON, '{"error":"Service Unavailable"}')
 NOT_CONNECTED = re.compile(re.escape(expected.NOT_CONNECTED_PREFIX) + ".+")
 ROUTES = ["/available_seats", "/reserve_seat", "/process"]
 # A flood of reservations, as wrk gave one: many clients, each sending request after request.
@@ -68,98 +64,25 @@ def queue_slack(servers: int) -> int:
     return servers * (os.cpu_count() or 1) * web.THREADS_PER_WORKER - 1
 
 
-@dataclass
-class Server:
-    """One ``python 100_seat.py``, and the lines it printed so far."""
-
-    process: subprocess.Popen[str]
-    port: int
-    printed: list[str] = field(default_factory=list)
-
-    def get(self, path: str) -> tuple[int, str]:
-        status, _, body = get(self.port, path)
-        return status, body
-
-    def wait_for(self, wanted: re.Pattern[str] | str) -> bool:
-        """Read its output up to the line ``wanted``; False if it never came."""
-        seen = wait_for_line(self.process, wanted, timeout=EVENTS_TIMEOUT_SECONDS)
-        self.printed += seen
-        return bool(seen) and bool(re.fullmatch(wanted, seen[-1]))
-
-    def job_lines(self, count: int) -> list[str]:
-        """Read its output until it printed ``count`` job lines in all (or the time is up)."""
-        deadline = time.monotonic() + EVENTS_TIMEOUT_SECONDS
-        while len(job_lines(self.printed)) < count and (left := deadline - time.monotonic()) > 0:
-            seen = wait_for_line(self.process, JOB_LINE, timeout=left)
-            self.printed += seen
-            if not seen or not JOB_LINE.fullmatch(seen[-1]):
-                break
-        return job_lines(self.printed)
-
-    def stop(self, stop: Callable[[subprocess.Popen[str]], None] | None = None) -> str:
-        """Stop it (SIGINT to it alone, unless ``stop`` says otherwise); returns what it wrote to stderr."""
-        if stop is None:
-            stdout, stderr = stop_script(self.process)
-        else:
-            stop(self.process)
-            stdout, stderr = self.process.communicate(timeout=STARTUP_TIMEOUT_SECONDS)
-        self.printed += lines(stdout)
-        return stderr
-
-
 def job_lines(printed: list[str]) -> list[str]:
     return [line for line in printed if JOB_LINE.fullmatch(line)]
 
 
 @pytest.fixture
-def start_server(redis_url) -> Iterator[Callable[..., Server]]:
-    """Start ``python 100_seat.py`` on a free port as a shell does (a process group of its own).
+def start_seat_server(start_server, redis_url) -> Callable[..., Server]:
+    """Start ``python 100_seat.py`` as a shell does (a process group of its own), once it answers.
 
-    ``start(url)`` starts one on another Redis; ``start(command=[...])`` another command, given
-    its port.
+    ``start(url)`` starts one on another Redis; ``start(command=...)`` another command, given its port.
     """
-    started: list[subprocess.Popen[str]] = []
 
     def start(url: str = redis_url, command: Callable[[int], list[str]] | None = None) -> Server:
-        port = free_port()
-        process = subprocess.Popen(
-            command(port) if command else [sys.executable, "100_seat.py"],
-            cwd=ROOT,
-            env=script_env(url, PORT=str(port)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        started.append(process)
-        assert wait_until_serving(process, port), (
-            f"100_seat.py did not serve on {port}: {stop_script(process)}"
-        )
-        return Server(process, port)
+        return start_server("100_seat.py", url, own_session=True, command=command)
 
-    yield start
-    for process in started:
-        if process.returncode is None:
-            stop_script(process)
+    return start
 
 
 def processors(rq_redis: redis.Redis) -> list[Worker]:
     return Worker.all(queue=Queue(expected.SEAT_QUEUE, connection=rq_redis))
-
-
-def wait_for_processors(rq_redis: redis.Redis, count: int) -> list[Worker]:
-    """The processors, once ``count`` of them wait for jobs (or the start-up time is over).
-
-    RQ registers a worker a moment before it installs its signal handlers: a stop sent in
-    between would end it the default way, leaving it registered. Waiting for idle avoids that.
-    """
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        workers = processors(rq_redis)
-        if len(workers) >= count and all(worker.get_state() == WorkerStatus.IDLE for worker in workers):
-            break
-        time.sleep(0.05)
-    return workers
 
 
 def proc_stat(pid: int) -> list[str] | None:
@@ -184,9 +107,9 @@ def reserve_at_once(servers: list[Server], count: int) -> dict[int, Counter[str]
     def reserve(number: int) -> tuple[int, str]:
         server = servers[number % len(servers)]
         ready.wait()
-        status, body = server.get("/reserve_seat")
-        assert status == 200, body
-        return server.port, body
+        answer = server.request("/reserve_seat")
+        assert answer.status == 200, answer
+        return server.port, answer.body
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         answers = list(pool.map(reserve, range(count)))
@@ -198,7 +121,7 @@ def reserve_at_once(servers: list[Server], count: int) -> dict[int, Counter[str]
 
 def assert_every_seat_booked_once(servers: list[Server], queued: dict[int, int]) -> None:
     """Each server printed one line per job it queued; together exactly the seats there were."""
-    printed = {server.port: server.job_lines(queued[server.port]) for server in servers}
+    printed = {server.port: server.read_until(JOB_LINE, queued[server.port]) for server in servers}
     for server in servers:
         assert len(printed[server.port]) == queued[server.port], f"server on {server.port}: {server.printed}"
     every_line = [line for lines_of_one in printed.values() for line in lines_of_one]
@@ -217,16 +140,16 @@ def assert_blocked_everywhere(servers: list[Server], real_redis: redis.Redis) ->
     assert (real_redis.get("available_seats"), real_redis.get("reservation_enabled")) == ("0", "false")
     for server in servers:
         for _ in range(CHECKS_PER_SERVER):
-            assert server.get("/available_seats") == (200, expected.available_seats_body(0))
-            assert server.get("/reserve_seat") == (200, expected.RESERVATION_BLOCKED)
+            assert server.request("/available_seats") == (200, JSON, expected.available_seats_body(0))
+            assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_BLOCKED)
 
 
 def assert_stop_cleanly(servers: list[Server], rq_redis: redis.Redis) -> None:
     """Stopped, each server printed nothing but its job lines, and its processors are gone."""
     pids = [worker.pid for worker in processors(rq_redis)]
     for server in servers:
-        errors = server.stop()
-        assert (server.process.returncode, errors) == (0, ""), errors
+        status, _, errors = server.stop()
+        assert (status, errors) == (0, ""), errors
         assert server.printed == job_lines(server.printed)
     assert processors(rq_redis) == []
     assert not [pid for pid in pids if running(pid)]
@@ -254,7 +177,7 @@ def book_120_seats(servers: list[Server], process_on: list[Server], real_redis, 
     queued = queued_reservations(servers, bodies)
 
     for server in process_on:
-        assert server.get("/process") == (200, expected.QUEUE_PROCESSING)
+        assert server.request("/process") == (200, JSON, expected.QUEUE_PROCESSING)
 
     assert_every_seat_booked_once(servers, queued)
     assert_blocked_everywhere(servers, real_redis)
@@ -264,75 +187,79 @@ def book_120_seats(servers: list[Server], process_on: list[Server], real_redis, 
 # The course's session -----------------------------------------------------------------------
 
 
-def test_the_course_session_gives_the_course_bodies_and_takes_one_seat(start_server, rq_redis):
-    server = start_server()
+def test_the_course_session_gives_the_course_bodies_and_takes_one_seat(start_seat_server, rq_redis):
+    server = start_seat_server()
 
     for path, wanted in expected.SEAT_SESSION:
-        assert server.get(path) == (200, wanted), path
-    [line] = server.job_lines(1)
+        assert server.request(path) == (200, JSON, wanted), path
+    [line] = server.read_until(JOB_LINE, 1)
 
     assert expected.SEAT_JOB_COMPLETED.fullmatch(line)
-    assert server.get("/available_seats") == (200, expected.available_seats_body(expected.INITIAL_SEATS - 1))
+    assert server.request("/available_seats") == (
+        200,
+        JSON,
+        expected.available_seats_body(expected.INITIAL_SEATS - 1),
+    )
     assert_stop_cleanly([server], rq_redis)
     assert server.printed == [line]
 
 
-def test_bad_requests_get_json_from_the_real_server(start_server):
-    server = start_server()
+def test_bad_requests_get_json_from_the_real_server(start_seat_server):
+    server = start_seat_server()
 
-    assert get(server.port, "/reserve_seats") == (404, "application/json", '{"error":"Not Found"}')
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    connection.request("POST", "/reserve_seat")
-    response = connection.getresponse()
-    assert (response.status, response.read()) == (405, b'{"error":"Method Not Allowed"}')
-    connection.close()
+    assert server.request("/reserve_seats") == (404, JSON, '{"error":"Not Found"}')
+    assert server.request("/reserve_seat", "POST") == (405, JSON, '{"error":"Method Not Allowed"}')
 
 
-def test_a_reservation_after_process_is_processed_too(start_server, rq_redis):
+def test_a_reservation_after_process_is_processed_too(start_seat_server, rq_redis):
     """Kue's ``queue.process`` kept processing; so does the processor /process starts."""
-    server = start_server()
-    assert server.get("/process") == (200, expected.QUEUE_PROCESSING)
-    assert len(wait_for_processors(rq_redis, 1)) == 1
+    server = start_seat_server()
+    assert server.request("/process") == (200, JSON, expected.QUEUE_PROCESSING)
+    assert len(wait_for_workers(rq_redis, 1, expected.SEAT_QUEUE)) == 1
 
-    assert server.get("/reserve_seat") == (200, expected.RESERVATION_IN_PROCESS)
+    assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
 
-    assert len(server.job_lines(1)) == 1
-    assert server.get("/available_seats") == (200, expected.available_seats_body(expected.INITIAL_SEATS - 1))
+    assert len(server.read_until(JOB_LINE, 1)) == 1
+    assert server.request("/available_seats") == (
+        200,
+        JSON,
+        expected.available_seats_body(expected.INITIAL_SEATS - 1),
+    )
 
 
 # 120 reservations for 50 seats ----------------------------------------------------------------
 
 
-def test_120_reservations_on_one_server(start_server, real_redis, rq_redis):
-    server = start_server()
+def test_120_reservations_on_one_server(start_seat_server, real_redis, rq_redis):
+    server = start_seat_server()
 
     book_120_seats([server], [server], real_redis, rq_redis)
 
 
-def test_120_reservations_on_one_server_processed_twice(start_server, real_redis, rq_redis):
-    server = start_server()
+def test_120_reservations_on_one_server_processed_twice(start_seat_server, real_redis, rq_redis):
+    server = start_seat_server()
 
     book_120_seats([server], [server, server], real_redis, rq_redis)
 
 
-def test_120_reservations_on_two_servers_sharing_redis(start_server, real_redis, rq_redis):
-    servers = [start_server(), start_server()]
+def test_120_reservations_on_two_servers_sharing_redis(start_seat_server, real_redis, rq_redis):
+    servers = [start_seat_server(), start_seat_server()]
 
     book_120_seats(servers, servers[:1], real_redis, rq_redis)
 
 
-def test_120_reservations_on_two_servers_each_processing(start_server, real_redis, rq_redis):
-    servers = [start_server(), start_server()]
+def test_120_reservations_on_two_servers_each_processing(start_seat_server, real_redis, rq_redis):
+    servers = [start_seat_server(), start_seat_server()]
 
     book_120_seats(servers, servers, real_redis, rq_redis)
 
 
-def test_120_reservations_while_two_processors_run(start_server, real_redis, rq_redis):
+def test_120_reservations_while_two_processors_run(start_seat_server, real_redis, rq_redis):
     """The Node original's failure: several processors at work while reservations pour in."""
-    servers = [start_server(), start_server()]
+    servers = [start_seat_server(), start_seat_server()]
     for server in servers:
-        assert server.get("/process") == (200, expected.QUEUE_PROCESSING)
-    assert len(wait_for_processors(rq_redis, 2)) >= 2
+        assert server.request("/process") == (200, JSON, expected.QUEUE_PROCESSING)
+    assert len(wait_for_workers(rq_redis, 2, expected.SEAT_QUEUE)) >= 2
 
     bodies = reserve_at_once(servers, RESERVATIONS)
 
@@ -353,27 +280,27 @@ def test_120_reservations_while_two_processors_run(start_server, real_redis, rq_
 # Processors: one per web process, stopped with it ---------------------------------------------
 
 
-def sigterm(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGTERM)
+# Ctrl-C in its terminal (SIGINT to its whole group), or SIGTERM to it alone.
+STOPS = {"ctrl-c": {"sig": signal.SIGINT, "group": True}, "sigterm": {"sig": signal.SIGTERM}}
 
 
-@pytest.mark.parametrize("stop", [ctrl_c, sigterm], ids=["ctrl-c", "sigterm"])
-def test_stopping_a_server_stops_its_processor(start_server, rq_redis, stop):
-    server = start_server()
-    assert server.get("/process") == (200, expected.QUEUE_PROCESSING)
-    [processor] = wait_for_processors(rq_redis, 1)
+@pytest.mark.parametrize("stop", STOPS.values(), ids=STOPS)
+def test_stopping_a_server_stops_its_processor(start_seat_server, rq_redis, stop):
+    server = start_seat_server()
+    assert server.request("/process") == (200, JSON, expected.QUEUE_PROCESSING)
+    [processor] = wait_for_workers(rq_redis, 1, expected.SEAT_QUEUE)
 
-    errors = server.stop(stop)
+    status, _, errors = server.stop(**stop)
 
-    assert (server.process.returncode, errors, server.printed) == (0, "", [])
+    assert (status, errors, server.printed) == (0, "", [])
     assert processors(rq_redis) == []
     assert not running(processor.pid)
 
 
-def test_a_processor_whose_web_process_was_killed_stops_by_itself(start_server, rq_redis):
-    server = start_server()
-    assert server.get("/process") == (200, expected.QUEUE_PROCESSING)
-    [processor] = wait_for_processors(rq_redis, 1)
+def test_a_processor_whose_web_process_was_killed_stops_by_itself(start_seat_server, rq_redis):
+    server = start_seat_server()
+    assert server.request("/process") == (200, JSON, expected.QUEUE_PROCESSING)
+    [processor] = wait_for_workers(rq_redis, 1, expected.SEAT_QUEUE)
     web_process = int(proc_stat(processor.pid)[1])
 
     os.kill(web_process, signal.SIGKILL)
@@ -393,7 +320,7 @@ def test_a_second_process_call_in_one_web_process_starts_nothing(redis_url, rq_r
     queue_processor.ensure_started()
 
     [child] = [child for child in multiprocessing.active_children() if child.name == seat.QueueProcessor.NAME]
-    assert len(wait_for_processors(rq_redis, 1)) == 1
+    assert len(wait_for_workers(rq_redis, 1, expected.SEAT_QUEUE)) == 1
     child.terminate()
     child.join(STARTUP_TIMEOUT_SECONDS)
     assert child.exitcode == 0
@@ -403,24 +330,25 @@ def test_a_second_process_call_in_one_web_process_starts_nothing(redis_url, rq_r
 # A server restarted, a second one started: no seat is handed out again ---------------------------
 
 
-def test_a_server_restarted_midway_books_no_seat_twice(start_server, real_redis, rq_redis):
+def test_a_server_restarted_midway_books_no_seat_twice(start_seat_server, real_redis, rq_redis):
     """Two servers, 30 seats booked, one restarted, 90 more reservations: 50 booked in all.
 
     The course set 50 seats at every launch: the restart handed out 30 seats again.
     """
-    first, second = start_server(), start_server()
-    assert first.get("/process") == (200, expected.QUEUE_PROCESSING)
-    assert len(wait_for_processors(rq_redis, 1)) == 1
+    first, second = start_seat_server(), start_seat_server()
+    assert first.request("/process") == (200, JSON, expected.QUEUE_PROCESSING)
+    assert len(wait_for_workers(rq_redis, 1, expected.SEAT_QUEUE)) == 1
 
     bodies = reserve_at_once([first, second], 30)
     assert all(set(counter) == {expected.RESERVATION_IN_PROCESS} for counter in bodies.values()), bodies
-    assert len(first.job_lines(bodies[first.port].total())) == bodies[first.port].total()
-    assert len(second.job_lines(bodies[second.port].total())) == bodies[second.port].total()
-    assert second.stop() == ""
-    restarted = start_server()
+    assert len(first.read_until(JOB_LINE, bodies[first.port].total())) == bodies[first.port].total()
+    assert len(second.read_until(JOB_LINE, bodies[second.port].total())) == bodies[second.port].total()
+    status, _, errors = second.stop()
+    assert (status, errors) == (0, "")
+    restarted = start_seat_server()
     for server in (first, restarted):
         for _ in range(CHECKS_PER_SERVER):
-            assert server.get("/available_seats") == (200, expected.available_seats_body(20))
+            assert server.request("/available_seats") == (200, JSON, expected.available_seats_body(20))
 
     later = reserve_at_once([first, restarted], 90)
     for server, count in (
@@ -428,7 +356,7 @@ def test_a_server_restarted_midway_books_no_seat_twice(start_server, real_redis,
         (restarted, later[restarted.port]),
     ):
         queued = count[expected.RESERVATION_IN_PROCESS]
-        assert len(server.job_lines(queued)) == queued
+        assert len(server.read_until(JOB_LINE, queued)) == queued
 
     completed = [line for server in (first, second, restarted) for line in job_lines(server.printed)]
     assert len([line for line in completed if line.endswith(" completed")]) == expected.INITIAL_SEATS
@@ -436,26 +364,26 @@ def test_a_server_restarted_midway_books_no_seat_twice(start_server, real_redis,
     assert real_redis.get("available_seats") == "0"
 
 
-def test_a_second_server_keeps_the_seats_the_first_one_left(start_server, real_redis):
-    first = start_server()
+def test_a_second_server_keeps_the_seats_the_first_one_left(start_seat_server, real_redis):
+    first = start_seat_server()
     real_redis.set("available_seats", 7)
 
-    second = start_server()
+    second = start_seat_server()
 
     for server in (first, second):
-        assert server.get("/available_seats") == (200, expected.available_seats_body(7))
+        assert server.request("/available_seats") == (200, JSON, expected.available_seats_body(7))
     assert real_redis.get("reservation_enabled") == "true"
 
 
 # A flood of reservations ------------------------------------------------------------------------
 
 
-def test_a_flood_of_reservations_queues_no_more_than_the_seats_left(start_server, real_redis, rq_redis):
+def test_a_flood_of_reservations_queues_no_more_than_the_seats_left(start_seat_server, real_redis, rq_redis):
     """2,000 requests from 50 clients: the queue never grows past the seats (and the slack).
 
     wrk -c100 for 15 s once queued 16,604 jobs for 50 seats, kept in Redis.
     """
-    server = start_server()
+    server = start_seat_server()
     queue = Queue(expected.SEAT_QUEUE, connection=rq_redis)
     longest: list[int] = []
     flooding = threading.Event()
@@ -497,7 +425,7 @@ def test_a_flood_of_reservations_queues_no_more_than_the_seats_left(start_server
     assert queue.count == queued
     assert real_redis.get("available_seats") == str(expected.INITIAL_SEATS)
 
-    assert server.get("/process") == (200, expected.QUEUE_PROCESSING)
+    assert server.request("/process") == (200, JSON, expected.QUEUE_PROCESSING)
     assert_every_seat_booked_once([server], {server.port: queued})
     assert_blocked_everywhere([server], real_redis)
 
@@ -505,29 +433,28 @@ def test_a_flood_of_reservations_queues_no_more_than_the_seats_left(start_server
 # HEAD -------------------------------------------------------------------------------------------
 
 
-def head(port: int, path: str) -> tuple[int, str | None, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("HEAD", path)
-        response = connection.getresponse()
-        return response.status, response.getheader("Allow"), response.read()
-    finally:
-        connection.close()
+def head(server: Server, path: str) -> tuple[int, str | None, bytes]:
+    answer = server.request(path, "HEAD")
+    return answer.status, answer.headers["Allow"], answer.raw
 
 
-def test_a_head_changes_nothing(start_server, real_redis, rq_redis):
+def test_a_head_changes_nothing(start_seat_server, real_redis, rq_redis):
     """``curl -I /reserve_seat`` then ``curl -I /process`` once booked a seat."""
-    server = start_server()
+    server = start_seat_server()
 
     for _ in range(CHECKS_PER_SERVER):
-        assert head(server.port, "/reserve_seat") == (405, "GET", b"")
-        assert head(server.port, "/process") == (405, "GET", b"")
-    assert head(server.port, "/available_seats")[0] == 200
+        assert head(server, "/reserve_seat") == (405, "GET", b"")
+        assert head(server, "/process") == (405, "GET", b"")
+    assert head(server, "/available_seats")[0] == 200
 
     assert Queue(expected.SEAT_QUEUE, connection=rq_redis).count == 0
     assert real_redis.get("course:job-ids") is None
     assert processors(rq_redis) == []
-    assert server.get("/available_seats") == (200, expected.available_seats_body(expected.INITIAL_SEATS))
+    assert server.request("/available_seats") == (
+        200,
+        JSON,
+        expected.available_seats_body(expected.INITIAL_SEATS),
+    )
     assert_stop_cleanly([server], rq_redis)
 
 
@@ -546,14 +473,14 @@ def redis_not_started_yet(tmp_path) -> Iterator[OwnRedis]:
 def assert_every_route_unavailable(server: Server) -> None:
     for path in ROUTES:
         for _ in range(CHECKS_PER_SERVER):
-            assert server.get(path) == SERVICE_UNAVAILABLE, path
+            assert server.request(path) == SERVICE_UNAVAILABLE, path
 
 
 def test_started_without_redis_it_says_so_serves_503s_and_sets_up_once_redis_answers(
-    start_server, redis_not_started_yet
+    start_seat_server, redis_not_started_yet
 ):
     own = redis_not_started_yet
-    server = start_server(own.url)
+    server = start_seat_server(own.url)
     assert server.wait_for(NOT_CONNECTED), server.printed
     assert_every_route_unavailable(server)
     with redis.Redis.from_url(own.url, decode_responses=True) as client:
@@ -562,52 +489,65 @@ def test_started_without_redis_it_says_so_serves_503s_and_sets_up_once_redis_ans
         assert (client.get("available_seats"), client.get("reservation_enabled")) == ("50", "true")
 
         for path, wanted in expected.SEAT_SESSION:
-            assert server.get(path) == (200, wanted), path
-        assert len(server.job_lines(1)) == 1
-        assert server.get("/available_seats") == (200, expected.available_seats_body(49))
+            assert server.request(path) == (200, JSON, wanted), path
+        assert len(server.read_until(JOB_LINE, 1)) == 1
+        assert server.request("/available_seats") == (200, JSON, expected.available_seats_body(49))
 
         own.shut_down()  # as ./redis_setup.sh stop does: the data is saved
         assert_every_route_unavailable(server)
         own.start()
-        assert server.get("/available_seats") == (200, expected.available_seats_body(49))
-        assert server.get("/reserve_seat") == (200, expected.RESERVATION_IN_PROCESS)
-        assert len(server.job_lines(2)) == 2
+        assert server.request("/available_seats") == (200, JSON, expected.available_seats_body(49))
+        assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
+        assert len(server.read_until(JOB_LINE, 2)) == 2
         assert client.get("available_seats") == "48"
-    assert server.stop() == ""
-    assert server.process.returncode == 0
+    status, _, errors = server.stop()
+    assert (status, errors) == (0, "")
     # Besides the launch's lines and the jobs', only the processor's, while Redis was away.
     assert {
         line for line in server.printed if not JOB_LINE.fullmatch(line) and line != expected.CONNECTED
     } <= {line for line in server.printed if NOT_CONNECTED.fullmatch(line)}
 
 
-def test_redis_stuck_is_a_json_503_on_every_route_not_a_hang(start_server, own_redis, rq_redis):
-    server = start_server(own_redis.url)
-    assert server.get("/reserve_seat") == (200, expected.RESERVATION_IN_PROCESS)  # its listener is up
+def test_redis_stuck_is_a_json_503_on_every_route_not_a_hang(start_seat_server, own_redis, rq_redis):
+    server = start_seat_server(own_redis.url)
+    assert server.request("/reserve_seat") == (
+        200,
+        JSON,
+        expected.RESERVATION_IN_PROCESS,
+    )  # its listener is up
     os.kill(own_redis.process.pid, signal.SIGSTOP)
     try:
         assert_every_route_unavailable(server)
     finally:
         os.kill(own_redis.process.pid, signal.SIGCONT)
-    assert server.get("/available_seats") == (200, expected.available_seats_body(expected.INITIAL_SEATS))
+    assert server.request("/available_seats") == (
+        200,
+        JSON,
+        expected.available_seats_body(expected.INITIAL_SEATS),
+    )
     assert processors(rq_redis) == []
 
 
-def test_a_job_refused_by_a_redis_out_of_memory_is_a_failed_reservation(start_server, own_redis):
-    server = start_server(own_redis.url)
+def test_a_job_refused_by_a_redis_out_of_memory_is_a_failed_reservation(start_seat_server, own_redis):
+    server = start_seat_server(own_redis.url)
     with redis.Redis.from_url(own_redis.url) as client:
-        assert server.get("/available_seats") == (200, expected.available_seats_body(expected.INITIAL_SEATS))
+        assert server.request("/available_seats") == (
+            200,
+            JSON,
+            expected.available_seats_body(expected.INITIAL_SEATS),
+        )
         client.config_set("maxmemory", 1)
         try:
             for _ in range(CHECKS_PER_SERVER):
-                assert server.get("/reserve_seat") == (200, expected.RESERVATION_FAILED)
-            assert server.get("/available_seats") == (
+                assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_FAILED)
+            assert server.request("/available_seats") == (
                 200,
+                JSON,
                 expected.available_seats_body(expected.INITIAL_SEATS),
             )
         finally:
             client.config_set("maxmemory", 0)
-        assert server.get("/reserve_seat") == (200, expected.RESERVATION_IN_PROCESS)
+        assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
 
 
 # The development server ---------------------------------------------------------------------------
@@ -617,13 +557,17 @@ def flask_run(port: int) -> list[str]:
     return [sys.executable, "-m", "flask", "--app", "100_seat", "run", "--port", str(port)]
 
 
-def test_flask_run_plays_the_course_session(start_server, rq_redis):
+def test_flask_run_plays_the_course_session(start_seat_server, rq_redis):
     """The README's ``flask --app 100_seat run``: the same set-up as ``python 100_seat.py``."""
-    server = start_server(command=flask_run)
+    server = start_seat_server(command=flask_run)
 
     for path, wanted in expected.SEAT_SESSION:
-        assert server.get(path) == (200, wanted), path
+        assert server.request(path) == (200, JSON, wanted), path
     assert server.wait_for(expected.SEAT_JOB_COMPLETED), server.printed
-    assert server.get("/available_seats") == (200, expected.available_seats_body(expected.INITIAL_SEATS - 1))
-    stop_script(server.process)
+    assert server.request("/available_seats") == (
+        200,
+        JSON,
+        expected.available_seats_body(expected.INITIAL_SEATS - 1),
+    )
+    server.stop()
     assert processors(rq_redis) == []

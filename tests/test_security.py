@@ -18,7 +18,6 @@ one's output with the course's; every line they print is recorded on the way.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -27,24 +26,21 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 from course import expected, lessons, tour
-from course.lessons import ROOT, lines, script_env, start_script, stop_script, wait_for_line
-from course.tour import get, wait_until_serving
+from course.lessons import ROOT, lines, start_script, stop_script, wait_for_line
 
 import pytest
 import redis
 
-from tests.support import REDIS_BIN, free_port
+from tests.support import LOOPBACK, REDIS_BIN, OwnRedis, RedisDidNotStart, Server, free_port, serving
 
 pytestmark = pytest.mark.timeout(180)
 
 JSON = "application/json"
-LOOPBACK = "127.0.0.1"
 APIS = ["9_stock.py", "100_seat.py"]
 SERVERS = [*APIS, "course/dashboard.py"]
 NOT_FOUND = '{"error":"Not Found"}'
@@ -52,46 +48,18 @@ NOT_FOUND = '{"error":"Not Found"}'
 PASSWORD = f"pw/{secrets.token_hex(6)}@:%"
 WRONG_PASSWORD = f"wrong/{secrets.token_hex(6)}@:%"
 # Bounds for a broken run, not expectations of speed.
-READY_TIMEOUT_SECONDS = 20
 RUN_TIMEOUT_SECONDS = 60
 
 
 # Servers started as a learner starts them ------------------------------------------------------
 
 
-def start_server(
-    script: str, url: str, port: int, host: str | None = None, **extra: str
-) -> subprocess.Popen[str]:
-    """``python SCRIPT`` on ``port``; HOST is set only if ``host`` is given, never inherited."""
-    # The dashboard has a port setting of its own, so that it can run beside an API.
-    env = script_env(url, PORT=str(port), DASHBOARD_PORT=str(port), **extra)
-    env.pop("HOST", None)
-    if host is not None:
-        env["HOST"] = host
-    process = subprocess.Popen(
-        [sys.executable, script], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert wait_until_serving(process, port), f"{script} did not serve: {stop_script(process)}"
-    return process
-
-
-def stop_cleanly(process: subprocess.Popen[str]) -> str:
+def stop_cleanly(server: Server) -> str:
     """Stop a server as Ctrl-C does: status 0, no traceback. Returns all it printed."""
-    stdout, stderr = stop_script(process)
-    assert process.returncode == 0, stdout + stderr
+    status, stdout, stderr = server.stop()
+    assert status == 0, stdout + stderr
     assert "Traceback" not in stdout + stderr
     return stdout + stderr
-
-
-def get_with_headers(port: int, path: str, headers: dict[str, str]) -> tuple[int, str, str]:
-    """One GET to 127.0.0.1 with extra headers: status, content type, body."""
-    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
-    try:
-        connection.request("GET", path, headers=headers)
-        response = connection.getresponse()
-        return response.status, response.getheader("Content-Type", ""), response.read().decode()
-    finally:
-        connection.close()
 
 
 # Loopback unless told otherwise ----------------------------------------------------------------
@@ -127,25 +95,19 @@ needs_proc_net = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason=
 @needs_proc_net
 @pytest.mark.parametrize("script", SERVERS)
 def test_a_server_listens_on_loopback_only_by_default(script, redis_url):
-    port = free_port()
-    process = start_server(script, redis_url, port)
-    try:
-        assert listening_addresses(port) == {LOOPBACK}
-    finally:
-        stop_cleanly(process)
+    with serving(script, redis_url) as server:
+        assert listening_addresses(server.port) == {LOOPBACK}
+        stop_cleanly(server)
 
 
 @needs_proc_net
 @pytest.mark.parametrize("script", APIS)
 def test_host_makes_an_api_listen_on_every_interface(script, redis_url):
-    port = free_port()
-    process = start_server(script, redis_url, port, host="0.0.0.0")
-    try:
-        assert listening_addresses(port) == {"0.0.0.0"}
+    with serving(script, redis_url, host="0.0.0.0") as server:
+        assert listening_addresses(server.port) == {"0.0.0.0"}
         # Answered on loopback too: the only address this test talks to.
-        assert get(port, "/no_such_path") == (404, JSON, NOT_FOUND)
-    finally:
-        stop_cleanly(process)
+        assert server.request("/no_such_path") == (404, JSON, NOT_FOUND)
+        stop_cleanly(server)
 
 
 # What a page using DNS rebinding sends, and what a learner's own client sends.
@@ -166,30 +128,25 @@ def assert_nothing_reserved(url: str) -> None:
 
 @pytest.mark.parametrize("script", APIS)
 def test_an_api_on_loopback_refuses_a_foreign_host(script, redis_url):
-    port = free_port()
-    process = start_server(script, redis_url, port)
     path, body = ACTIONS[script]
-    try:
+    with serving(script, redis_url) as server:
+        port = server.port
         for host in FOREIGN_HOSTS:
-            assert get_with_headers(port, path, {"Host": host}) == BAD_REQUEST, host
-            assert get_with_headers(port, "/no_such_path", {"Host": host}) == BAD_REQUEST, host
+            assert server.request(path, headers={"Host": host}) == BAD_REQUEST, host
+            assert server.request("/no_such_path", headers={"Host": host}) == BAD_REQUEST, host
         assert_nothing_reserved(redis_url)
         for host in ("127.0.0.1", f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
-            assert get_with_headers(port, "/no_such_path", {"Host": host}) == (404, JSON, NOT_FOUND), host
-        assert get_with_headers(port, path, {"Host": f"localhost:{port}"}) == (200, JSON, body)
-    finally:
-        assert stop_cleanly(process) == ""
+            assert server.request("/no_such_path", headers={"Host": host}) == (404, JSON, NOT_FOUND), host
+        assert server.request(path, headers={"Host": f"localhost:{port}"}) == (200, JSON, body)
+        assert stop_cleanly(server) == ""
 
 
 @pytest.mark.parametrize("script", APIS)
 def test_an_api_on_every_interface_serves_any_host(script, redis_url):
-    port = free_port()
-    process = start_server(script, redis_url, port, host="0.0.0.0")
     path, body = ACTIONS[script]
-    try:
-        assert get_with_headers(port, path, {"Host": "api.example"}) == (200, JSON, body)
-    finally:
-        assert stop_cleanly(process) == ""
+    with serving(script, redis_url, host="0.0.0.0") as server:
+        assert server.request(path, headers={"Host": "api.example"}) == (200, JSON, body)
+        assert stop_cleanly(server) == ""
 
 
 def redis_setup(port: int, command: str) -> subprocess.CompletedProcess[str]:
@@ -203,7 +160,7 @@ def redis_setup(port: int, command: str) -> subprocess.CompletedProcess[str]:
 
 
 @needs_proc_net
-def test_redis_setup_starts_a_server_listening_on_loopback_only():
+def test_redis_setup_starts_a_server_listening_on_loopback_only(changing_project_redis_files):
     """test_redis_setup.py reads the server's ``bind`` setting; this reads what the kernel shows."""
     port = free_port()
     try:
@@ -280,31 +237,28 @@ if __name__ == "__main__":
 '''
 
 
-def stop_cleanly_but_for_the_logged_bug(process: subprocess.Popen[str]) -> str:
+def stop_cleanly_but_for_the_logged_bug(server: Server) -> str:
     """Stop a server whose bug was logged: status 0, nothing on stdout. Returns its log (stderr)."""
-    stdout, stderr = stop_script(process)
-    assert (process.returncode, stdout) == (0, "")
+    status, stdout, stderr = server.stop()
+    assert (status, stdout) == (0, "")
     return stderr
 
 
 def test_a_bug_in_an_api_served_with_flask_debug_set_is_a_json_500(tmp_path, redis_url):
     script = tmp_path / "failing_api.py"
     script.write_text(FAILING_API)
-    port = free_port()
     # The script lives outside the project: it finds ``course`` through PYTHONPATH.
-    process = start_server(str(script), redis_url, port, FLASK_DEBUG="1", PYTHONPATH=str(ROOT))
-    try:
-        assert get(port, "/debug") == (200, JSON, '{"debug":false}')
+    with serving(str(script), redis_url, FLASK_DEBUG="1", PYTHONPATH=str(ROOT)) as server:
+        assert server.request("/debug") == (200, JSON, '{"debug":false}')
         for headers in ({}, DEBUG_HEADERS):
-            assert get_with_headers(port, "/boom", headers) == (
+            assert server.request("/boom", headers=headers) == (
                 500,
                 JSON,
                 '{"error":"Internal Server Error"}',
             )
         for path in DEBUGGER_PATHS:
-            assert get_with_headers(port, path, DEBUG_HEADERS) == (404, JSON, NOT_FOUND)
-    finally:
-        printed = stop_cleanly_but_for_the_logged_bug(process)
+            assert server.request(path, headers=DEBUG_HEADERS) == (404, JSON, NOT_FOUND)
+        printed = stop_cleanly_but_for_the_logged_bug(server)
     # The traceback went to the server's log, and only there.
     assert f"RuntimeError: internal detail of {script}" in printed
 
@@ -318,50 +272,16 @@ EVERYDAY = {
 
 @pytest.mark.parametrize("script", APIS)
 def test_an_api_served_with_flask_debug_set_gives_no_debugger(script, redis_url):
-    port = free_port()
-    process = start_server(script, redis_url, port, FLASK_DEBUG="1")
-    try:
-        path, body = EVERYDAY[script]
+    path, body = EVERYDAY[script]
+    with serving(script, redis_url, FLASK_DEBUG="1") as server:
         for query in DEBUG_QUERIES:
-            assert get_with_headers(port, path + query, DEBUG_HEADERS) == (200, JSON, body)
+            assert server.request(path + query, headers=DEBUG_HEADERS) == (200, JSON, body)
         for debugger_path in DEBUGGER_PATHS:
-            assert get_with_headers(port, debugger_path, DEBUG_HEADERS) == (404, JSON, NOT_FOUND)
-    finally:
-        assert stop_cleanly(process) == ""
+            assert server.request(debugger_path, headers=DEBUG_HEADERS) == (404, JSON, NOT_FOUND)
+        assert stop_cleanly(server) == ""
 
 
 # Redis servers with a password, and with TLS -----------------------------------------------------
-
-
-class RedisDidNotStart(Exception):
-    """The redis-server exited, or never answered; its message is what the server printed."""
-
-
-def start_redis(directory: Path, url: str, *options: str) -> subprocess.Popen[str]:
-    """A redis-server of this module's own on loopback, with ``options``; returns once ``url`` answers."""
-    process = subprocess.Popen(
-        [str(REDIS_BIN / "redis-server"), "--bind", LOOPBACK, "--save", "", "--appendonly", "no"]
-        + ["--dir", str(directory), *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    with redis.Redis.from_url(url, socket_connect_timeout=1) as client:
-        while True:
-            try:
-                client.ping()
-                return process
-            except redis.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    raise RedisDidNotStart(process.communicate()[0]) from None
-                time.sleep(0.05)
-
-
-def stop_redis(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    process.communicate(timeout=10)
 
 
 def url_with_password(scheme: str, port: int, password: str, query: str = "") -> str:
@@ -378,13 +298,17 @@ def set_holberton(url: str) -> None:
 def password_port(tmp_path_factory) -> Iterator[int]:
     """The port of a redis-server that requires PASSWORD."""
     port = free_port()
-    url = url_with_password("redis", port, PASSWORD)
-    process = start_redis(
-        tmp_path_factory.mktemp("password"), url, "--port", str(port), "--requirepass", PASSWORD
+    server = OwnRedis(
+        tmp_path_factory.mktemp("password"),
+        persistent=False,
+        port=port,
+        url=url_with_password("redis", port, PASSWORD),
+        options=["--requirepass", PASSWORD],
     )
-    set_holberton(url)
+    server.start()
+    set_holberton(server.url)
     yield port
-    stop_redis(process)
+    server.stop()
 
 
 def openssl(directory: Path, *args: str) -> None:
@@ -430,28 +354,25 @@ def tls_server(tmp_path_factory) -> Iterator[tuple[int, Path]]:
     directory = tmp_path_factory.mktemp("tls")
     make_certificates(directory)
     port = free_port()
-    url = url_with_password("rediss", port, PASSWORD, f"?ssl_ca_certs={quote(str(directory / 'ca.crt'))}")
+    server = OwnRedis(
+        directory,
+        persistent=False,
+        port=port,
+        url=url_with_password("rediss", port, PASSWORD, f"?ssl_ca_certs={quote(str(directory / 'ca.crt'))}"),
+        # TLS only: no plain port.
+        options=["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"]
+        + ["--requirepass", PASSWORD, "--tls-cert-file", "server.crt", "--tls-key-file", "server.key"]
+        + ["--tls-ca-cert-file", "ca.crt"],
+    )
     try:
-        process = start_redis(
-            directory,
-            url,
-            *("--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no", "--requirepass", PASSWORD),
-            *(
-                "--tls-cert-file",
-                "server.crt",
-                "--tls-key-file",
-                "server.key",
-                "--tls-ca-cert-file",
-                "ca.crt",
-            ),
-        )
+        server.start()
     except RedisDidNotStart as error:
         if "tls" in str(error).lower():
             pytest.skip(f"{REDIS_BIN / 'redis-server'} was built without TLS: {str(error).strip()[-200:]}")
         raise
-    set_holberton(url)
+    set_holberton(server.url)
     yield port, directory / "ca.crt"
-    stop_redis(process)
+    server.stop()
 
 
 @pytest.fixture
@@ -523,18 +444,17 @@ def run_dashboard(url: str) -> tour.Outcome:
     """``make dashboard``: its page (its Redis URL listed, the password masked), its queues in JSON."""
 
     outcome = tour.Outcome()
-    port = free_port()
-    dashboard = start_server("course/dashboard.py", url, port)
-    try:
+    with serving("course/dashboard.py", url) as dashboard:
         for path, content_type, wanted in (
             ("/", "text/html", f"://***:***@{LOOPBACK}:"),
             ("/0/data/queues.json", JSON, '"queues"'),
         ):
-            status, answered_type, body = get(port, path)
-            outcome.show(f"GET {path}", [body])
-            if (status, answered_type.split(";")[0]) != (200, content_type) or wanted not in body:
-                outcome.problems.append(f"GET {path}: {status} {answered_type} {body[:200]}")
-    finally:
+            answer = dashboard.request(path)
+            outcome.show(f"GET {path}", [answer.body])
+            if (answer.status, answer.media_type) != (200, content_type) or wanted not in answer.body:
+                outcome.problems.append(
+                    f"GET {path}: {answer.status} {answer.content_type} {answer.body[:200]}"
+                )
         outcome.show("course/dashboard.py (server)", lines(stop_cleanly(dashboard)))
     return outcome
 
@@ -622,22 +542,21 @@ def test_a_wrong_password_gets_the_failed_connection_line_and_is_never_shown(pas
 def test_a_wrong_password_is_a_503_from_the_apis_and_the_dashboard(password_port):
     """The APIs say so at launch, with the course's line, and keep trying; meanwhile, 503s."""
     url = url_with_password("redis", password_port, WRONG_PASSWORD)
-    stock_port, seat_port, dashboard_port = free_port(), free_port(), free_port()
-    stock = start_server("9_stock.py", url, stock_port)
-    seat = start_server("100_seat.py", url, seat_port)
-    dashboard = start_server("course/dashboard.py", url, dashboard_port)
-    try:
-        refused = [wait_for_line(api, REFUSED) for api in (stock, seat)]
+    with (
+        serving("9_stock.py", url) as stock,
+        serving("100_seat.py", url) as seat,
+        serving("course/dashboard.py", url) as dashboard,
+    ):
+        refused = [wait_for_line(api.process, REFUSED) for api in (stock, seat)]
         unavailable = [
-            *(get(stock_port, path) for path in ("/list_products", "/list_products/1", "/reserve_product/1")),
-            *(get(seat_port, path) for path in ("/available_seats", "/reserve_seat", "/process")),
+            *(stock.request(path) for path in ("/list_products", "/list_products/1", "/reserve_product/1")),
+            *(seat.request(path) for path in ("/available_seats", "/reserve_seat", "/process")),
         ]
-        on_the_dashboard = get(dashboard_port, "/0/data/queues.json")
+        on_the_dashboard = dashboard.request("/0/data/queues.json")
         assert unavailable == [(503, JSON, '{"error":"Service Unavailable"}')] * 6
         status, content_type, body = on_the_dashboard
         assert (status, content_type) == (503, JSON), on_the_dashboard
         assert REFUSED.fullmatch(json.loads(body)["error"]), on_the_dashboard
-    finally:
         printed = stop_cleanly(stock) + stop_cleanly(seat) + stop_cleanly(dashboard)
     for lines_of_one in refused:
         assert lines_of_one and all(REFUSED.fullmatch(line) for line in lines_of_one), refused

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -33,11 +32,12 @@ from tests.support import (
     OTHER_METHODS,
     UNKNOWN_PATHS,
     OwnRedis,
-    StockServer,
+    Server,
     children,
     free_port,
     is_running,
     running,
+    start_program,
     wait_for_exit,
 )
 
@@ -53,7 +53,7 @@ UNITS = 2
 
 
 @pytest.fixture
-def server(redis_url) -> Iterator[StockServer]:
+def server(redis_url) -> Iterator[Server]:
     with running(redis_url) as server:
         yield server
 
@@ -63,25 +63,25 @@ def server(redis_url) -> Iterator[StockServer]:
 
 def test_the_course_curl_session_gives_the_spec_bodies(server, real_redis):
     for path, body in expected.STOCK_SESSION:
-        assert server.get(path) == (200, JSON, body.encode()), path
+        assert server.request(path) == (200, JSON, body), path
     assert real_redis.get("item.1") == "0"
 
 
 # Races --------------------------------------------------------------------------------------
 
 
-def reserve_all_at_once(servers: list[StockServer]) -> Counter:
+def reserve_all_at_once(servers: list[Server]) -> Counter:
     """SIMULTANEOUS connections opened first, then one reservation each, all released together."""
     barrier = threading.Barrier(SIMULTANEOUS)
 
-    def reserve(index: int) -> tuple[int, bytes]:
+    def reserve(index: int) -> tuple[int, str]:
         connection = http.client.HTTPConnection("127.0.0.1", servers[index % len(servers)].port, timeout=30)
         try:
             connection.connect()
             barrier.wait(timeout=30)
             connection.request("GET", "/reserve_product/1")
             response = connection.getresponse()
-            return response.status, response.read()
+            return response.status, response.read().decode()
         finally:
             connection.close()
 
@@ -89,13 +89,13 @@ def reserve_all_at_once(servers: list[StockServer]) -> Counter:
         return Counter(pool.map(reserve, range(SIMULTANEOUS)))
 
 
-def assert_exactly_the_units_are_confirmed(servers: list[StockServer], real_redis: redis.Redis) -> None:
+def assert_exactly_the_units_are_confirmed(servers: list[Server], real_redis: redis.Redis) -> None:
     for _ in range(3):
         real_redis.set("item.1", UNITS)
         answers = reserve_all_at_once(servers)
         assert answers == {
-            (200, expected.RESERVATION_CONFIRMED.encode()): UNITS,
-            (200, expected.NOT_ENOUGH_STOCK.encode()): SIMULTANEOUS - UNITS,
+            (200, expected.RESERVATION_CONFIRMED): UNITS,
+            (200, expected.NOT_ENOUGH_STOCK): SIMULTANEOUS - UNITS,
         }
         assert real_redis.get("item.1") == "0"
 
@@ -124,7 +124,7 @@ def test_every_bad_input_gets_a_json_answer_and_no_5xx(server, real_redis):
         *(("/list_products", method, 405) for method in OTHER_METHODS),
     ]
     for path, method, status in cases:
-        answer_status, content_type, body = server.get(path, method)
+        answer_status, content_type, body = server.request(path, method)
         assert (answer_status, content_type) == (status, JSON), (method, path)
         assert set(json.loads(body)) == {"error"}, (method, path)
     assert real_redis.get("item.1") is None
@@ -133,49 +133,43 @@ def test_every_bad_input_gets_a_json_answer_and_no_5xx(server, real_redis):
 def test_any_number_that_names_no_product_is_the_course_not_found(server, real_redis):
     for route in ("/list_products", "/reserve_product"):
         for item_id in NOT_PRODUCT_IDS:
-            assert server.get(f"{route}/{item_id}") == (200, JSON, expected.PRODUCT_NOT_FOUND.encode())
+            assert server.request(f"{route}/{item_id}") == (200, JSON, expected.PRODUCT_NOT_FOUND)
     assert real_redis.keys() == []
 
 
 def test_a_head_takes_no_unit(server, real_redis):
     """``curl -I /reserve_product/2`` once took a unit."""
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        for path in ("/reserve_product/2", "/reserve_product/12", "/list_products/2"):
-            connection.request("HEAD", path)
-            response = connection.getresponse()
-            response.read()
-            wanted = (200, None) if path.startswith("/list_products") else (405, "GET")
-            assert (response.status, response.getheader("Allow")) == wanted, path
-            assert response.getheader("Content-Type") == JSON
-    finally:
-        connection.close()
+    for path in ("/reserve_product/2", "/reserve_product/12", "/list_products/2"):
+        answer = server.request(path, "HEAD")
+        wanted = (200, None) if path.startswith("/list_products") else (405, "GET")
+        assert (answer.status, answer.headers["Allow"]) == wanted, path
+        assert answer.content_type == JSON
     assert real_redis.get("item.2") is None
-    assert json.loads(server.get("/list_products/2")[2])["currentQuantity"] == 10
+    assert server.request("/list_products/2").json()["currentQuantity"] == 10
 
 
 # Redis going away and coming back -----------------------------------------------------------
 
 
-def assert_a_quick_503(server: StockServer, path: str) -> None:
+def assert_a_quick_503(server: Server, path: str) -> None:
     started = time.monotonic()
-    answer = server.get(path)
+    answer = server.request(path)
     assert time.monotonic() - started < REDIS_DOWN_ANSWER_SECONDS
-    assert answer == (503, JSON, b'{"error":"Service Unavailable"}')
+    assert answer == (503, JSON, '{"error":"Service Unavailable"}')
 
 
 def test_redis_stopped_is_a_json_503_and_its_return_is_noticed(own_redis):
     with running(own_redis.url) as server:
-        assert server.get("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED.encode())
+        assert server.request("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED)
         own_redis.stop()
         # Every route, also those whose answer reads nothing in Redis.
         for path in ("/list_products/1", "/reserve_product/1", "/list_products", "/list_products/12"):
             assert_a_quick_503(server, path)
 
         own_redis.start()  # empty: it kept nothing
-        assert server.get("/list_products/1") == (200, JSON, expected.product_body(4).encode())
-        assert server.get("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED.encode())
-        assert server.get("/list_products/1") == (200, JSON, expected.product_body(3).encode())
+        assert server.request("/list_products/1") == (200, JSON, expected.product_body(4))
+        assert server.request("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED)
+        assert server.request("/list_products/1") == (200, JSON, expected.product_body(3))
 
 
 def test_started_without_redis_it_says_so_serves_503s_and_recovers(tmp_path):
@@ -189,36 +183,36 @@ def test_started_without_redis_it_says_so_serves_503s_and_recovers(tmp_path):
         own.start()
         try:
             assert wait_for_line(server.process, expected.CONNECTED)[-1:] == [expected.CONNECTED]
-            assert server.get("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED.encode())
-            assert server.get("/list_products/1") == (200, JSON, expected.product_body(3).encode())
+            assert server.request("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED)
+            assert server.request("/list_products/1") == (200, JSON, expected.product_body(3))
         finally:
             own.stop()
 
 
 def test_redis_stuck_is_a_json_503_not_a_hang(own_redis):
     with running(own_redis.url) as server:
-        assert server.get("/list_products/1") == (200, JSON, expected.product_body(4).encode())
+        assert server.request("/list_products/1") == (200, JSON, expected.product_body(4))
         os.kill(own_redis.process.pid, signal.SIGSTOP)
         try:
             assert_a_quick_503(server, "/list_products/1")
         finally:
             os.kill(own_redis.process.pid, signal.SIGCONT)
-        assert server.get("/list_products/1") == (200, JSON, expected.product_body(4).encode())
+        assert server.request("/list_products/1") == (200, JSON, expected.product_body(4))
 
 
 # Stopping -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_stops_the_server_and_its_workers_quietly(redis_url, sig):
-    server = StockServer(redis_url)
+def test_a_signal_stops_the_server_and_its_workers_quietly(start_server, redis_url, sig):
+    server = start_server("9_stock.py", redis_url)
     assert len(server.workers) == os.cpu_count()
     assert server.stop(sig) == (0, "", "")
     assert not any(is_running(worker) for worker in server.workers)
 
 
-def test_workers_do_not_outlive_a_killed_main_process(redis_url):
-    server = StockServer(redis_url)
+def test_workers_do_not_outlive_a_killed_main_process(start_server, redis_url):
+    server = start_server("9_stock.py", redis_url)
     server.process.kill()
     server.process.wait()
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -231,14 +225,13 @@ def test_workers_do_not_outlive_a_killed_main_process(redis_url):
     assert not orphans, "workers went on serving on their own"
 
 
-def test_ctrl_c_in_a_terminal_stops_it_every_time(redis_url):
+def test_ctrl_c_in_a_terminal_stops_it_every_time(start_server, redis_url):
     # A terminal's Ctrl-C signals every process of the group at once; granian's workers,
     # signalled twice (by the terminal, then by their main process), could hang.
     for _ in range(5):
-        server = StockServer(redis_url, new_session=True)
-        server.get("/list_products/1")
-        os.killpg(server.process.pid, signal.SIGINT)
-        assert server.wait() == (0, "", "")
+        server = start_server("9_stock.py", redis_url, own_session=True)
+        server.request("/list_products/1")
+        assert server.stop(signal.SIGINT, group=True) == (0, "", "")
         assert not any(is_running(worker) for worker in server.workers)
 
 
@@ -260,12 +253,10 @@ def test_a_stop_while_the_workers_start_is_not_lost(tmp_path, dead_redis_url):
     script = tmp_path / "slow_app.py"
     script.write_text(SLOW_APP)
     port = free_port()
-    process = subprocess.Popen(
+    process = start_program(
         [sys.executable, str(script)],
-        env=script_env(dead_redis_url, PORT=str(port), PYTHONPATH=str(ROOT)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        script_env(dead_redis_url, PORT=str(port), PYTHONPATH=str(ROOT)),
+        own_session=False,
     )
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while len(children(process.pid)) < os.cpu_count():  # the workers are importing the app

@@ -16,9 +16,9 @@ from course.lessons import ROOT
 
 import pytest
 
-from tests.support import assert_nothing_left_running, learner_env, run_port, snapshot
+from tests.support import assert_nothing_left_running, learner_env, run_port, snapshot, start_program
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.long, pytest.mark.timeout(900)]
 
 TOUR_TIMEOUT_SECONDS = 840
 # What a copy of the project leaves out: the environment, history, data and caches.
@@ -42,7 +42,9 @@ def redis_data_dirs(root: Path) -> set[str]:
     return {path.name for path in (root / ".redis").glob("*")}
 
 
-def test_the_tour_matches_every_task_and_leaves_the_learners_redis_as_it_was(learner_redis, tmp_path):
+def test_the_tour_matches_every_task_and_leaves_the_learners_redis_as_it_was(
+    learner_redis, tmp_path, project_redis_files
+):
     temporary = tmp_path / "tmp"  # where the tour keeps its copy and its Redis
     temporary.mkdir()
     env = {**learner_env(learner_redis.url, learner_redis.port), "TMPDIR": str(temporary)}
@@ -84,19 +86,11 @@ def test_a_missing_task_file_is_a_failure_named_in_the_summary(project_copy):
     assert_nothing_left_running(run_port(result.stdout))
 
 
-def test_ctrl_c_during_the_tour_stops_everything_it_started(learner_redis):
+def test_ctrl_c_during_the_tour_stops_everything_it_started(learner_redis, project_redis_files):
     env = learner_env(learner_redis.url, learner_redis.port)
     before = snapshot(learner_redis.url)
     # A terminal's foreground job: Ctrl-C reaches every process of its group.
-    tour = subprocess.Popen(
-        [sys.executable, "-m", "course.tour"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    tour = start_program([sys.executable, "-m", "course.tour"], env, own_session=True)
     printed: list[str] = []
     reader = threading.Thread(target=lambda: printed.extend(tour.stdout), daemon=True)
     reader.start()

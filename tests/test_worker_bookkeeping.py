@@ -11,6 +11,7 @@ heartbeat kept, and the round trips counted by the server itself.
 from __future__ import annotations
 
 from course import expected, jobs, worker
+from course.events import SERIALIZER
 
 import fakeredis
 import pytest
@@ -97,7 +98,7 @@ def test_a_job_costs_few_round_trips_and_ends_as_rq_ends_it(rq_redis):
     assert set(job_ids) - failed <= set(queue.finished_job_registry.get_job_ids())
     assert queue.started_job_registry.get_job_ids() == []
     assert rq_redis.llen(queue.intermediate_queue_key) == 0
-    for job in queue.job_class.fetch_many(job_ids, connection=rq_redis, serializer=jobs.SERIALIZER):
+    for job in queue.job_class.fetch_many(job_ids, connection=rq_redis, serializer=SERIALIZER):
         assert job.get_status() == (JobStatus.FAILED if job.id in failed else JobStatus.FINISHED)
         # The worker leaves the write of the job's last heartbeat to RQ's save of the ended job.
         assert utcformat(job.last_heartbeat) == utcformat(job.ended_at)

@@ -9,6 +9,7 @@ change to one of them that breaks a relation fails here, not in a slow fault tes
 """
 
 from course import connection, jobs, worker
+from course.events import JOB_TIMEOUT_SECONDS
 
 import fakeredis
 import pytest
@@ -59,13 +60,12 @@ def test_the_abandoned_job_grace_outlasts_the_retries():
 
 
 def test_creators_jobs_have_the_course_job_timeout():
-    assert course_job().timeout == jobs.JOB_TIMEOUT_SECONDS
+    assert course_job().timeout == JOB_TIMEOUT_SECONDS
 
 
 def test_a_running_job_stays_started_for_its_timeout_and_the_grace(course_worker):
     assert (
-        course_worker.get_heartbeat_ttl(course_job())
-        == jobs.JOB_TIMEOUT_SECONDS + jobs.ABANDONED_GRACE_SECONDS
+        course_worker.get_heartbeat_ttl(course_job()) == JOB_TIMEOUT_SECONDS + worker.ABANDONED_GRACE_SECONDS
     )
 
 
