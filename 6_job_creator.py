@@ -11,7 +11,8 @@ and failure callbacks. The creator exits once the job completed or failed. With
 
 from course.connection import client_from_env, run
 from course.events import COMPLETE, FAILED, JobEvent, publish_completed, publish_failed
-from course.jobs import JOB_TTLS, course_queue, next_job_ids, subscribe_to_job_events, verbose_from_args
+from course.jobs import JOB_TTLS, course_queue, next_job_ids, subscribe_to_job_events
+from course.settings import verbose_from_args
 
 from rq import Callback
 

@@ -11,7 +11,8 @@ import course.quiet_start  # noqa: F401
 
 # isort: split
 from course.connection import client_from_env, run
-from course.worker import CourseWorker, logging_level_from_args, wait_for_redis
+from course.settings import logging_level_from_args
+from course.worker import CourseWorker, wait_for_redis
 
 QUEUE_NAME = "push_notification_code"
 # The only function this processor runs, by the name its creator gives it.

@@ -12,7 +12,8 @@ are shown on stderr.
 
 from course.connection import client_from_env, run
 from course.events import JobEvent, event_line, publish_completed, publish_failed
-from course.jobs import JOB_TTLS, course_queue, next_job_ids, subscribe_to_job_events, verbose_from_args
+from course.jobs import JOB_TTLS, course_queue, next_job_ids, subscribe_to_job_events
+from course.settings import verbose_from_args
 
 from rq import Callback, Queue
 from rq.job import Job

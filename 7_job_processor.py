@@ -16,7 +16,8 @@ import sys
 
 from course.connection import client_from_env, run
 from course.events import report_progress
-from course.worker import CoursePool, logging_level_from_args, wait_for_redis
+from course.settings import logging_level_from_args
+from course.worker import CoursePool, wait_for_redis
 
 from rq.job import Job, get_current_job
 

@@ -49,7 +49,8 @@ from course.connection import client_from_env, redis_url, run  # noqa: E402
 from course.events import JobEvent  # noqa: E402
 from course.jobs import course_queue, enqueue_jobs, next_job_ids, subscribe_to_job_events  # noqa: E402
 from course.lessons import RedisBuildError, redis_bin_dir  # noqa: E402
-from course.worker import CourseWorker, rq_logging_level  # noqa: E402
+from course.settings import rq_logging_level  # noqa: E402
+from course.worker import CourseWorker  # noqa: E402
 
 creator = importlib.import_module("7_job_creator")
 

@@ -25,9 +25,6 @@ runs them):
 
 The creator names the job function by its import path (``"7_job_processor.send_notification_job"``);
 it never imports the processor, the worker does.
-
-The names of course.events and course.worker listed in ``__all__`` are also importable from
-here (the tests use them so); the lessons import each from its own module.
 """
 
 from __future__ import annotations
@@ -40,86 +37,28 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 
 from course.events import (
-    ABANDONED_MESSAGE,
     COMPLETE,
     ERROR_META_KEY,
-    EVENTS_CHANNEL_PREFIX,
     FAILED,
     FAILURE_TTL_SECONDS,
     JOB_TIMEOUT_SECONDS,
     KNOWN_STATUSES,
     OUTCOME_FIELD,
-    PROGRESS,
-    PROGRESS_META_KEY,
     RESULT_TTL_SECONDS,
     SERIALIZER,
     CourseJob,
     JobEvent,
     UnreadableJobError,
-    event_line,
     events_channel,
-    failure_message,
     parse_event,
     publish_completed,
-    publish_event,
     publish_failed,
-    report_progress,
 )
 from course.text import printable, text_of
-from course.worker import (
-    ABANDONED_GRACE_SECONDS,
-    QUIET,
-    CoursePool,
-    CourseWorker,
-    logging_level_from_args,
-    rq_logging_level,
-    verbose_from_args,
-    wait_for_redis,
-)
 
 import redis
 from rq import Callback, Queue
 from rq.job import Job, JobStatus
-
-__all__ = [
-    "ABANDONED_GRACE_SECONDS",
-    "ABANDONED_MESSAGE",
-    "COMPLETE",
-    "ERROR_META_KEY",
-    "EVENTS_CHANNEL_PREFIX",
-    "FAILED",
-    "FAILURE_TTL_SECONDS",
-    "JOB_IDS_KEY",
-    "JOB_TIMEOUT_SECONDS",
-    "JOB_TTLS",
-    "OUTCOME_FIELD",
-    "PROGRESS",
-    "PROGRESS_META_KEY",
-    "QUIET",
-    "RESULT_TTL_SECONDS",
-    "SERIALIZER",
-    "CourseJob",
-    "CoursePool",
-    "CourseWorker",
-    "JobEvent",
-    "JobListener",
-    "JobWatch",
-    "course_queue",
-    "enqueue_jobs",
-    "event_line",
-    "events_channel",
-    "failure_message",
-    "logging_level_from_args",
-    "next_job_ids",
-    "publish_completed",
-    "publish_event",
-    "publish_failed",
-    "report_progress",
-    "rq_logging_level",
-    "subscribe_to_job_events",
-    "verbose_from_args",
-    "wait_for_redis",
-]
 
 JOB_IDS_KEY = "course:job-ids"
 

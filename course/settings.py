@@ -18,8 +18,10 @@ its line and status 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
+import sys
 from urllib.parse import parse_qs, urlsplit
 
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS
@@ -28,6 +30,8 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_HOST = "127.0.0.1"
 USAGE_ERROR = 2
+# Above CRITICAL: the loggers RQ sets to this level format no record at all.
+QUIET = logging.CRITICAL + 1
 # What a URL's ?name=value may set beside redis-py's own parsed options (URL_QUERY_ARGUMENT_PARSERS):
 # the connection's string settings. redis-py passes any other name on to the connection, which
 # refuses it with a TypeError at the first command.
@@ -129,3 +133,34 @@ def command_line_parser(doc: str | None) -> argparse.ArgumentParser:
 def parse_command_line(doc: str | None) -> argparse.Namespace:
     """The command line of a program that takes no arguments: only ``--help`` (argparse exits 2 on others)."""
     return command_line_parser(doc).parse_args()
+
+
+def verbose_from_args(description: str) -> bool:
+    """A creator's or processor's command line: ``--verbose`` shows more on stderr."""
+    parser = command_line_parser(description)
+    parser.add_argument("--verbose", action="store_true", help="show RQ's and the course's own log lines")
+    verbose = parser.parse_args().verbose
+    if verbose:
+        course_logger = logging.getLogger("course")
+        course_logger.addHandler(logging.StreamHandler(sys.stderr))
+        course_logger.setLevel(logging.INFO)
+    return verbose
+
+
+def logging_level_from_args(description: str) -> str | int:
+    """A processor's command line: ``--verbose`` shows RQ's own log lines. Returns RQ's level."""
+    return rq_logging_level(verbose_from_args(description))
+
+
+def rq_logging_level(verbose: bool) -> str | int:
+    """The level to give RQ, its own log lines shown only on request (``--verbose``).
+
+    Quiet, RQ's loggers also get a handler that drops everything, so RQ adds none of its own
+    and nothing reaches the terminal.
+    """
+    if verbose:
+        return "INFO"
+    rq_logger = logging.getLogger("rq")
+    rq_logger.addHandler(logging.NullHandler())
+    rq_logger.propagate = False
+    return QUIET

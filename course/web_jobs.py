@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable
 from course.connection import client_from_env, run
 from course.events import JobEvent
 from course.jobs import JobListener
-from course.worker import CourseWorker, rq_logging_level
+from course.settings import rq_logging_level
+from course.worker import CourseWorker
 
 import redis
 from rq import Queue

@@ -31,7 +31,6 @@
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 import signal
@@ -55,7 +54,6 @@ from course.events import (
     publish_event,
     publish_failed,
 )
-from course.settings import command_line_parser
 from course.text import printable, text_of
 
 import redis
@@ -93,9 +91,6 @@ ABANDONED_GRACE_SECONDS = 15
 HEARTBEAT_MIN_INTERVAL_SECONDS = 5.0
 # A worker whose RQ loop ended for no stop (an error RQ gave up on) starts again after this.
 RESTART_PAUSE_SECONDS = 1.0
-
-# Above CRITICAL: the loggers RQ sets to this level format no record at all.
-QUIET = logging.CRITICAL + 1
 
 
 def warn(line: str) -> None:
@@ -548,37 +543,3 @@ class CoursePool(WorkerPool):
     def start(self, burst: bool = False, logging_level: str | int = "INFO") -> None:
         self._install_signal_handlers()
         super().start(burst=burst, logging_level=logging_level)
-
-
-# Command lines ---------------------------------------------------------------------------
-
-
-def verbose_from_args(description: str) -> bool:
-    """A creator's or processor's command line: ``--verbose`` shows more on stderr."""
-    parser = command_line_parser(description)
-    parser.add_argument("--verbose", action="store_true", help="show RQ's and the course's own log lines")
-    verbose = parser.parse_args().verbose
-    if verbose:
-        course_logger = logging.getLogger("course")
-        course_logger.addHandler(logging.StreamHandler(sys.stderr))
-        course_logger.setLevel(logging.INFO)
-    return verbose
-
-
-def logging_level_from_args(description: str) -> str | int:
-    """A processor's command line: ``--verbose`` shows RQ's own log lines. Returns RQ's level."""
-    return rq_logging_level(verbose_from_args(description))
-
-
-def rq_logging_level(verbose: bool) -> str | int:
-    """The level to give RQ, its own log lines shown only on request (``--verbose``).
-
-    Quiet, RQ's loggers also get a handler that drops everything, so RQ adds none of its own
-    and nothing reaches the terminal.
-    """
-    if verbose:
-        return "INFO"
-    rq_logger = logging.getLogger("rq")
-    rq_logger.addHandler(logging.NullHandler())
-    rq_logger.propagate = False
-    return QUIET

@@ -10,7 +10,7 @@ heartbeat kept, and the round trips counted by the server itself.
 
 from __future__ import annotations
 
-from course import expected, jobs, worker
+from course import expected, jobs, settings, worker
 from course.events import SERIALIZER
 
 import fakeredis
@@ -49,7 +49,7 @@ def task7_worker(connection, worker_class=worker.CourseWorker) -> worker.CourseW
 
 
 def run_burst(course_worker: worker.CourseWorker) -> None:
-    course_worker.work(burst=True, logging_level=worker.rq_logging_level(False))
+    course_worker.work(burst=True, logging_level=settings.rq_logging_level(False))
 
 
 def test_rq_calls_every_method_the_course_worker_overrides(rq_redis):
