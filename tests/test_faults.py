@@ -184,6 +184,21 @@ FEED_BATCH = 5
 SEED = 20261201
 
 
+def is_cpython_start_up_stopped(status: int, errors: str) -> bool:
+    """A stop that landed while CPython itself was still starting, before any line of the project ran.
+
+    CPython turns SIGINT into KeyboardInterrupt from early in its start-up; one that lands
+    while it imports ``site`` (about 4 ms of every start, longer on a loaded machine) ends it
+    with this fatal error, whatever the program. The project's first line then installs
+    quiet handlers (course/quiet_start.py, about a millisecond later).
+    """
+    return (
+        status == 1
+        and errors.startswith("Fatal Python error: init_import_site: Failed to import the site module")
+        and errors.rstrip().endswith("KeyboardInterrupt")
+    )
+
+
 def planned_stops() -> list[tuple[str, float]]:
     """The 50 stops (how, seconds after the start), the same whichever shard runs them."""
     randomly = random.Random(SEED)
@@ -243,6 +258,8 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
 
     assert any(after < 1.0 for how, after, *_ in stops if how != "last"), "no stop within the first second"
     for how, after, status, output, errors in stops:
+        if is_cpython_start_up_stopped(status, errors):
+            continue
         # Killed by the signal itself only before Python could act on it: no traceback either way.
         assert status in (0, -signal.SIGINT, -signal.SIGTERM), (how, after, status, errors)
         assert errors == "", (how, after, errors)
