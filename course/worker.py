@@ -195,6 +195,8 @@ class CourseWorker(SimpleWorker):
     """
 
     job_functions: frozenset[str] = frozenset()
+    # Set by a CoursePool on the class it forks its workers with: whether the pool is stopping.
+    pool_stopping: multiprocessing.sharedctypes.Synchronized | None = None
 
     # RQ waits between dequeue attempts while Redis is away: 1 s, doubling up to this (60 s by default).
     max_connection_wait_time = 5.0
@@ -472,7 +474,7 @@ class CourseWorker(SimpleWorker):
         # `rq worker` runs without it unless asked.
         kwargs["with_scheduler"] = False
         self._install_signal_handlers()
-        if _stop_before_work:
+        if _stop_before_work or (self.pool_stopping is not None and self.pool_stopping.value):
             return False
         restarting = False
         while True:
@@ -509,11 +511,20 @@ class CoursePool(WorkerPool):
     has Python's until its RQ loop starts: a Ctrl-C in that first moment printed
     KeyboardInterrupt tracebacks. Here the pool's handlers come first; a worker process
     forked with them only notes the stop (its worker then does not start), and a pool
-    stopped while forking forks no more and stops those it forked.
+    stopped while forking forks no more and stops those it forked; one forked an instant
+    before the stop, whose signal CPython may drop, finds the stop in the pool's shared flag.
     """
 
     def __init__(self, queues, connection: redis.Redis, num_workers: int, job_functions: Iterable[str]):
-        worker_class = type("CourseWorker", (CourseWorker,), {"job_functions": frozenset(job_functions)})
+        # Shared with the workers it forks. A signal that reaches a process between its fork and
+        # the moment CPython resets its signal state there is lost; the pool's stop, sent to a
+        # worker forked an instant before, can be that signal. The worker reads this instead.
+        self._stopping = multiprocessing.Value("b", 0)
+        worker_class = type(
+            "CourseWorker",
+            (CourseWorker,),
+            {"job_functions": frozenset(job_functions), "pool_stopping": self._stopping},
+        )
         super().__init__(
             queues,
             connection=connection,
@@ -530,6 +541,8 @@ class CoursePool(WorkerPool):
             note_stop_before_work()
             return
         self._stop_signalled = True
+        # Before the workers are signalled: one that misses its signal then finds this set.
+        self._stopping.value = 1
         super().request_stop(signum, frame)
 
     def start_worker(self, *args, **kwargs) -> None:
