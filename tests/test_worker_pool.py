@@ -29,32 +29,36 @@ def signal_handlers_kept():
         signal.signal(sig, handler)
 
 
-def test_a_worker_of_a_stopping_pool_takes_no_job(rq_redis, signal_handlers_kept):
+@pytest.fixture
+def pool_and_worker(rq_redis, signal_handlers_kept):
+    """One task 7 job queued, a pool, and a worker as RQ's run_worker makes it in a forked process."""
     queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
     [job_id] = jobs.next_job_ids(rq_redis)
     jobs.enqueue_jobs(queue, TASK7_FUNCTION, [expected.TASK7_JOBS[2]], [job_id])
     pool = worker.CoursePool(
         [TASK7_QUEUE], connection=rq_redis, num_workers=2, job_functions={TASK7_FUNCTION}
     )
-    # What RQ's run_worker makes in a forked worker process, once its signal was lost.
-    forked = pool.worker_class([TASK7_QUEUE], connection=rq_redis)
+    return queue, job_id, pool, pool.worker_class([TASK7_QUEUE], connection=rq_redis)
 
+
+def work(course_worker: worker.CourseWorker) -> bool:
+    return course_worker.work(burst=True, logging_level=settings.rq_logging_level(False))
+
+
+def test_a_worker_of_a_stopping_pool_takes_no_job(pool_and_worker, rq_redis):
+    queue, job_id, pool, forked = pool_and_worker
+
+    # The worker's own signal was lost: only the pool's stop tells it.
     pool.request_stop(signal.SIGTERM, None)
 
-    assert forked.work(burst=True, logging_level=settings.rq_logging_level(False)) is False
+    assert work(forked) is False
     assert queue.job_ids == [job_id]
     assert Worker.all(connection=rq_redis) == []
 
 
-def test_a_worker_of_a_running_pool_works(rq_redis, signal_handlers_kept):
-    queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
-    [job_id] = jobs.next_job_ids(rq_redis)
-    jobs.enqueue_jobs(queue, TASK7_FUNCTION, [expected.TASK7_JOBS[2]], [job_id])
-    pool = worker.CoursePool(
-        [TASK7_QUEUE], connection=rq_redis, num_workers=2, job_functions={TASK7_FUNCTION}
-    )
-    forked = pool.worker_class([TASK7_QUEUE], connection=rq_redis)
+def test_a_worker_of_a_running_pool_works(pool_and_worker):
+    queue, job_id, _, forked = pool_and_worker
 
-    assert forked.work(burst=True, logging_level=settings.rq_logging_level(False)) is True
+    assert work(forked) is True
     assert queue.job_ids == []
     assert queue.fetch_job(job_id).get_status() == "finished"
