@@ -90,6 +90,9 @@ COMPACT = (",", ":")
 # gone or stuck, and the client gets its 503 in about a second instead of waiting.
 REDIS_TIMEOUT_SECONDS = 0.5
 
+# What stops a server: Ctrl-C, or SIGTERM (from the main process, for a worker).
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
 # From <linux/prctl.h>: a signal for this process when its parent dies.
 PR_SET_PDEATHSIG = 1
 
@@ -391,18 +394,37 @@ def stop_with_main_process() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def hold_stop_signals() -> None:
+    """Before a fork: SIGINT and SIGTERM wait (blocked, kept pending by the kernel)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def release_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def stop_signals_end_this_worker() -> None:
+    """Right after a worker's fork: a stop request ends it, one that came during the fork included.
+
+    CPython drops a signal that reaches a forked process before it resets its signal state,
+    and the main process stops a worker with one SIGTERM, maybe an instant after forking it:
+    held during the fork, that signal is delivered here instead. Until granian sets the
+    worker's own handlers, a stop ends it: it would otherwise run the main process's handler,
+    which ignores the request in a worker.
+    """
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_DFL)
+    release_stop_signals()
+
+
 def load_app_in_worker(script: str) -> Flask:
     """Granian calls this in each worker process: import the script as a module, take its ``app``.
 
     The worker first leaves the terminal's process group, so that Ctrl-C reaches only the
     main process, which then stops each worker with one SIGTERM. (A worker that gets the
     terminal's SIGINT and the main process's SIGTERM together can miss both and hang.)
-    Until granian sets the worker's own handlers, a stop request simply ends it: a forked
-    worker would otherwise run the main process's handler, which ignores the request there.
     """
     os.setpgrp()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     stop_with_main_process()
     path = Path(script)
     sys.path.insert(0, str(path.parent))
@@ -423,6 +445,11 @@ def serve(script: str, address: tuple[str, int]) -> None:
     """
     host, port = address
     check_port_free(host, port)
+    os.register_at_fork(
+        before=hold_stop_signals,
+        after_in_parent=release_stop_signals,
+        after_in_child=stop_signals_end_this_worker,
+    )
     server = Granian(
         script,
         address=host,
