@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -192,17 +193,24 @@ def wait_for_line(
     """Read a background lesson's output up to and including the line ``wanted`` (text or pattern).
 
     Returns the lines read; if ``wanted`` never came (timeout, or the program ended),
-    the list simply does not end with it.
+    the list simply does not end with it. It reads the pipe a byte at a time, and only until
+    then: what follows stays in the pipe for the next reader (``communicate()`` reads the
+    pipe itself, and never sees what a buffered read took ahead of it).
     """
     seen: list[str] = []
-
-    def read_until_wanted() -> None:
-        for line in process.stdout:
-            seen.append(line.rstrip("\n"))
-            if seen[-1] == wanted if isinstance(wanted, str) else wanted.fullmatch(seen[-1]):
-                return
-
-    reader = threading.Thread(target=read_until_wanted, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    return list(seen)
+    line = bytearray()
+    fd = process.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([fd], [], [], left)[0]:
+            break
+        byte = os.read(fd, 1)
+        if byte not in (b"\n", b""):
+            line += byte
+            continue
+        if line or byte:
+            seen.append(line.decode(errors="replace"))
+            line.clear()
+        if not byte or (seen[-1] == wanted if isinstance(wanted, str) else wanted.fullmatch(seen[-1])):
+            break
+    return seen
