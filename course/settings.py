@@ -48,6 +48,7 @@ URL_TLS_TEXT_OPTIONS = frozenset(
         "ssl_ciphers",
     }
 )
+URL_OPTIONS = frozenset(URL_QUERY_ARGUMENT_PARSERS) | URL_TEXT_OPTIONS | URL_TLS_TEXT_OPTIONS
 
 
 class SettingError(ValueError):
@@ -93,10 +94,9 @@ def check_redis_url(url: str) -> None:
 def check_url_options(scheme: str, query: str) -> None:
     """Raise ``SettingError`` for a ``?name=value`` redis-py fails on (a traceback, at the first command)."""
     for name, [value, *_] in parse_qs(query).items():
-        tls_only = name.startswith("ssl_")
-        if name not in URL_QUERY_ARGUMENT_PARSERS and name not in URL_TEXT_OPTIONS | URL_TLS_TEXT_OPTIONS:
+        if name not in URL_OPTIONS:
             raise SettingError(f"REDIS_URL has an option redis-py does not know: {name}")
-        if tls_only and scheme != "rediss":
+        if name.startswith("ssl_") and scheme != "rediss":
             raise SettingError(f"REDIS_URL sets {name}, an option of rediss:// (TLS) URLs only")
         parse = URL_QUERY_ARGUMENT_PARSERS.get(name)
         if parse is not None:
