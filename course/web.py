@@ -201,15 +201,18 @@ def redis_unavailable(error: redis.RedisError) -> Response:
 
 
 def unreadable_state(error: UnreadableStateError | redis.ResponseError) -> Response:
-    """A 500 that says what is wrong with the state in Redis, and one line in the log, no traceback.
+    """A 500 that says what Redis refused or holds, and one line in the log, no traceback.
 
-    Redis's refusal (WRONGTYPE, a script's error reply) is given without the script's hash.
+    Redis's refusal is given without a script's hash. ``make reset`` is named where it helps:
+    for a key that holds no number, or one of another type (WRONGTYPE), not for a Redis out
+    of memory, say.
     """
     if isinstance(error, UnreadableStateError):
-        reason = str(error)
+        message = f"{error} ({RESET_HINT})"
     else:
-        reason = f"Redis refused a command: {str(error).partition(' script: ')[0]}"
-    message = f"{reason} ({RESET_HINT})"
+        refusal = str(error).partition(" script: ")[0]
+        hint = f" ({RESET_HINT})" if refusal.startswith("WRONGTYPE") else ""
+        message = f"Redis refused a command: {refusal}{hint}"
     current_app.logger.error("%s %s: %s", request.method, request.path, message)
     return json_response(compact_json({"error": message}), status=500)
 

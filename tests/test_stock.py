@@ -14,6 +14,7 @@ import time
 from course import expected, web
 
 import pytest
+import redis
 from flask import Flask, jsonify
 
 from tests.support import MALFORMED_IDS, NOT_PRODUCT_IDS, OTHER_METHODS, UNKNOWN_PATHS, clear_stock_caches
@@ -217,7 +218,20 @@ def tiny_app() -> Flask:
     def boom():
         raise RuntimeError("secret detail")
 
+    @app.get("/full")
+    def full():
+        raise redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
+
     return app
+
+
+def test_a_redis_out_of_memory_is_said_without_the_reset_hint(tiny_app):
+    # make reset would not help: Redis refused to write, the state is as it was.
+    assert_json(
+        tiny_app.test_client().get("/full"),
+        500,
+        b'{"error":"Redis refused a command: command not allowed when used memory > \'maxmemory\'."}',
+    )
 
 
 def test_dicts_become_compact_json_in_insertion_order_without_newline(tiny_app):
