@@ -57,6 +57,7 @@ from functools import cache
 
 from course.connection import run
 from course.events import JobEvent, event_line
+from course.keys import stored_number
 from course.settings import parse_command_line
 from course.web import (
     action_route,
@@ -69,7 +70,6 @@ from course.web import (
     read_number_lua,
     redis_client,
     serve,
-    stored_number,
 )
 from course.web_jobs import ProcessJobListener, QueueProcessor
 

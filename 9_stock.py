@@ -32,6 +32,7 @@ from __future__ import annotations
 from functools import cache
 
 from course.connection import run
+from course.keys import stored_number
 from course.settings import parse_command_line
 from course.web import (
     action_route,
@@ -44,7 +45,6 @@ from course.web import (
     read_number_lua,
     redis_client,
     serve,
-    stored_number,
 )
 
 from flask import Response

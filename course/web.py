@@ -57,7 +57,6 @@ import ipaddress
 import json
 import multiprocessing
 import os
-import re
 import signal
 import socket
 import sys
@@ -68,8 +67,8 @@ from pathlib import Path
 from typing import Any
 
 from course.connection import CONNECTED, CannotStartError, client_from_env, not_connected_line
+from course.keys import NOT_A_NUMBER, RESET_HINT, UnreadableStateError
 from course.settings import DEFAULT_HOST, host_from_env, port_from_env, redis_url
-from course.text import text_of
 
 import redis
 from flask import Flask, Response, current_app, request
@@ -114,19 +113,7 @@ LAUNCH_RETRY_FIRST_SECONDS = 1.0
 LAUNCH_RETRY_MAX_SECONDS = 4.0
 
 
-# What an answer about state changed by hand in Redis says the learner can do.
-RESET_HINT = "make reset restores the course's state"
-NOT_A_NUMBER = "in Redis does not hold a number"
-# A number of the state, as Redis's INCR and DECR write one: digits, maybe a minus sign.
-NUMBER = re.compile(r"-?[0-9]+")
 NUMBER_LUA_PATTERN = "^-?%d+$"
-
-
-class UnreadableStateError(Exception):
-    """A key of an API's state holds what the API cannot read: someone else wrote it (by hand, say)."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(f"{key} {NOT_A_NUMBER}")
 
 
 def read_number_lua(variable: str, default: str) -> str:
@@ -154,14 +141,6 @@ def call_script(script: Script, keys: list[str], args: list[object]) -> Any:
         if str(error) == f"{keys[0]} {NOT_A_NUMBER}":
             raise UnreadableStateError(keys[0]) from None
         raise
-
-
-def stored_number(key: str, value: str | bytes) -> int:
-    """The integer a key of the API's state holds; ``UnreadableStateError`` for anything else."""
-    text = text_of(value)
-    if not NUMBER.fullmatch(text):
-        raise UnreadableStateError(key)
-    return int(text)
 
 
 class CourseJSONProvider(DefaultJSONProvider):
