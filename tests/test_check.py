@@ -14,12 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from course import expected, tour
-from course.lessons import ROOT
-from course.tour import TASKS, Outcome, diff
+from course import expected
+from checker.course_run import TASKS
+from checker.report import Outcome, diff
 
 import pytest
 
+from checker.lessons import ROOT
 from tests.support import assert_nothing_left_running, free_port, learner_env, run_port, snapshot
 
 pytestmark = [pytest.mark.long, pytest.mark.timeout(600)]
@@ -41,7 +42,7 @@ def solution(directory: Path, files: list[str], **written: str) -> Path:
 
 def check(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "course.check", str(folder), *args],
+        [sys.executable, "-m", "checker.check", str(folder), *args],
         cwd=ROOT,
         env=env or dict(os.environ),
         capture_output=True,

@@ -15,9 +15,10 @@ import sys
 
 from course import connection, web
 from course.connection import CONNECTED, NOT_CONNECTED, NotConnectedError
-from course.lessons import ROOT, script_env
 
 import pytest
+
+from checker.lessons import ROOT, script_env
 
 
 @pytest.fixture
