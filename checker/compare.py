@@ -27,6 +27,8 @@ TRACEBACK_CONTINUES = re.compile(
     r"(\s.*|Traceback \(most recent call last\):|During handling of the above exception.*"
     r"|The above exception was the direct cause.*|)"
 )
+# How a program ends when stopped by Ctrl-C: Python's exception, or RQ's own for a worker told to stop.
+STOPPED = ("KeyboardInterrupt", "SystemExit", "rq.exceptions.StopRequested", "StopRequested")
 ID_TOKEN = r"[A-Za-z0-9][A-Za-z0-9_.:-]*"
 # The course's lines that carry a job id, the id as group "id".
 ID_LINES = [
@@ -106,11 +108,11 @@ def crashed(stderr_lines: list[str], returncode: int | None, stopped: bool) -> b
     """Did the program itself crash? A non-zero exit it chose, or a traceback of its own.
 
     A program the check stopped (Ctrl-C, SIGTERM) may end with any status, and with a
-    KeyboardInterrupt traceback: that is the stop, not a crash.
+    KeyboardInterrupt traceback (or RQ's StopRequested): that is the stop, not a crash.
     """
     traceback = own_traceback(stderr_lines)
     if stopped:
-        return bool(traceback) and not traceback[-1].startswith(("KeyboardInterrupt", "SystemExit"))
+        return bool(traceback) and not traceback[-1].startswith(STOPPED)
     return returncode not in (0, None) or bool(traceback)
 
 

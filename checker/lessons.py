@@ -12,6 +12,7 @@ programs ``make check`` runs were written by someone else.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import select
@@ -136,14 +137,18 @@ class Output:
 
     @staticmethod
     def _read(stream, parts: list[str]) -> None:
-        # A stream that a caller already read to its end with communicate() is closed: nothing left.
+        """Read the pipe's bytes as they come: a text read waits for a whole chunk, which never
+        comes while a process that escaped the lesson's group still holds the pipe open."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         kept = 0
         try:
-            while not stream.closed and (chunk := stream.read(4096)):
+            # A stream that a caller already read to its end with communicate() is closed: nothing left.
+            while not stream.closed and (chunk := os.read(stream.fileno(), 4096)):
                 if kept < OUTPUT_BYTES:
-                    parts.append(chunk[: OUTPUT_BYTES - kept])
+                    parts.append(decoder.decode(chunk[: OUTPUT_BYTES - kept]))
                     kept += len(chunk)
-        except ValueError:  # closed by such a caller meanwhile
+            parts.append(decoder.decode(b"", final=True))
+        except (ValueError, OSError):  # closed by such a caller meanwhile
             pass
 
     def text(self, timeout: float) -> tuple[str, str]:
