@@ -1,5 +1,7 @@
 """Task 5: a subscriber that prints what it receives until it is told KILL_SERVER."""
 
+import sys
+
 from redis_connection import CONNECTED, reach_redis, subscribe
 
 CHANNEL = "holberton school channel"
@@ -20,4 +22,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C while waiting: a quiet stop, no traceback

@@ -1,5 +1,7 @@
 """Task 6: queue one notification job and report what becomes of it."""
 
+import sys
+
 import job_events
 from redis_connection import connect
 from rq import Queue
@@ -24,4 +26,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C while waiting: a quiet stop, no traceback

@@ -1,5 +1,7 @@
 """Task 7: queue eleven notification jobs and report their progress, completion and failures."""
 
+import sys
+
 import job_events
 from redis_connection import connect
 from rq import Queue
@@ -34,4 +36,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C while waiting: a quiet stop, no traceback
