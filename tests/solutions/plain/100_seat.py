@@ -81,7 +81,7 @@ def reserve():
     if not reservations_enabled():
         return jsonify(status="Reservation are blocked")
     try:
-        # By import path: the worker imports this module; its __main__ is not the server's.
+        # By import path (not __main__.reserve_one_seat): any worker process can import it.
         queue.enqueue(
             "100_seat.reserve_one_seat",
             on_success=Callback("100_seat.print_completed"),
