@@ -63,6 +63,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     )
 
 
+# tests/solutions holds other people's course folders, which the checker's tests run as
+# programs: their own test files are not this project's tests.
+collect_ignore = ["solutions"]
+
 redis_proc = factories.redis_proc(executable=str(REDIS_BIN / "redis-server"), port=None)
 
 
