@@ -32,9 +32,9 @@ from checker.apis import COURSE_PORT
 from checker.course_run import COURSE_FILES, course_files, run_course, summary
 from checker.folders import SafeCopy, find_course_folder
 from checker.lessons import SCRIPT_TIMEOUT_SECONDS, RedisBuildError, redis_bin_dir
+from checker.redis_setup_task import COURSE_REDIS_PORT
 from checker.report import ERROR, MISSING, FolderResult, table, write_report
 from checker.run import Lessons, RunRedis, nothing
-from checker.tasks import COURSE_REDIS_PORT
 
 RESULT_FILE = "result.json"
 # A bound on one folder's whole check (11 tasks, each bounded by --timeout): a stuck sandbox is ended.

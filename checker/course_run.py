@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from checker import apis, tasks
+from checker import apis, redis_setup_task, tasks
 from checker.report import ERROR, MISSING, Outcome, TaskResult, print_outcome
 from checker.run import Lessons, RedisDidNotStart, RunRedis
 
@@ -25,7 +25,7 @@ class Task:
 
 
 TASKS = [
-    Task(0, "A Redis server", ("redis_setup.sh",), tasks.task_redis_server),
+    Task(0, "A Redis server", ("redis_setup.sh",), redis_setup_task.task_redis_server),
     Task(1, "Connect to Redis", ("0_redis_client.py",), tasks.task_redis_client),
     Task(2, "SET and GET", ("1_redis_op.py",), tasks.task_redis_op),
     Task(3, "SET and GET with async/await", ("2_redis_op_async.py",), tasks.task_redis_op_async),
