@@ -142,6 +142,8 @@ class FolderCheck:
     result: FolderResult | None = None
 
     def say(self, line: str, echo: bool) -> None:
+        # A file name that is not UTF-8 (os.fsdecode's surrogates) is shown as escapes, not a crash.
+        line = line.encode("utf-8", "backslashreplace").decode()
         self.transcript.append(line)
         if echo:
             print(line, flush=True)
