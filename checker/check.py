@@ -119,7 +119,12 @@ def inside(timeout: float, uid: int | None) -> int:
         f" {COURSE_PORT}, no network. Your Redis is not touched.",
         flush=True,
     )
-    redis_server = RunRedis(Path("/tmp/redis"), COURSE_REDIS_PORT, Path(os.environ["REDIS_BIN_DIR"]))
+    redis_server = RunRedis(
+        Path("/tmp/redis"),
+        COURSE_REDIS_PORT,
+        Path(os.environ["REDIS_BIN_DIR"]),
+        launcher=sandbox.NO_CAPABILITIES if uid is not None else (),
+    )
     results = run_course(lessons, redis_server, require_all=False)
     result = FolderResult("", results)
     Path(sandbox.RESULT, RESULT_FILE).write_text(json.dumps(result.to_json()))

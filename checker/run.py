@@ -168,12 +168,18 @@ class RedisDidNotStart(Exception):
 
 
 class RunRedis:
-    """The run's own redis-server on 127.0.0.1:``port``, its data in ``home``, nothing saved."""
+    """The run's own redis-server on 127.0.0.1:``port``, its data in ``home``, nothing saved.
 
-    def __init__(self, home: Path, port: int, bin_dir: Path | None = None) -> None:
+    ``launcher`` goes before it (in the sandbox: every capability dropped).
+    """
+
+    def __init__(
+        self, home: Path, port: int, bin_dir: Path | None = None, launcher: tuple[str, ...] = ()
+    ) -> None:
         self.home = home
         self.port = port
         self.bin_dir = bin_dir
+        self.launcher = launcher
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -185,7 +191,7 @@ class RunRedis:
         server = (self.bin_dir or redis_bin_dir()) / "redis-server"
         log = self.home / "redis.log"
         self.process = subprocess.Popen(
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.home),
+            [*self.launcher, server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.home),
              "--save", "", "--appendonly", "no", "--logfile", str(log)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

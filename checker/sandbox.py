@@ -39,8 +39,9 @@ MEMORY_BYTES = 1 << 30  # RLIMIT_DATA: heap and private mappings (RLIMIT_AS woul
 FILE_BYTES = 64 << 20
 # For all of the solution's processes and threads together (a threaded server's 100 requests too).
 PROCESSES = 256
-# The sandbox's /tmp: the folder's copy, the private home, its Redis's data.
+# The sandbox's /tmp: the folder's copy, the private home, its Redis's data; and its /dev/shm.
 TMP_BYTES = 512 << 20
+SHM_BYTES = 64 << 20
 
 # Paths inside the sandbox.
 SUBMITTED = "/tmp/submitted"  # the staged copy, read-only
@@ -51,8 +52,12 @@ TOOLS = "/tmp/tools"
 RESULT = "/tmp/result"  # where the orchestration writes its verdicts (the solution cannot)
 
 # The orchestration's capabilities, as root: run programs as the solution's uid, signal and
-# kill them, hand the copy and the home to that uid. No CAP_SYS_ADMIN: nothing can be remounted.
-CAPABILITIES = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN")
+# kill them, hand the copy and the home to that uid, read what they wrote (a dump.rdb made
+# 0600). No CAP_SYS_ADMIN: nothing can be remounted. The run's Redis gets none of them.
+# CAP_SETPCAP: to empty the bounding set of what it starts (root would otherwise regain it on exec).
+CAPABILITIES = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN", "CAP_DAC_READ_SEARCH", "CAP_SETPCAP")
+# Before the run's redis-server: every capability dropped, for good.
+NO_CAPABILITIES = ("setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--")
 # The solution's uids: one per check, far from any account's.
 FIRST_UID = 100_000
 UIDS = 800_000
@@ -84,7 +89,8 @@ def limits_launcher(uid: int | None) -> tuple[str, ...]:
     )
     if uid is None:
         return (*bounds, "setpriv", "--no-new-privs", "--")
-    return (*bounds, "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs", "--")
+    identity = (f"--reuid={uid}", f"--regid={uid}", "--clear-groups")
+    return (*bounds, "setpriv", *identity, "--no-new-privs", "--bounding-set=-all", "--")
 
 
 def hidden_paths() -> list[str]:
@@ -112,6 +118,8 @@ def bwrap_command(
         "--dev", "/dev",
         "--proc", "/proc",
         "--perms", "01777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
+        # POSIX shared memory (multiprocessing's locks and heaps): writable, bounded too.
+        "--perms", "01777", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
     ]  # fmt: skip
     for directory in hidden:
         command += ["--tmpfs", directory]

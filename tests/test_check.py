@@ -250,6 +250,8 @@ for target in [{home!r} + "/pwned", {root!r} + "/8_job.test.py", {pth!r}, os.pat
     except OSError as error:
         print("could not write", target, error.strerror)
 subprocess.Popen(["setsid", "sleep", "{marker}"])
+status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+print("capabilities:", status["CapEff"].strip(), status["CapBnd"].strip(), "uid:", os.getuid())
 print("\\x1b[2J\\x1b[31mRedis client connected to the server")
 """
 MEMORY_BOMB = "data = bytearray(4 << 30)\nprint(len(data))\n"
@@ -340,6 +342,8 @@ def test_a_hostile_folder_changes_nothing_outside_its_sandbox_and_is_bounded(
         MARKER_SECONDS in path.read_text(errors="replace") for path in Path("/proc").glob("[0-9]*/cmdline")
     )
     assert "instructor's Redis out of reach" in out, out[-5000:]
+    assert "| capabilities: 0000000000000000 0000000000000000 uid: " in out
+    assert "uid: 0\n" not in out
     for target in (instructor_home / "pwned", ROOT / "8_job.test.py", site_packages / "evil.pth"):
         assert f"| could not write {target} " in out
     # Each thing the copy leaves out, on one line.
