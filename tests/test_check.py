@@ -179,7 +179,7 @@ def broken_plain(target: Path) -> Path:
     return target
 
 
-def test_a_class_the_plain_solution_matches_and_a_broken_copy_gets_a_reason_per_task(tmp_path):
+def test_a_class_the_plain_solution_and_the_project_match_and_a_broken_copy_gets_a_reason_per_task(tmp_path):
     plain = plain_variant(tmp_path / "plain")
     broken = broken_plain(tmp_path / "broken")
     helpers = ["redis_connection.py"]
@@ -195,7 +195,8 @@ def test_a_class_the_plain_solution_matches_and_a_broken_copy_gets_a_reason_per_
         (js_named / name).rename(js_named / name.replace("_", "-", 1))
     report = tmp_path / "report.json"
 
-    folders = [plain, broken, tmp_path / "nested", js_named, overselling]
+    # This project's own folder too: its processors and servers (multiprocessing, granian) in the sandbox.
+    folders = [plain, broken, tmp_path / "nested", js_named, overselling, ROOT]
     result = check(*folders, "--report", report, "--verbose", "--timeout", "20")
 
     assert result.returncode == 1, result.stdout[-3000:]
@@ -224,7 +225,7 @@ def test_a_class_the_plain_solution_matches_and_a_broken_copy_gets_a_reason_per_
     assert "! warning: reservations oversell: " in result.stdout.split(f"==== {overselling}")[1]
     table = result.stdout[result.stdout.index("\nfolder ") + 1 :].splitlines()
     assert table[0].split() == ["folder", *map(str, range(11)), "matched"]
-    assert [row.split()[-1] for row in table[1:6]] == ["11/11", "0/11", "1/11", "2/11", "1/11"]
+    assert [row.split()[-1] for row in table[1:7]] == ["11/11", "0/11", "1/11", "2/11", "1/11", "11/11"]
 
 
 # Hostile folders -----------------------------------------------------------------------------
