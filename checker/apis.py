@@ -194,14 +194,16 @@ def fresh_seats(url: str) -> None:
 # The server's lines for a seat job's outcome, whatever the job's id (RQ's UUIDs included).
 SEAT_JOB_COMPLETED = re.compile(r"Seat reservation job \S+ completed")
 SEAT_JOB_OUTCOME = re.compile(r"Seat reservation job \S+ (completed|failed: .*)")
+SEAT_JOB_IDLE_SECONDS = 5
 
 
 def seat_job_lines(server: subprocess.Popen[str], count: int, timeout: float) -> list[str]:
-    """What the server prints until ``count`` job outcome lines came (or ``timeout`` is over)."""
+    """What the server prints until ``count`` job outcome lines came, ``timeout`` is over, or no
+    outcome came for SEAT_JOB_IDLE_SECONDS (a solution may leave queued jobs unprocessed)."""
     printed: list[str] = []
     deadline = time.monotonic() + timeout
     while sum(map(bool, map(SEAT_JOB_OUTCOME.fullmatch, printed))) < count:
-        left = deadline - time.monotonic()
+        left = min(deadline - time.monotonic(), SEAT_JOB_IDLE_SECONDS)
         seen = wait_for_line(server, SEAT_JOB_OUTCOME, timeout=left) if left > 0 else []
         printed += seen
         if not seen or not SEAT_JOB_OUTCOME.fullmatch(seen[-1]):

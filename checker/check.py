@@ -120,7 +120,7 @@ def inside(timeout: float, uid: int | None) -> int:
         flush=True,
     )
     redis_server = RunRedis(
-        Path("/tmp/redis"),
+        Path(sandbox.REDIS_DATA),
         COURSE_REDIS_PORT,
         Path(os.environ["REDIS_BIN_DIR"]),
         launcher=sandbox.NO_CAPABILITIES if uid is not None else (),

@@ -47,6 +47,7 @@ SHM_BYTES = 64 << 20
 SUBMITTED = "/tmp/submitted"  # the staged copy, read-only
 WORKSPACE = "/tmp/solution"  # the solution's own writable copy
 HOME = "/tmp/home"
+REDIS_DATA = "/tmp/redis"  # the run's own Redis's directory, written by it alone
 # redis-server and redis-cli, on the solution's PATH: task 0 cannot download Redis without a network.
 TOOLS = "/tmp/tools"
 RESULT = "/tmp/result"  # where the orchestration writes its verdicts (the solution cannot)
