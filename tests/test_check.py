@@ -258,6 +258,7 @@ print("capabilities:", status["CapEff"].strip(), status["CapBnd"].strip(), "uid:
 print("\\x1b[2J\\x1b[31mRedis client connected to the server")
 """
 MEMORY_BOMB = "data = bytearray(4 << 30)\nprint(len(data))\n"
+DISK_FILLER = 'with open("filler", "wb") as filler:\n    filler.write(b"x" * (65 << 20))\n'
 FORK_BOMB = """\
 import os
 import time
@@ -315,6 +316,7 @@ def test_a_hostile_folder_changes_nothing_outside_its_sandbox_and_is_bounded(
             ),
             "1_redis_op.py": MEMORY_BOMB,
             "2_redis_op_async.py": FORK_BOMB,
+            "4_redis_advanced_op.py": DISK_FILLER,
             "8_job.py": NO_INPUT_CHECK,
             "8_job_main.py": JOB_MAIN,
             "pytest.py": FAKE_PYTEST,
@@ -360,6 +362,7 @@ def test_a_hostile_folder_changes_nothing_outside_its_sandbox_and_is_bounded(
     assert "| \\x1b[2J\\x1b[31mRedis client connected to the server" in out
     assert "memory bound of 1 GiB reached" in task_block(out, 2)
     assert "process bound of 256 processes reached" in task_block(out, 3)
+    assert "file size bound of 64 MiB reached" in task_block(out, 4)
     task8 = task_block(out, 8)
     assert "✗ Task 8" in task8 and "create_push_notifications_jobs does not do what the course says" in task8
     assert "3 passed" not in task8.split("(the folder's own tests)")[0]
