@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,8 @@ from checker.run import Lessons, RunRedis, nothing
 RESULT_FILE = "result.json"
 # A bound on one folder's whole check (11 tasks, each bounded by --timeout): a stuck sandbox is ended.
 FOLDER_SECONDS = 1800
+# The sandboxes running now (bwrap processes).
+RUNNING: set[subprocess.Popen[str]] = set()
 
 
 def positive_seconds(value: str) -> float:
@@ -94,6 +97,9 @@ def hand_over(path: Path, uid: int) -> None:
 
 def inside(timeout: float, uid: int | None) -> int:
     """The orchestration, in the sandbox: the solution's copy, task 0, the run's Redis, tasks 1 to 10."""
+    # Started with Ctrl-C ignored (a background job, nohup), its programs would ignore it too, and
+    # the check's way of stopping a processor or a server would not reach them.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     workspace = Path(sandbox.WORKSPACE)
     home = Path(sandbox.HOME)
     shutil.copytree(sandbox.SUBMITTED, workspace)
@@ -205,6 +211,7 @@ def run_sandbox(command: list[str], check: FolderCheck, echo: bool) -> int:
         command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         errors="replace",
     )  # fmt: skip
+    RUNNING.add(process)
     timer = threading.Timer(FOLDER_SECONDS, process.kill)
     timer.start()
     try:
@@ -216,6 +223,13 @@ def run_sandbox(command: list[str], check: FolderCheck, echo: bool) -> int:
         if process.poll() is None:  # Ctrl-C: the sandbox ends with it, and everything in it
             process.kill()
             process.wait()
+        RUNNING.discard(process)
+
+
+def end_every_sandbox() -> None:
+    """Ctrl-C: the sandboxes run in sessions of their own, which the terminal's Ctrl-C does not reach."""
+    for process in list(RUNNING):
+        process.kill()
 
 
 # A class ------------------------------------------------------------------------------------
@@ -233,7 +247,12 @@ def check_class(folders: list[Path], timeout: float, verbose: bool) -> list[Fold
         return check
 
     with ThreadPoolExecutor(max_workers=min(len(checks), os.cpu_count() or 1)) as pool:
-        done = list(pool.map(one, checks))
+        try:
+            done = list(pool.map(one, checks))
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            end_every_sandbox()
+            raise
     if verbose and not alone:
         for check in done:
             print(f"\n==== {printable(check.name)}")
