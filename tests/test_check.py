@@ -10,8 +10,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from course import expected
@@ -22,7 +24,7 @@ from checker import compare, folders
 from checker.course_run import COURSE_FILES
 from checker.lessons import ROOT
 from checker.report import Outcome, diff
-from tests.support import snapshot
+from tests.support import descendants, is_running, snapshot
 
 pytestmark = [
     pytest.mark.long,
@@ -228,6 +230,31 @@ def test_a_class_the_plain_solution_and_the_project_match_and_a_broken_copy_gets
     table = result.stdout[result.stdout.index("\nfolder ") + 1 :].splitlines()
     assert table[0].split() == ["folder", *map(str, range(11)), "matched"]
     assert [row.split()[-1] for row in table[1:7]] == ["11/11", "0/11", "1/11", "2/11", "1/11", "11/11"]
+
+
+def test_ctrl_c_ends_a_class_check_and_everything_in_its_sandboxes(tmp_path):
+    folders = [plain_variant(tmp_path / f"student-{number}") for number in (1, 2)]
+    checking = subprocess.Popen(
+        [sys.executable, "-m", "checker.check", *map(str, folders)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Each sandbox: bwrap, its init, the orchestration, and a program of the solution's or its Redis.
+    deadline = time.monotonic() + 60
+    while len(started := descendants(checking.pid)) < 8 and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    checking.send_signal(signal.SIGINT)
+    stdout, stderr = checking.communicate(timeout=30)
+
+    assert checking.returncode == 130, stdout + stderr
+    assert stdout.endswith("\nCheck interrupted\n")
+    deadline = time.monotonic() + 10
+    while (left := [pid for pid in started if is_running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == []
 
 
 # Hostile folders -----------------------------------------------------------------------------
