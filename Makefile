@@ -18,14 +18,15 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 ## tour: every course task in order, each compared with the course, on a Redis of its own
-# The same run as `make check DIR=.`, with the tour's rules: all 11 tasks must be there.
+# The project's own code, trusted: it runs outside the sandbox `make check` uses. All 11 tasks must match.
 tour: $(BIN)/.installed
-	$(BIN)/python -m course.tour
+	$(BIN)/python -m checker.tour
 
-## check: the course run against your own solution: make check DIR=path/to/solution
+## check: the course run against solutions, each in a sandbox: make check DIR="a b c" [REPORT=file.json]
+# Several folders are checked side by side and end with a table; VERBOSE=1 prints each whole check.
 check: $(BIN)/.installed
-	@test -n "$(DIR)" || { echo "Usage: make check DIR=path/to/solution" >&2; exit 2; }
-	$(BIN)/python -m course.check "$(DIR)"
+	@test -n "$(DIR)" || { echo 'Usage: make check DIR="path/to/solution ..." [REPORT=file.json] [VERBOSE=1]' >&2; exit 2; }
+	$(BIN)/python -m checker.check $(DIR) $(if $(REPORT),--report "$(REPORT)") $(if $(VERBOSE),--verbose)
 
 ## reset: the course's fresh state back on REDIS_URL: stock, 50 seats, no HolbertonSchools
 reset: $(BIN)/.installed

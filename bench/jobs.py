@@ -48,9 +48,10 @@ from course import expected  # noqa: E402
 from course.connection import client_from_env, redis_url, run  # noqa: E402
 from course.events import JobEvent  # noqa: E402
 from course.jobs import course_queue, enqueue_jobs, next_job_ids, subscribe_to_job_events  # noqa: E402
-from course.lessons import RedisBuildError, redis_bin_dir  # noqa: E402
 from course.settings import rq_logging_level  # noqa: E402
 from course.worker import CourseWorker  # noqa: E402
+
+from checker.lessons import RedisBuildError, redis_bin_dir  # noqa: E402
 
 creator = importlib.import_module("7_job_creator")
 
@@ -71,7 +72,7 @@ STOCK_RESULT_TTL_SECONDS = 600
 
 
 def redis_benchmark_path() -> Path:
-    """Where redis-benchmark is: beside the redis-server the tests use (``course.lessons.redis_bin_dir``)."""
+    """Where redis-benchmark is: beside the redis-server the tests use (``checker.lessons.redis_bin_dir``)."""
     try:
         return redis_bin_dir() / "redis-benchmark"
     except RedisBuildError as error:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
 from course.events import SERIALIZER
-from course.lessons import script_env
 
 import fakeredis
 import pytest
@@ -25,6 +24,7 @@ from flask.testing import FlaskClient
 from pytest_redis import factories
 from rq import Queue, SimpleWorker
 
+from checker.lessons import script_env
 from tests.support import (
     PROCESSORS,
     REDIS_BIN,
@@ -62,6 +62,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         )
     )
 
+
+# tests/solutions holds other people's course folders, which the checker's tests run as
+# programs: their own test files are not this project's tests.
+collect_ignore = ["solutions"]
 
 redis_proc = factories.redis_proc(executable=str(REDIS_BIN / "redis-server"), port=None)
 

@@ -36,7 +36,6 @@ from pathlib import Path
 from course import expected
 from course.events import FAILURE_TTL_SECONDS
 from course.jobs import next_job_ids
-from course.lessons import ROOT, lines, redis_bin_dir, script_env, wait_for_line
 
 import pytest
 import redis
@@ -45,6 +44,8 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.results import Result
 from rq.worker import WorkerStatus
+
+from checker.lessons import ROOT, lines, redis_bin_dir, script_env, wait_for_line
 
 REDIS_BIN = redis_bin_dir()
 

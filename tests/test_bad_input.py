@@ -22,7 +22,6 @@ from urllib.parse import quote, unquote, unquote_to_bytes
 
 from course import expected
 from course.jobs import JOB_IDS_KEY, course_queue
-from course.lessons import ROOT
 
 import fakeredis
 import pytest
@@ -31,6 +30,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rq import Queue, Worker
 
+from checker.lessons import ROOT
 from tests.support import Answer, request, serving
 
 stock = importlib.import_module("9_stock")

@@ -10,10 +10,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from course.lessons import ROOT, script_env
-
 import pytest
 
+from checker.lessons import ROOT, script_env
 from tests.support import REDIS_BIN
 
 BENCH_TIMEOUT_SECONDS = 120

@@ -1,47 +1,59 @@
-"""``make check DIR=...``: the course run against small solution folders built in a temporary directory.
+"""``make check``: folders built in a temporary directory, honest and hostile, checked in the sandbox.
 
-A correct folder (copies of the project's scripts) matches 11/11 and leaves both the folder and
-the learner's Redis as they were; a wrong line shows a diff; a hanging processor is stopped and
-reported; an overselling stock API gets a warning; a partial folder lists what is missing.
+Real processes all the way: bwrap, the folder's programs, a redis-server in each sandbox, and a
+real server standing for the instructor's own Redis on a loopback port the hostile code is told.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from course import expected, tour
-from course.lessons import ROOT
-from course.tour import TASKS, Outcome, diff
+from course import expected
 
 import pytest
 
-from tests.support import assert_nothing_left_running, free_port, learner_env, run_port, snapshot
+from checker import compare, folders
+from checker.course_run import COURSE_FILES
+from checker.lessons import ROOT
+from checker.report import Outcome, diff
+from tests.support import descendants, is_running, snapshot
 
-pytestmark = [pytest.mark.long, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.long,
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(
+        shutil.which("bwrap") is None, reason="make check needs bubblewrap (apt-get install bubblewrap)"
+    ),
+]
 
 # A bound for a broken run, not an expectation of speed: a hung check fails the test.
 CHECK_TIMEOUT_SECONDS = 540
-COURSE_FILES = [file for task in TASKS for file in task.files]
+PLAIN = ROOT / "tests" / "solutions" / "plain"
+MARKER_SECONDS = "987654"  # the hostile folder's `setsid sleep`, found by its argument
 
 
-def solution(directory: Path, files: list[str], **written: str) -> Path:
-    """A solution folder: copies of the project's ``files``, and ``written`` files (name: source)."""
-    directory.mkdir()
-    for name in files:
-        shutil.copy2(ROOT / name, directory / name)
-    for name, source in written.items():
-        (directory / name).write_text(source)
+def write_folder(directory: Path, **files: str) -> Path:
+    """A folder of ``files`` (name: source); a name's ``__`` stands for a sub-folder's ``/``."""
+    for name, source in files.items():
+        path = directory / name.replace("__", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
     return directory
 
 
-def check(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def check(
+    *folders_and_options: str | Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "course.check", str(folder), *args],
+        [sys.executable, "-m", "checker.check", *map(str, folders_and_options)],
         cwd=ROOT,
         env=env or dict(os.environ),
         capture_output=True,
@@ -50,198 +62,357 @@ def check(folder: Path, *args: str, env: dict[str, str] | None = None) -> subpro
     )
 
 
-def folder_state(folder: Path) -> dict[str, tuple[bytes, int]]:
-    return {
-        str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_mode)
-        for path in folder.rglob("*")
-        if path.is_file()
-    }
+def task_block(stdout: str, number: int) -> str:
+    return stdout.split(f"== Task {number}:")[1].split("\n== Task")[0]
 
 
-def assert_finished_cleanly(result: subprocess.CompletedProcess[str]) -> None:
-    assert "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert_nothing_left_running(run_port(result.stdout))
+def tree_digest(*paths: Path) -> str:
+    """One digest of every file under the paths (names, contents): what must not change."""
+    digest = hashlib.sha256()
+    for top in paths:
+        for path in sorted(top.rglob("*")) if top.is_dir() else [top]:
+            if path.is_file() and not path.is_symlink() and "__pycache__" not in path.parts:
+                digest.update(str(path).encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
-def test_a_correct_solution_matches_every_task_and_nothing_of_the_learners_changes(tmp_path, learner_redis):
-    folder = solution(tmp_path / "correct", COURSE_FILES)
-    files_before = folder_state(folder)
-    redis_before = snapshot(learner_redis.url)
+# Honest solutions: the plain reference solution, and variants of it ------------------------
+# tests/solutions/plain: redis-py, RQ (UUID ids, its default logging, its own workers) and Flask
+# (jsonify, app.run(port=1245)), hosts and ports hard-coded.
 
-    result = check(folder, env=learner_env(learner_redis.url, learner_redis.port))
-
-    assert result.stdout.splitlines()[-1] == "11/11 tasks match the course", result.stdout[-3000:]
-    assert result.returncode == 0
-    assert "--- pytest 8_job.test.py (the course's tests)\n  | 14 passed" in result.stdout
-    assert "100 requests for item 1, 4 in stock: " in result.stdout
-    assert "warning" not in result.stdout  # neither API oversells
-    assert folder_state(folder) == files_before  # no dump.rdb, no .redis, nothing rewritten
-    assert snapshot(learner_redis.url) == redis_before
-    assert_finished_cleanly(result)
-
-
-WRONG_REPLY = (ROOT / "1_redis_op.py").read_text().replace("{'OK' if reply else reply}", "{reply}")
-CRASHING_CLIENT = 'raise RuntimeError("no server for me")\n'
-# Task 8 without its input check: the course's tests of it fail.
-NO_INPUT_CHECK = (
-    (ROOT / "8_job.py")
-    .read_text()
-    .replace('raise NotAnArrayError("Jobs is not an array")', "jobs = list(jobs)")
-)
-
-
-def test_a_wrong_line_is_shown_as_a_diff_and_a_crash_with_its_stderr(tmp_path):
-    assert (ROOT / "1_redis_op.py").read_text() != WRONG_REPLY
-    folder = solution(
-        tmp_path / "wrong",
-        ["8_job_main.py"],
-        **{"1_redis_op.py": WRONG_REPLY, "0_redis_client.py": CRASHING_CLIENT, "8_job.py": NO_INPUT_CHECK},
-    )
-
-    result = check(folder)
-
-    assert result.returncode == 1
-    assert result.stdout.splitlines()[-1] == "0/11 tasks match the course"
-    task2 = result.stdout.split("== Task 2")[1].split("== Task 3")[0]
-    assert "✗ Task 2: differs from the course" in task2
-    assert "--- expected\n        +++ got\n" in task2
-    assert "        -Reply: OK\n        +Reply: True\n" in task2
-    task1 = result.stdout.split("== Task 1")[1].split("== Task 2")[0]
-    assert "0_redis_client.py exited with status 1" in task1
-    assert "RuntimeError: no server for me" in task1
-    task8 = result.stdout.split("== Task 8")[1].split("== Task 9")[0]
-    assert "the course's 8_job.test.py does not pass" in task8
-    assert "✗ Task 8: differs from the course" in task8
-    assert_finished_cleanly(result)
-
-
-HANGING_PROCESSOR = """\
-import signal
-import time
-
-# A processor that never takes a job and ignores Ctrl-C.
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-time.sleep(3600)
+# One change per task, each of the kind a learner makes: the file, its text in the plain solution,
+# the text instead, and the reason the broken task gets (the first thing wrong, blamed on its file).
+BREAKAGES = {
+    0: (
+        "redis_setup.sh",
+        "cli set Holberton School",
+        "cli set Holberton College",
+        "redis_setup.sh exited with status 1, the end of its stderr:",
+    ),
+    1: (
+        "0_redis_client.py",
+        "from redis_connection",
+        'raise RuntimeError("no server for me")\nfrom redis_connection',
+        "0_redis_client.py exited with status 1, the end of its stderr:",
+    ),
+    2: ("1_redis_op.py", "{'OK' if reply else reply}", "{reply}", "1_redis_op.py printed something else:"),
+    3: (
+        "2_redis_op_async.py",
+        '"HolbertonSanFrancisco", "100"',
+        '"HolbertonSanFrancisco", "101"',
+        "2_redis_op_async.py printed something else:",
+    ),
+    4: (
+        "4_redis_advanced_op.py",
+        'f"Reply: {added}"',
+        'f"Reply:{added}"',
+        "4_redis_advanced_op.py printed something else:",
+    ),
+    5: (
+        "5_publisher.py",
+        'if __name__ == "__main__":',
+        'def (\nif __name__ == "__main__":',
+        "5_publisher.py exited with status 1, the end of its stderr:",
+    ),
+    6: (
+        "6_job_processor.py",
+        'if __name__ == "__main__":',
+        'raise SystemExit(3)\nif __name__ == "__main__":',
+        "6_job_processor.py exited with status 3",
+    ),
+    7: (
+        "7_job_processor.py",
+        "set_progress(job, 0)",
+        "set_progress(job, 10)",
+        "7_job_creator.py printed something else:",
+    ),
+    8: (
+        "8_job.py",
+        '"Jobs is not an array"',
+        '"Jobs must be a list"',
+        "create_push_notifications_jobs does not do what the course says:",
+    ),
+    9: (
+        "9_stock.py",
+        'status="Product not found"',
+        'status="No such product"',
+        "curl printed something else:",
+    ),
+    10: (
+        "100_seat.py",
+        'status="Reservation in process"',
+        'status="Reservation in progress"',
+        "curl printed something else:",
+    ),
+}
+# A library's warning on stderr fails nothing.
+WARNING = 'import warnings\n\nwarnings.warn("this call is deprecated", DeprecationWarning)\n'
+# The course's JavaScript, in the plain solution's Flask: read the stock, wait, write it back less one.
+ATOMIC_TAKE = """\
+    if not take_one_unit(keys=[f"item.{item_id}"], args=[item["initialAvailableQuantity"]]):
+        return jsonify(status="Not enough stock available", itemId=item_id)
+"""
+READ_THEN_WRITE = """\
+    current = get_current_reserved_stock_by_id(item_id)
+    current = item["initialAvailableQuantity"] if current is None else current
+    if current < 1:
+        return jsonify(status="Not enough stock available", itemId=item_id)
+    __import__("time").sleep(0.2)
+    reserve_stock_by_id(item_id, current - 1)
 """
 
 
-def test_a_hanging_processor_is_stopped_and_reported(tmp_path):
-    folder = solution(tmp_path / "hanging", ["6_job_creator.py"], **{"6_job_processor.py": HANGING_PROCESSOR})
-
-    result = check(folder, "--timeout", "5")
-
-    assert result.returncode == 1
-    task6 = result.stdout.split("== Task 6")[1].split("== Task 7")[0]
-    assert "6_job_creator.py was still running after 5 s: stopped (does it hang?)" in task6
-    assert "6_job_processor.py did not stop on Ctrl-C within 5 s: killed" in task6
-    assert "✗ Task 6: differs from the course" in task6
-    assert_finished_cleanly(result)
+def plain_variant(target: Path, files: list[str] | None = None, **changes: tuple[str, str]) -> Path:
+    """A copy of the plain solution (only ``files`` if given), each change a (text, replacement) in a file."""
+    shutil.copytree(PLAIN, target, ignore=None if files is None else lambda _, names: set(names) - set(files))
+    for name, (old, new) in changes.items():
+        source = (target / name).read_text()
+        assert old in source, f"{old!r} is no longer in the plain solution's {name}"
+        (target / name).write_text(source.replace(old, new))
+    return target
 
 
-# The course's JavaScript, in Flask: read the stock, wait a moment, write it back less one.
-OVERSELLING_STOCK = f"""\
-import json
+def broken_plain(target: Path) -> Path:
+    plain_variant(target)
+    for name, old, new, _ in BREAKAGES.values():
+        source = (target / name).read_text()
+        assert old in source, f"{old!r} is no longer in the plain solution's {name}"
+        (target / name).write_text(source.replace(old, new, 1))
+    return target
+
+
+def test_a_class_the_plain_solution_and_the_project_match_and_a_broken_copy_gets_a_reason_per_task(tmp_path):
+    plain = plain_variant(tmp_path / "plain")
+    broken = broken_plain(tmp_path / "broken")
+    helpers = ["redis_connection.py"]
+    nested = plain_variant(tmp_path / "nested" / "0x03-queuing_system_in_js", ["0_redis_client.py", *helpers])
+    (nested / "0_redis_client.py").write_text(WARNING + (nested / "0_redis_client.py").read_text())
+    js_named = plain_variant(tmp_path / "js-named", ["0_redis_client.py", "1_redis_op.py", *helpers])
+    overselling = plain_variant(
+        tmp_path / "overselling",
+        ["9_stock.py", "json_errors.py", *helpers],
+        **{"9_stock.py": (ATOMIC_TAKE, READ_THEN_WRITE)},
+    )
+    for name in ("0_redis_client.py", "1_redis_op.py"):
+        (js_named / name).rename(js_named / name.replace("_", "-", 1))
+    report = tmp_path / "report.json"
+
+    # This project's own folder too: its processors and servers (multiprocessing, granian) in the sandbox.
+    folders = [plain, broken, tmp_path / "nested", js_named, overselling, ROOT]
+    # 40 s, not the default 60: the broken task 6's creator waits that long. Less (20 s) failed an
+    # honest task once, with six checks at once beside other tests on 2 cores.
+    result = check(*folders, "--report", report, "--verbose", "--timeout", "40")
+
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    solutions = {
+        Path(solution["folder"]).name: solution for solution in json.loads(report.read_text())["solutions"]
+    }
+    tasks = {name: {task["task"]: task for task in solution["tasks"]} for name, solution in solutions.items()}
+    assert solutions["plain"]["matched"] == 11, solutions["plain"]
+    assert {
+        number: (task["verdict"] != "match", task["reason"].startswith(BREAKAGES[number][3]))
+        for number, task in tasks["broken"].items()
+    } == dict.fromkeys(range(11), (True, True)), tasks["broken"]
+    assert tasks["nested"][1]["verdict"] == "match"
+    assert (
+        "the course's files are in 0x03-queuing_system_in_js/: checked there" in solutions["nested"]["notes"]
+    )
+    assert [tasks["js-named"][number]["verdict"] for number in (1, 2)] == ["match", "match"]
+    assert (
+        "0-redis_client.py checked as 0_redis_client.py: rename it 0_redis_client.py"
+        in solutions["js-named"]["notes"]
+    )
+    # jsonify's answers are counted, an oversell is a warning, and the APIs on port 1245 did not meet.
+    assert "| 100 requests for item 1, 4 in stock: 4 confirmed, 96 not enough stock\n" in result.stdout
+    assert tasks["overselling"][9]["verdict"] == "match"
+    assert "! warning: reservations oversell: " in result.stdout.split(f"==== {overselling}")[1]
+    table = result.stdout[result.stdout.index("\nfolder ") + 1 :].splitlines()
+    assert table[0].split() == ["folder", *map(str, range(11)), "matched"]
+    assert [row.split()[-1] for row in table[1:7]] == ["11/11", "0/11", "1/11", "2/11", "1/11", "11/11"]
+
+
+def test_ctrl_c_ends_a_class_check_and_everything_in_its_sandboxes(tmp_path):
+    folders = [plain_variant(tmp_path / f"student-{number}") for number in (1, 2)]
+    checking = subprocess.Popen(
+        [sys.executable, "-m", "checker.check", *map(str, folders)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Each sandbox: bwrap, its init, the orchestration, and a program of the solution's or its Redis.
+    deadline = time.monotonic() + 60
+    while len(started := descendants(checking.pid)) < 8 and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    checking.send_signal(signal.SIGINT)
+    stdout, stderr = checking.communicate(timeout=30)
+
+    assert checking.returncode == 130, stdout + stderr
+    assert stdout.endswith("\nCheck interrupted\n")
+    deadline = time.monotonic() + 10
+    while (left := [pid for pid in started if is_running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == []
+
+
+# Hostile folders -----------------------------------------------------------------------------
+
+HOSTILE_CLIENT = """\
+import os
+import subprocess
+from pathlib import Path
+
+import redis
+
+# The instructor's Redis, its port told to the solution: out of reach (the sandbox's own loopback).
+try:
+    redis.Redis(port={instructor_port}, socket_timeout=2).flushall()
+    print("flushed the instructor's Redis")
+except redis.RedisError as error:
+    print("instructor's Redis out of reach:", type(error).__name__)
+redis.Redis(port=6379).flushall()  # its own sandbox's: allowed
+for target in [{home!r} + "/pwned", {root!r} + "/8_job.test.py", {pth!r}, os.path.expanduser("~/.bashrc")]:
+    try:
+        Path(target).write_text("import os; os.system('touch /tmp/owned')\\n")
+        print("wrote", target)
+    except OSError as error:
+        print("could not write", target, error.strerror)
+subprocess.Popen(["setsid", "sleep", "{marker}"])
+status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+print("capabilities:", status["CapEff"].strip(), status["CapBnd"].strip(), "uid:", os.getuid())
+print("\\x1b[2J\\x1b[31mRedis client connected to the server")
+"""
+MEMORY_BOMB = "data = bytearray(4 << 30)\nprint(len(data))\n"
+DISK_FILLER = 'with open("filler", "wb") as filler:\n    filler.write(b"x" * (65 << 20))\n'
+FORK_BOMB = """\
 import os
 import time
 
-import redis
-from flask import Flask, Response
-
-PRODUCTS = {json.dumps(expected.PRODUCTS)}
-app = Flask(__name__)
-db = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
-
-
-def answer(value):
-    return Response(json.dumps(value, separators=(",", ":")), mimetype="application/json")
-
-
-def product(item_id):
-    return next((item for item in PRODUCTS if item["itemId"] == item_id), None)
-
-
-def stock(item):
-    left = db.get(f"item.{{item['itemId']}}")
-    return item["initialAvailableQuantity"] if left is None else int(left)
-
-
-@app.get("/list_products")
-def list_products():
-    return answer(PRODUCTS)
-
-
-@app.get("/list_products/<int:item_id>")
-def one_product(item_id):
-    item = product(item_id)
-    if item is None:
-        return answer({{"status": "Product not found"}})
-    return answer({{**item, "currentQuantity": stock(item)}})
-
-
-@app.get("/reserve_product/<int:item_id>")
-def reserve(item_id):
-    item = product(item_id)
-    if item is None:
-        return answer({{"status": "Product not found"}})
-    left = stock(item)
-    if left < 1:
-        return answer({{"status": "Not enough stock available", "itemId": item_id}})
-    time.sleep(0.2)
-    db.set(f"item.{{item_id}}", left - 1)
-    return answer({{"status": "Reservation confirmed", "itemId": item_id}})
-
-
-if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=int(os.environ.get("PORT", "1245")), threaded=True)
+while True:
+    if os.fork() == 0:
+        time.sleep(600)
+        os._exit(0)
 """
+FAKE_PYTEST = 'print("3 passed")\nraise SystemExit(0)\n'
+# Task 8 without its input check: the check's own test must say so, whatever pytest.py claims.
+NO_INPUT_CHECK = """\
+from rq import Queue
 
 
-def test_an_overselling_stock_api_matches_the_session_and_gets_a_warning(tmp_path):
-    folder = solution(tmp_path / "overselling", [], **{"9_stock.py": OVERSELLING_STOCK})
+def create_push_notifications_jobs(jobs, queue):
+    for data in jobs:
+        job = Queue("push_notification_code_3", connection=queue.connection).enqueue(print, data)
+        print(f"Notification job created: {job.id}")
+"""
+JOB_MAIN = """\
+import importlib
 
-    result = check(folder)
-
-    task9 = result.stdout.split("== Task 9")[1].split("== Task 10")[0]
-    assert "✓ Task 9: matches the course" in task9, task9
-    assert "! warning: reservations oversell: " in task9
-    assert "100 requests for item 1, 4 in stock: 4 confirmed" not in task9
-    assert result.stdout.splitlines()[-1] == "1/11 tasks match the course"
-    assert result.returncode == 0  # a warning, not a failure
-    assert_finished_cleanly(result)
-
-
-# Task 1 through a helper module of the learner's own, beside the script.
-CLIENT_WITH_HELPER = "from my_helpers import say_connected\n\nsay_connected()\n"
-MY_HELPERS = """\
-from course.connection import announce_connection
-from course.settings import redis_url
 from redis import Redis
+from rq import Queue
 
-
-def say_connected():
-    announce_connection(Redis.from_url(redis_url()))
+create = importlib.import_module("8_job").create_push_notifications_jobs
+job = {"phoneNumber": "4153518780", "message": "This is the code 1234 to verify your account"}
+create([job], Queue(connection=Redis()))
 """
 
 
-def test_a_partial_solution_lists_the_missing_tasks(tmp_path):
-    folder = solution(
-        tmp_path / "partial",
-        ["redis_setup.sh", "1_redis_op.py", "2_redis_op_async.py"],
-        **{"0_redis_client.py": CLIENT_WITH_HELPER, "my_helpers.py": MY_HELPERS},
+@pytest.fixture
+def instructor_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "instructor-home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY\n")
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+def test_a_hostile_folder_changes_nothing_outside_its_sandbox_and_is_bounded(
+    tmp_path, learner_redis, instructor_home
+):
+    site_packages = next((ROOT / ".venv" / "lib").glob("python*/site-packages"))
+    hostile = write_folder(
+        tmp_path / "hostile",
+        **{
+            "0_redis_client.py": HOSTILE_CLIENT.format(
+                instructor_port=learner_redis.port,
+                home=str(instructor_home),
+                root=str(ROOT),
+                pth=str(site_packages / "evil.pth"),
+                marker=MARKER_SECONDS,
+            ),
+            "1_redis_op.py": MEMORY_BOMB,
+            "2_redis_op_async.py": FORK_BOMB,
+            "4_redis_advanced_op.py": DISK_FILLER,
+            "8_job.py": NO_INPUT_CHECK,
+            "8_job_main.py": JOB_MAIN,
+            "pytest.py": FAKE_PYTEST,
+            "conftest.py": 'raise SystemExit("a conftest.py of the folder was loaded")\n',
+            "sitecustomize.py": 'print("a sitecustomize.py of the folder was loaded")\n',
+        },
+    )
+    (hostile / "zero").symlink_to("/dev/zero")
+    (hostile / "ssh").symlink_to(instructor_home / ".ssh")
+    (hostile / "loop").symlink_to(".")
+    os.mkfifo(hostile / "pipe")
+    with open(hostile / "huge.bin", "wb") as huge:  # sparse: takes no room here
+        huge.truncate(65 << 20)
+    redis_before = snapshot(learner_redis.url)
+    home_before = tree_digest(instructor_home)
+    project_before = tree_digest(ROOT / "8_job.test.py", ROOT / "checker", ROOT / "course", site_packages)
+
+    result = check(hostile, "--timeout", "20")
+
+    out = result.stdout
+    assert snapshot(learner_redis.url) == redis_before
+    assert tree_digest(instructor_home) == home_before
+    assert (
+        tree_digest(ROOT / "8_job.test.py", ROOT / "checker", ROOT / "course", site_packages)
+        == project_before
+    )
+    assert not any(
+        MARKER_SECONDS in path.read_text(errors="replace") for path in Path("/proc").glob("[0-9]*/cmdline")
+    )
+    assert "instructor's Redis out of reach" in out, out[-5000:]
+    assert "| capabilities: 0000000000000000 0000000000000000 uid: " in out
+    assert "uid: 0\n" not in out
+    for target in (instructor_home / "pwned", ROOT / "8_job.test.py", site_packages / "evil.pth"):
+        assert f"| could not write {target} " in out
+    # Each thing the copy leaves out, on one line.
+    assert f"{hostile}: skipped huge.bin: 65 MiB (a file may hold 64 MiB)\n" in out
+    assert f"{hostile}: skipped loop: a link to ., not to a file\n" in out
+    assert f"{hostile}: skipped pipe: a named pipe (FIFO)\n" in out
+    assert f"{hostile}: skipped ssh: a link to {instructor_home / '.ssh'}, outside the folder\n" in out
+    assert f"{hostile}: skipped zero: a link to /dev/zero, outside the folder\n" in out
+    # What the solution printed reaches the terminal escaped.
+    assert "\x1b" not in out
+    assert "| \\x1b[2J\\x1b[31mRedis client connected to the server" in out
+    assert "memory bound of 1 GiB reached" in task_block(out, 2)
+    assert "process bound of 256 processes reached" in task_block(out, 3)
+    assert "file size bound of 64 MiB reached" in task_block(out, 4)
+    task8 = task_block(out, 8)
+    assert "✗ Task 8" in task8 and "create_push_notifications_jobs does not do what the course says" in task8
+    assert "3 passed" not in task8.split("(the folder's own tests)")[0]
+    assert "loaded" not in out
+    assert "Traceback" not in result.stderr
+
+
+def test_without_bubblewrap_make_check_says_how_to_install_it(tmp_path):
+    folder = write_folder(tmp_path / "solution", **{"0_redis_client.py": "print('never run')\n"})
+    no_bwrap = tmp_path / "bin"
+    no_bwrap.mkdir()
+    (no_bwrap / "python").symlink_to(sys.executable)
+
+    result = check(folder, env={**os.environ, "PATH": str(no_bwrap)})
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        "make check runs each solution in a sandbox: install bubblewrap (apt-get install bubblewrap)"
     )
 
-    result = check(folder)
 
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert result.stdout.splitlines()[-1] == "4/11 tasks match the course"
-    assert "✓ Task 0: matches the course" in result.stdout
-    for task in TASKS[4:]:
-        assert f"  - Task {task.number}: missing {', '.join(task.files)}\n" in result.stdout
-    assert f"Not in {folder}: tasks 4, 5, 6, 7, 8, 9, 10" in result.stdout
-    assert_finished_cleanly(result)
-
-
-def test_a_folder_without_the_course_files_is_refused(tmp_path):
+def test_a_folder_without_the_course_files_and_a_missing_folder_are_refused(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
 
@@ -255,12 +426,75 @@ def test_a_folder_without_the_course_files_is_refused(tmp_path):
     assert "Traceback" not in nothing.stderr + no_folder.stderr
 
 
+# The comparison's rules, without processes ---------------------------------------------------
+
+UUIDS = ["0b6c2a8e-5d3f-4c1e-9a7b-2f4e6d8c0a1b", "7d1e9f3a-2b4c-4d6e-8f0a-1c3e5a7b9d2f"]
+
+
+def test_job_ids_are_any_token_numbered_in_order_and_the_same_job_keeps_its_number():
+    printed = [
+        f"Notification job created: {UUIDS[0]}",
+        f"Notification job created: {UUIDS[1]}",
+        f"Notification job {UUIDS[1]} 0% complete",
+        f"Notification job {UUIDS[0]} failed: Phone number 4153518780 is blacklisted",
+        "Notification job completed",
+    ]
+
+    assert compare.numbered_ids(printed) == [
+        "Notification job created: 1",
+        "Notification job created: 2",
+        "Notification job 2 0% complete",
+        "Notification job 1 failed: Phone number 4153518780 is blacklisted",
+        "Notification job completed",
+    ]
+
+
+def test_rq_log_records_and_their_tracebacks_are_left_out_but_a_crash_of_its_own_is_not():
+    stderr = [
+        "12:00:01 [Job 5]: exception raised while executing (7_job_processor.job)",
+        "Traceback (most recent call last):",
+        '  File "rq/worker.py", line 1, in perform_job',
+        "    raise ValueError(message)",
+        "ValueError: Phone number 4153518780 is blacklisted",
+        "DeprecationWarning: a library's warning",
+    ]
+    stdout = ["12:00:00 Worker rq:worker:1 started with PID 7", "Sending notification to 1, with message: m"]
+
+    assert compare.without_rq_log(stdout) == ["Sending notification to 1, with message: m"]
+    assert compare.without_rq_log(stderr) == ["DeprecationWarning: a library's warning"]
+    assert not compare.crashed(stderr, 0, stopped=False)
+    assert not compare.crashed(
+        [*stderr, "Traceback (most recent call last):", "KeyboardInterrupt"], -2, stopped=True
+    )
+    assert compare.crashed([*stderr, "Traceback (most recent call last):", "NameError: x"], 0, stopped=True)
+    assert compare.crashed([], 1, stopped=False)
+
+
+def test_json_bodies_are_compared_as_json():
+    assert compare.same_json(
+        '{\n  "itemId": 1,\n  "status": "Reservation confirmed"\n}\n', expected.RESERVATION_CONFIRMED
+    )
+    assert not compare.same_json(
+        '{"status":"Reservation confirmed","itemId":2}', expected.RESERVATION_CONFIRMED
+    )
+    assert not compare.same_json("<html>", "<html>")
+
+
 def test_a_long_diff_is_cut_to_twenty_lines():
     shown = diff([f"line {n}" for n in range(50)], [f"other {n}" for n in range(50)])
 
     assert len(shown.splitlines()) == 20
     assert shown.splitlines()[:2] == ["--- expected", "+++ got"]
     assert shown.splitlines()[-1].endswith("more lines)")
+
+
+def test_course_files_are_found_one_level_down_and_under_the_js_names(tmp_path):
+    write_folder(tmp_path / "repo", **{"README.md": "", "0x03-queuing_system_in_js__5-subscriber.py": ""})
+
+    found = folders.find_course_folder(tmp_path / "repo", COURSE_FILES)
+
+    assert found.folder == tmp_path / "repo" / "0x03-queuing_system_in_js"
+    assert found.renamed == {"5-subscriber.py": "5_subscriber.py"}
 
 
 def task7_output(drop: str | None = None) -> list[str]:
@@ -291,18 +525,3 @@ def test_task_7_lines_are_gathered_job_by_job_so_the_diff_shows_only_what_is_wro
         line for line in outcome.problems[0].splitlines() if line[:1] in "+-" and line[:3] not in "---+++"
     ]
     assert changed == ["-Notification job 5 50% complete"]
-
-
-def test_a_server_that_ignores_port_is_reached_on_its_fixed_port(tmp_path, redis_url, monkeypatch):
-    # The course's 1245 stands for any fixed port here: tests never bind the default ports.
-    fixed_port = free_port()
-    monkeypatch.setattr(tour, "COURSE_PORT", fixed_port)
-    ignoring_port = OVERSELLING_STOCK.replace('int(os.environ.get("PORT", "1245"))', str(fixed_port))
-    assert ignoring_port != OVERSELLING_STOCK
-    folder = solution(tmp_path / "fixed-port", [], **{"9_stock.py": ignoring_port})
-
-    outcome = tour.task_stock(redis_url, tour.Lessons(folder=folder))
-
-    assert outcome.problems == []
-    assert ("9_stock.py ignores PORT", [f"it serves on {fixed_port}, the course's port"]) in outcome.blocks
-    assert outcome.warnings[0].startswith("reservations oversell: ")

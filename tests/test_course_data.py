@@ -11,10 +11,11 @@ import importlib
 import json
 
 from course import expected
-from course.lessons import ROOT
 
 import fakeredis
 import pytest
+
+from checker.lessons import ROOT
 
 stock = importlib.import_module("9_stock")
 seat = importlib.import_module("100_seat")

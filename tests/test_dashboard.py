@@ -11,12 +11,12 @@ from html.parser import HTMLParser
 
 import course.dashboard
 from course.jobs import next_job_ids
-from course.lessons import run_script
 
 import pytest
 import redis
 from rq import Queue
 
+from checker.lessons import run_script
 from tests.support import OwnRedis, free_port, request, served_dashboard
 
 pytestmark = pytest.mark.timeout(180)

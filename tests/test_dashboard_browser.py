@@ -19,13 +19,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from course import expected
-from course.lessons import lines, run_script
 
 import pytest
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
+from checker.lessons import lines, run_script
 from tests.support import failed_task7_job, served_dashboard, stopped_output
 
 pytestmark = pytest.mark.timeout(300)

@@ -15,11 +15,12 @@ import sys
 
 from course import connection, web
 from course.connection import CONNECTED, NOT_CONNECTED, NotConnectedError
-from course.lessons import ROOT, script_env
 
 import pytest
 import redis
 import redis.asyncio
+
+from checker.lessons import ROOT, script_env
 
 
 @pytest.fixture

@@ -22,13 +22,13 @@ from collections.abc import Iterator
 
 from course import expected, jobs
 from course.events import ABANDONED_MESSAGE, COMPLETE, FAILED, JobEvent, event_line
-from course.lessons import ROOT, lines, run_script, wait_for_line
 
 import pytest
 import redis
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
 
+from checker.lessons import ROOT, lines, run_script, wait_for_line
 from tests.support import PROCESSORS, STARTUP_TIMEOUT_SECONDS, OwnRedis, read_until, serve_own_redis
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]

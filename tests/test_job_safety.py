@@ -21,7 +21,6 @@ from pathlib import Path
 
 from course import expected, jobs
 from course.events import COMPLETE, ERROR_META_KEY, FAILED, JobEvent, event_line, events_channel
-from course.lessons import lines, start_script, wait_for_line
 from course.worker import CourseWorker
 
 import fakeredis
@@ -31,6 +30,7 @@ from rq import Callback
 from rq.job import Job, JobStatus
 from rq.webhook import Webhook
 
+from checker.lessons import lines, start_script, wait_for_line
 from tests.support import stopped_output
 
 pytestmark = pytest.mark.timeout(120)

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from course import expected, jobs
 from course.events import ABANDONED_MESSAGE, FAILED, JOB_TIMEOUT_SECONDS, SERIALIZER, JobEvent, event_line
-from course.lessons import ROOT, lines, run_script, start_script, wait_for_line
 
 import pytest
 from rq import Worker
 from rq.job import JobStatus
 
+from checker.lessons import ROOT, lines, run_script, start_script, wait_for_line
 from tests.support import PROCESSORS, STARTUP_TIMEOUT_SECONDS, ctrl_c, stopped_output
 
 pytestmark = pytest.mark.timeout(120)

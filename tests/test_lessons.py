@@ -6,9 +6,10 @@ import importlib
 import time
 
 from course import expected
-from course.lessons import lines, run_script
 
 import pytest
+
+from checker.lessons import lines, run_script
 
 SCRIPTS = {
     "0_redis_client.py": expected.REDIS_CLIENT,

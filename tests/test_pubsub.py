@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from course import expected
-from course.lessons import lines, run_script, start_script, stop_script, wait_for_line
 
 import pytest
+
+from checker.lessons import lines, run_script, start_script, stop_script, wait_for_line
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 from course import expected
-from course.lessons import ROOT, lines, run_script
 
 import redis
 
+from checker.lessons import ROOT, lines, run_script
 from tests.support import learner_env, running, snapshot
 
 

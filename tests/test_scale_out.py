@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
 from course import expected
-from course.lessons import lines, run_script
 
 import pytest
 
+from checker.lessons import lines, run_script
 from tests.support import running, stopped_output
 
 pytestmark = pytest.mark.long

@@ -12,8 +12,8 @@
   gets the course's failed-connection line, or a 503 from a server. No password ever shows
   in what a program prints or answers.
 
-The programs run through the tour's own task functions (``course.tour``), which compare each
-one's output with the course's; every line they print is recorded on the way.
+The programs run through the tour's own task functions (``checker.tasks``, ``checker.apis``), which
+compare each one's output with the course's; every line they print is recorded on the way.
 """
 
 from __future__ import annotations
@@ -30,12 +30,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from course import expected, lessons, tour
-from course.lessons import ROOT, lines, start_script, stop_script, wait_for_line
+from course import expected
 
 import pytest
 import redis
 
+from checker import apis, lessons, run, tasks
+from checker.lessons import ROOT, lines, start_script, stop_script, wait_for_line
+from checker.report import Outcome
+from checker.run import PROJECT
 from tests.support import LOOPBACK, REDIS_BIN, OwnRedis, RedisDidNotStart, Server, free_port, serving
 
 pytestmark = pytest.mark.timeout(180)
@@ -399,12 +402,12 @@ def transcript(monkeypatch) -> list[str]:
         written.extend((stdout, stderr))
         return stdout, stderr
 
-    monkeypatch.setattr(tour, "run_script", run_and_record)
-    monkeypatch.setattr(tour, "stop_script", stop_and_record)
+    monkeypatch.setattr(run, "run_script", run_and_record)
+    monkeypatch.setattr(run, "stop_script", stop_and_record)
     return written
 
 
-def everything_shown(outcome: tour.Outcome, transcript: list[str]) -> str:
+def everything_shown(outcome: Outcome, transcript: list[str]) -> str:
     """What the learner saw: every program's output, and the HTTP bodies the tour showed."""
     return "\n".join([*transcript, *(line for _, shown in outcome.blocks for line in shown)])
 
@@ -415,35 +418,39 @@ def assert_never_shown(text: str, *passwords: str) -> None:
         assert quote(password, safe="") not in text
 
 
-# More tasks, in the tour's style: each returns a tour.Outcome --------------------------------------
+# More tasks, in the tour's style: each returns an Outcome ------------------------------------
 
 
-def run_job_function(url: str) -> tour.Outcome:
+def run_job_function(url: str) -> Outcome:
     """Task 8's main program (the tour also runs 8_job.test.py, which uses fakeredis, not the URL)."""
-    outcome = tour.Outcome()
-    output, problems = tour.finished_output("8_job_main.py", tour.run_script("8_job_main.py", url))
-    outcome.check("8_job_main.py", output, expected.check_task8_main(output) + problems)
+    outcome = Outcome()
+    main = PROJECT.run("8_job_main.py", url)
+    outcome.check("8_job_main.py", main.compared, expected.check_task8_main(main.compared) + main.errors)
     return outcome
 
 
-def run_verbose_processor(url: str) -> tour.Outcome:
+def run_verbose_processor(url: str) -> Outcome:
     """Task 6 with the processor's RQ log lines on (``--verbose``): they must not show a password either."""
-    tour.empty_queue(url, "push_notification_code")
-    outcome = tour.Outcome()
+    tasks.empty_queue(url, "push_notification_code")
+    outcome = Outcome()
     processor = start_script("6_job_processor.py", url, "--verbose")
     try:
-        output, problems = tour.finished_output("6_job_creator.py", tour.run_script("6_job_creator.py", url))
-        outcome.check("6_job_creator.py", output, expected.check_task6_creator(output) + problems)
+        creator = PROJECT.run("6_job_creator.py", url)
+        outcome.check(
+            "6_job_creator.py",
+            creator.compared,
+            expected.check_task6_creator(creator.compared) + creator.errors,
+        )
     finally:
-        processor_output, problems = tour.stopped_output("6_job_processor.py", processor, [])
-    outcome.check("6_job_processor.py", processor_output, problems)
+        stopped = PROJECT.stop("6_job_processor.py", processor)
+    outcome.check("6_job_processor.py", stopped.stdout, stopped.errors)
     return outcome
 
 
-def run_dashboard(url: str) -> tour.Outcome:
+def run_dashboard(url: str) -> Outcome:
     """``make dashboard``: its page (its Redis URL listed, the password masked), its queues in JSON."""
 
-    outcome = tour.Outcome()
+    outcome = Outcome()
     with serving("course/dashboard.py", url) as dashboard:
         for path, content_type, wanted in (
             ("/", "text/html", f"://***:***@{LOOPBACK}:"),
@@ -459,28 +466,28 @@ def run_dashboard(url: str) -> tour.Outcome:
     return outcome
 
 
-Task = Callable[[str], tour.Outcome]
+Task = Callable[[str], Outcome]
 PASSWORD_TASKS: list[Task] = [
-    tour.task_redis_client,
-    tour.task_redis_op,
-    tour.task_redis_op_async,
-    tour.task_redis_advanced_op,
-    tour.task_pubsub,
-    tour.task_job_creator,
-    tour.task_job_processor,
+    tasks.task_redis_client,
+    tasks.task_redis_op,
+    tasks.task_redis_op_async,
+    tasks.task_redis_advanced_op,
+    tasks.task_pubsub,
+    tasks.task_job_creator,
+    tasks.task_job_processor,
     run_job_function,
-    tour.task_stock,
-    tour.task_seats,
+    apis.task_stock,
+    apis.task_seats,
     run_dashboard,
     run_verbose_processor,
 ]
 # One of each kind: connect, async, a pool of workers with its creator, a server.
 TLS_TASKS: list[Task] = [
-    tour.task_redis_client,
-    tour.task_redis_op,
-    tour.task_redis_op_async,
-    tour.task_job_processor,
-    tour.task_stock,
+    tasks.task_redis_client,
+    tasks.task_redis_op,
+    tasks.task_redis_op_async,
+    tasks.task_job_processor,
+    apis.task_stock,
 ]
 
 
@@ -496,6 +503,7 @@ def test_every_program_works_unchanged_with_a_password(task, password_port, tran
     outcome = task(url_with_password("redis", password_port, PASSWORD))
 
     assert outcome.problems == []
+    assert outcome.errors == []
     assert_never_shown(everything_shown(outcome, transcript), PASSWORD)
 
 
@@ -572,6 +580,7 @@ def test_programs_work_unchanged_over_tls(task, tls_url, transcript):
     outcome = task(tls_url)
 
     assert outcome.problems == []
+    assert outcome.errors == []
     assert_never_shown(everything_shown(outcome, transcript), PASSWORD)
 
 

@@ -12,10 +12,11 @@ import subprocess
 import sys
 
 from course import settings
-from course.lessons import ROOT, script_env
 
 import pytest
 import redis
+
+from checker.lessons import ROOT, script_env
 
 # Every program a learner runs, as its command line after ``python``.
 SCRIPTS = {

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from course import expected
-from course.lessons import ROOT, script_env, wait_for_line
 
 import pytest
 import redis
 
+from checker.lessons import ROOT, script_env, wait_for_line
 from tests.support import (
     MALFORMED_IDS,
     NOT_PRODUCT_IDS,

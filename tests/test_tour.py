@@ -12,10 +12,9 @@ import threading
 import time
 from pathlib import Path
 
-from course.lessons import ROOT
-
 import pytest
 
+from checker.lessons import ROOT
 from tests.support import assert_nothing_left_running, learner_env, run_port, snapshot, start_program
 
 pytestmark = [pytest.mark.long, pytest.mark.timeout(900)]
@@ -29,7 +28,7 @@ NOT_COPIED = shutil.ignore_patterns(
 
 def run_tour(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "course.tour"],
+        [sys.executable, "-m", "checker.tour"],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -90,7 +89,7 @@ def test_ctrl_c_during_the_tour_stops_everything_it_started(learner_redis, proje
     env = learner_env(learner_redis.url, learner_redis.port)
     before = snapshot(learner_redis.url)
     # A terminal's foreground job: Ctrl-C reaches every process of its group.
-    tour = start_program([sys.executable, "-m", "course.tour"], env, own_session=True)
+    tour = start_program([sys.executable, "-m", "checker.tour"], env, own_session=True)
     printed: list[str] = []
     reader = threading.Thread(target=lambda: printed.extend(tour.stdout), daemon=True)
     reader.start()

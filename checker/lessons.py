@@ -1,14 +1,18 @@
 """Run the lessons the way a learner does: ``python NAME`` from the project root, REDIS_URL set.
 
-``make tour`` and the tests both drive the numbered scripts through these functions. A
+``make tour``, ``make check`` and the tests drive the numbered scripts through these functions. A
 lesson started with ``own_session=True`` runs in a session (a process group) of its own,
 as a terminal runs a job: stopping it reaches every process it started, and whatever of
 the group is left once it has exited (a worker it forked, say) is killed, so nothing
-outlives it. ``cwd`` runs the lessons of another folder (``make check``).
+outlives it. ``cwd`` runs the lessons of another folder, and ``launcher`` puts a command
+before ``python NAME`` (``make check``: the sandbox's bounds and the solution's own uid). Output
+that is not UTF-8 reads as U+FFFD, and what is kept of a program's output is bounded: the
+programs ``make check`` runs were written by someone else.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import select
@@ -26,6 +30,9 @@ SCRIPT_TIMEOUT_SECONDS = 60
 SCRIPT_STOP_SECONDS = 10
 # After SIGKILL, how long to wait for the last output of processes outside the lesson's group.
 KILLED_OUTPUT_SECONDS = 5
+# What is kept of each of a program's streams, and of one line waited for; the rest is read and dropped.
+OUTPUT_BYTES = 1 << 20
+LINE_BYTES = 1 << 16
 
 # The lessons started in a session of their own, which stop_script stops group and all, and
 # those of them not stopped yet (stop_every_lesson stops them).
@@ -67,6 +74,7 @@ def run_script(
     timeout: float = SCRIPT_TIMEOUT_SECONDS,
     cwd: Path = ROOT,
     own_session: bool = False,
+    launcher: tuple[str, ...] = (),
     **extra_env: str,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python NAME`` from ``cwd`` (the project root), as a learner does, and capture its output.
@@ -74,7 +82,7 @@ def run_script(
     One still running after ``timeout`` is stopped as Ctrl-C would stop it; then
     ``subprocess.TimeoutExpired`` is raised, carrying what it printed.
     """
-    process = start_script(name, url, *args, cwd=cwd, own_session=own_session, **extra_env)
+    process = start_script(name, url, *args, cwd=cwd, own_session=own_session, launcher=launcher, **extra_env)
     output = Output(process)
     try:
         process.wait(timeout=timeout)
@@ -89,16 +97,24 @@ def run_script(
 
 
 def start_script(
-    name: str, url: str, *args: str, cwd: Path = ROOT, own_session: bool = False, **extra_env: str
+    name: str,
+    url: str,
+    *args: str,
+    cwd: Path = ROOT,
+    own_session: bool = False,
+    launcher: tuple[str, ...] = (),
+    **extra_env: str,
 ) -> subprocess.Popen[str]:
     """Start a long-running lesson (a subscriber, a processor, a server) in the background."""
     process = subprocess.Popen(
-        [sys.executable, name, *args],
+        [*launcher, sys.executable, name, *args],
         cwd=cwd,
         env=script_env(url, **extra_env),
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        errors="replace",
         start_new_session=own_session,
     )
     if own_session:
@@ -121,11 +137,18 @@ class Output:
 
     @staticmethod
     def _read(stream, parts: list[str]) -> None:
-        # A stream that a caller already read to its end with communicate() is closed: nothing left.
+        """Read the pipe's bytes as they come: a text read waits for a whole chunk, which never
+        comes while a process that escaped the lesson's group still holds the pipe open."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        kept = 0
         try:
-            while not stream.closed and (chunk := stream.read(4096)):
-                parts.append(chunk)
-        except ValueError:  # closed by such a caller meanwhile
+            # A stream that a caller already read to its end with communicate() is closed: nothing left.
+            while not stream.closed and (chunk := os.read(stream.fileno(), 4096)):
+                if kept < OUTPUT_BYTES:
+                    parts.append(decoder.decode(chunk[: OUTPUT_BYTES - kept]))
+                    kept += len(chunk)
+            parts.append(decoder.decode(b"", final=True))
+        except (ValueError, OSError):  # closed by such a caller meanwhile
             pass
 
     def text(self, timeout: float) -> tuple[str, str]:
@@ -206,7 +229,8 @@ def wait_for_line(
             break
         byte = os.read(fd, 1)
         if byte not in (b"\n", b""):
-            line += byte
+            if len(line) < LINE_BYTES:
+                line += byte
             continue
         if line or byte:
             seen.append(line.decode(errors="replace"))
