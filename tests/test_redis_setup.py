@@ -8,8 +8,10 @@ command line, the files are private, and each failure says what happened.
 
 import contextlib
 import os
+import pwd
 import re
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -443,3 +445,87 @@ def test_no_system_package_is_installed_unasked(tmp_path, bin_dir):
     assert "No C compiler" in result.stderr
     assert "REDIS_SETUP_INSTALL_SYSTEM=1" in result.stderr
     assert Path("/usr/sbin/policy-rc.d").exists() == policy_existed
+
+
+# Two runs at once on one port -------------------------------------------------------------------
+
+RACES = 3  # each of 3 of 3 tries failed before the port's lock
+
+
+def start_two_at_once(port: int) -> list[subprocess.CompletedProcess]:
+    """Two ``redis_setup.sh start`` on one port, let go together."""
+    env = {**os.environ, "REDIS_PORT": str(port)}
+    starts = [
+        subprocess.Popen(
+            [str(SCRIPT), "start"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    results = []
+    for start in starts:
+        stdout, stderr = start.communicate(timeout=RUN_TIMEOUT)
+        results.append(subprocess.CompletedProcess(start.args, start.returncode, stdout, stderr))
+    return results
+
+
+def redis_servers_on(port: int) -> list[int]:
+    """Every redis-server process serving 127.0.0.1:PORT (its process title says so), whatever started it."""
+    title = re.compile(rb"\S*redis-server 127\.0\.0\.1:%d\b" % port)
+    return [int(pid) for pid, line in command_lines().items() if title.match(line)]
+
+
+@pytest.mark.parametrize("attempt", range(RACES))
+def test_two_starts_at_once_start_one_server_that_stop_stops(attempt, bin_dir):
+    port = free_port()
+    try:
+        results = start_two_at_once(port)
+        assert [result.returncode for result in results] == [0, 0], [r.stdout + r.stderr for r in results]
+        outcomes = sorted("started" if "Redis running on" in result.stdout else "found" for result in results)
+        assert outcomes == ["found", "started"], [result.stdout for result in results]
+        assert all("GET Holberton -> School" in result.stdout for result in results)
+        (server_pid,) = redis_servers_on(port)
+        status = run(port, "status")
+        assert status.returncode == 0
+        assert f"(pid {server_pid})" in status.stdout
+        assert run(port, "stop").returncode == 0
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        assert redis_servers_on(port) == []
+    finally:
+        run(port, "stop")
+        for pid in redis_servers_on(port):  # left by a failed run: nothing else would stop it
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ROOT / ".redis" / str(port), ignore_errors=True)
+
+
+# Only the environment a bare shell has ------------------------------------------------------------
+
+
+def test_an_environment_with_only_path_is_enough(bin_dir):
+    """No HOME (env -i, cron), no XDG_CACHE_HOME: the build is looked for in the home directory the
+    password database gives, and every other setting has its default."""
+    home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    if not bin_dir.is_relative_to(home / ".cache"):
+        pytest.skip(f"the build is not in {home}/.cache: starting would compile Redis again")
+    port = free_port()
+    bare = {"PATH": os.environ["PATH"], "REDIS_PORT": str(port)}
+
+    def run_bare(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(SCRIPT), command], env=bare, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
+        )
+
+    try:
+        results = {command: run_bare(command) for command in ("status", "build", "start", "stop")}
+    finally:
+        run(port, "stop")
+        shutil.rmtree(ROOT / ".redis" / str(port), ignore_errors=True)
+
+    assert {command: (result.returncode, result.stderr) for command, result in results.items()} == {
+        "status": (3, ""),
+        "build": (0, ""),
+        "start": (0, ""),
+        "stop": (0, ""),
+    }
+    assert results["build"].stdout.splitlines()[-1] == str(bin_dir)
+    assert "GET Holberton -> School" in results["start"].stdout
