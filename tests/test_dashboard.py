@@ -17,7 +17,7 @@ import pytest
 import redis
 from rq import Queue
 
-from tests.support import OwnRedis, free_port, request, served_dashboard
+from tests.support import OwnRedis, free_port, request, served_dashboard, serving
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -229,3 +229,15 @@ def test_masking_hides_userinfo_that_does_not_even_parse(url):
 
 def test_a_url_without_userinfo_is_shown_as_it_is():
     assert course.dashboard.masked_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_it_says_where_it_serves_when_it_starts(redis_url):
+    with serving("course/dashboard.py", redis_url) as server:
+        status, stdout, stderr = server.stop()
+
+    assert (status, stdout) == (0, "")
+    assert stderr.splitlines() == [f"Serving on http://127.0.0.1:{server.port}"]
+
+
+def test_an_ipv6_address_is_written_in_brackets():
+    assert course.dashboard.address_url("::1", 9181) == "http://[::1]:9181"
