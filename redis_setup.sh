@@ -585,12 +585,19 @@ process_alive() {
     [[ $state != Z ]]
 }
 
+# Prints $1 if it is the pid of a live process.
+live_pid() {
+    [[ $1 =~ ^[0-9]+$ ]] && process_alive "$1" && printf '%s\n' "$1"
+}
+
 pid_from_file() {
-    local pid
-    [[ -f $PID_FILE ]] || return 1
-    pid="$(cat "$PID_FILE")"
-    [[ $pid =~ ^[0-9]+$ ]] && process_alive "$pid" || return 1
-    printf '%s\n' "$pid"
+    [[ -f $PID_FILE ]] && live_pid "$(cat "$PID_FILE")"
+}
+
+# The pid of the server last started in the data directory, if it still runs: Redis logs
+# "... pid=PID, just started" as it starts.
+pid_from_log() {
+    [[ -f $LOG_FILE ]] && live_pid "$(sed -n 's/.*[ ,]pid=\([0-9][0-9]*\), just started.*/\1/p' "$LOG_FILE" | tail -n 1)"
 }
 
 # Our server answers, but refuses us: say what to do about the password.
@@ -601,14 +608,17 @@ password_refused() {
     die "Redis on 127.0.0.1:$REDIS_PORT refused REDIS_PASSWORD: set it to the password the server was started with"
 }
 
-# Sets SERVER_PID to the pid of OUR server on the port: the pidfile's process is alive, the
-# port answers PONG, and the server there reports that same pid (so a reused pid or another
-# Redis on the port is never mistaken for ours). Not run in $(...): a refused password must
-# end the script, not a subshell.
+# Sets SERVER_PID to the pid of OUR server on the port: the pidfile's process (or, with no
+# pidfile, the last server started in this data directory, by its log) is alive, the port answers
+# PONG, and the server there reports that same pid (so a reused pid or another Redis on the port
+# is never mistaken for ours). A pidfile can be gone while its server runs (removed by hand, or by
+# two starts at once before runs took the port's lock): its log still finds it, so stop and status
+# see every server this script started. Not run in $(...): a refused password must end the
+# script, not a subshell.
 find_our_server() {
     local pid reply reported
     SERVER_PID=""
-    pid="$(pid_from_file)" || return 1
+    pid="$(pid_from_file)" || pid="$(pid_from_log)" || return 1
     [[ -n ${CLI:-} ]] || return 1
     reply="$(ping_reply)"
     case "$reply" in

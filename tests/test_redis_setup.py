@@ -151,7 +151,10 @@ def test_port_taken_by_another_program(bin_dir):
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        result = run(port, "start")
+        try:
+            result = run(port, "start")
+        finally:
+            shutil.rmtree(ROOT / ".redis" / str(port), ignore_errors=True)
     assert result.returncode == 1
     assert f"Port {port} is already in use by another program" in result.stderr
     assert "line " not in result.stderr  # a clear message, not bash noise
@@ -529,3 +532,27 @@ def test_an_environment_with_only_path_is_enough(bin_dir):
     }
     assert results["build"].stdout.splitlines()[-1] == str(bin_dir)
     assert "GET Holberton -> School" in results["start"].stdout
+
+
+def test_a_server_of_ours_without_its_pidfile_is_still_seen_and_stopped(bin_dir):
+    """As the race before the port's lock left one: running, its pidfile gone."""
+    port = free_port()
+    try:
+        assert run(port, "start").returncode == 0
+        (server_pid,) = redis_servers_on(port)
+        (ROOT / ".redis" / str(port) / "redis.pid").unlink()
+
+        status, again, stop = run(port, "status"), run(port, "start"), run(port, "stop")
+
+        assert status.returncode == 0
+        assert f"(pid {server_pid})" in status.stdout
+        assert again.returncode == 0, again.stderr
+        assert "already running" in again.stdout
+        assert stop.returncode == 0
+        assert f"Redis on port {port} stopped" in stop.stdout
+        assert redis_servers_on(port) == []
+    finally:
+        run(port, "stop")
+        for pid in redis_servers_on(port):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ROOT / ".redis" / str(port), ignore_errors=True)
