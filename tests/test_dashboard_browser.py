@@ -12,6 +12,7 @@ without it, except under CI, where it fails.
 from __future__ import annotations
 
 import base64
+import fcntl
 import http.server
 import json
 import os
@@ -148,22 +149,29 @@ class DevTools:
     JSON ended by a NUL byte. One page, ``session``; ``call`` waits for a command's answer."""
 
     def __init__(self, chromium: str, profile: Path) -> None:
-        commands_read, self.commands = os.pipe()
-        self.answers, answers_write = os.pipe()
-
-        def browser_fds() -> None:
-            os.dup2(commands_read, 3)
-            os.dup2(answers_write, 4)
-
+        any_commands_read, self.commands = os.pipe()
+        self.answers, any_answers_write = os.pipe()
+        # Both above fd 4: moved onto fds 3 and 4 one after the other, neither overwrites the other.
+        low_fds = (any_commands_read, any_answers_write)
+        commands_read, answers_write = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 5) for fd in low_fds)
+        # bash puts the pipes on fds 3 and 4, then becomes the browser (no preexec_fn, which is
+        # unsafe in a process with threads; dash takes no fd above 9).
         self.process = subprocess.Popen(
-            [*chromium_command(chromium, profile), "--window-size=1280,900", "--remote-debugging-pipe"],
-            preexec_fn=browser_fds,
-            pass_fds=(3, 4),
+            [
+                "bash",
+                "-c",
+                f'exec "$@" 3<&{commands_read} 4>&{answers_write}',
+                "bash",
+                *chromium_command(chromium, profile),
+                "--window-size=1280,900",
+                "--remote-debugging-pipe",
+            ],
+            pass_fds=(commands_read, answers_write),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        os.close(commands_read)
-        os.close(answers_write)
+        for fd in (commands_read, answers_write, *low_fds):
+            os.close(fd)
         self.unread = b""
         self.last_id = 0
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
