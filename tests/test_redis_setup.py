@@ -35,8 +35,8 @@ RUN_TIMEOUT = 60
 pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + 300)
 
 
-def run(port: int, *args: str, timeout: float = RUN_TIMEOUT, **env_vars: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "REDIS_PORT": str(port), **env_vars}
+def run_in(env: dict[str, str], *args: str, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
+    """The script run with exactly the environment ``env``."""
     return subprocess.run(
         [str(SCRIPT), *args],
         env=env,
@@ -45,6 +45,10 @@ def run(port: int, *args: str, timeout: float = RUN_TIMEOUT, **env_vars: str) ->
         timeout=timeout,
         check=False,
     )
+
+
+def run(port: int, *args: str, timeout: float = RUN_TIMEOUT, **env_vars: str) -> subprocess.CompletedProcess:
+    return run_in({**os.environ, "REDIS_PORT": str(port), **env_vars}, *args, timeout=timeout)
 
 
 def client(port: int) -> redis.Redis:
@@ -433,15 +437,21 @@ def test_a_port_the_server_cannot_bind_is_reported_at_once(bin_dir):
 # No system change unasked ----------------------------------------------------------------------
 
 
-def test_no_system_package_is_installed_unasked(tmp_path, bin_dir):
-    """No compiler and no redis-server on PATH: the script says how to opt in, and changes nothing."""
-    hidden = {"make", "cc", "gcc", "redis-server", "redis-cli", "apt-get"}  # apt-get: never, even if broken
+def tools_but(tmp_path: Path, hidden: set[str]) -> Path:
+    """A directory for PATH with every command of the system's but ``hidden``."""
     tools = tmp_path / "bin"
     tools.mkdir()
     for directory in ("/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"):
         for tool in Path(directory).glob("*"):
             if tool.name not in hidden and not (tools / tool.name).exists():
                 (tools / tool.name).symlink_to(tool)
+    return tools
+
+
+def test_no_system_package_is_installed_unasked(tmp_path, bin_dir):
+    """No compiler and no redis-server on PATH: the script says how to opt in, and changes nothing."""
+    # apt-get: never, even if broken
+    tools = tools_but(tmp_path, {"make", "cc", "gcc", "redis-server", "redis-cli", "apt-get"})
     policy_existed = Path("/usr/sbin/policy-rc.d").exists()
     result = run(free_port(), "build", PATH=str(tools), XDG_CACHE_HOME=str(tmp_path / "cache"))
     assert result.returncode == 1
@@ -512,14 +522,8 @@ def test_an_environment_with_only_path_is_enough(bin_dir):
         pytest.skip(f"the build is not in {home}/.cache: starting would compile Redis again")
     port = free_port()
     bare = {"PATH": os.environ["PATH"], "REDIS_PORT": str(port)}
-
-    def run_bare(command: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(SCRIPT), command], env=bare, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
-        )
-
     try:
-        results = {command: run_bare(command) for command in ("status", "build", "start", "stop")}
+        results = {command: run_in(bare, command) for command in ("status", "build", "start", "stop")}
     finally:
         run(port, "stop")
         shutil.rmtree(ROOT / ".redis" / str(port), ignore_errors=True)
@@ -556,3 +560,15 @@ def test_a_server_of_ours_without_its_pidfile_is_still_seen_and_stopped(bin_dir)
         for pid in redis_servers_on(port):
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(ROOT / ".redis" / str(port), ignore_errors=True)
+
+
+def test_no_home_anywhere_is_one_clear_line(tmp_path):
+    """HOME unset, and no password database to ask (no getent): one line saying what to set."""
+    bare = {"PATH": str(tools_but(tmp_path, {"getent"})), "REDIS_PORT": str(free_port())}
+    result = run_in(bare, "status")
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        "HOME is not set and the password database gives no home directory: set XDG_CACHE_HOME "
+        "(the Redis build is cached in $XDG_CACHE_HOME/queuing-system)"
+    ]
