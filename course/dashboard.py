@@ -383,7 +383,9 @@ def with_notices(response: Response, actions_disabled: bool) -> Response:
     notices = ACTION_REFUSED_NOTICE + (ACTIONS_DISABLED_NOTICE if actions_disabled else "")
     page = BODY_START.sub(lambda start: start.group(0) + notices, page, count=1)
     before, end, after = page.rpartition(BODY_END)
-    response.set_data(f"{before}<script>{ACTION_REFUSED_SCRIPT}</script>{end}{after}")
+    if end:  # after jQuery, which the page loads at the end of its body
+        page = f"{before}<script>{ACTION_REFUSED_SCRIPT}</script>{end}{after}"
+    response.set_data(page)
     return response
 
 

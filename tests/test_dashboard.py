@@ -241,3 +241,17 @@ def test_it_says_where_it_serves_when_it_starts(redis_url):
 
 def test_an_ipv6_address_is_written_in_brackets():
     assert course.dashboard.address_url("::1", 9181) == "http://[::1]:9181"
+
+
+# Actions disabled: every page says so ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_says_actions_are_disabled_and_can_show_a_refusal(path, redis_url, dashboard_port):
+    job_id = enqueue_one(redis_url)
+    page = request(dashboard_port, path.replace("/job/1", f"/job/{job_id}")).body
+
+    assert page.count('<div id="actions-disabled"') == 1
+    assert "DASHBOARD_USER=me DASHBOARD_PASSWORD='a long secret' make dashboard" in page
+    assert page.count('<div id="action-refused"') == 1
+    assert page.count("ajaxError") == 1
