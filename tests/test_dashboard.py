@@ -7,17 +7,28 @@ errors are JSON (Redis away included), and the Redis password never shows, whate
 from __future__ import annotations
 
 import json
+import signal
+import time
 from html.parser import HTMLParser
 
 import course.dashboard
 from course.jobs import next_job_ids
-from course.lessons import run_script
+from course.lessons import run_script, start_script
 
 import pytest
 import redis
 from rq import Queue
 
-from tests.support import OwnRedis, free_port, request, served_dashboard, serving
+from tests.support import (
+    READY_PATH,
+    SERVER_READY_SECONDS,
+    SERVER_STOP_SECONDS,
+    OwnRedis,
+    end_for_good,
+    free_port,
+    request,
+    served_dashboard,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -231,12 +242,31 @@ def test_a_url_without_userinfo_is_shown_as_it_is():
     assert course.dashboard.masked_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
 
 
-def test_it_says_where_it_serves_when_it_starts(redis_url):
-    with serving("course/dashboard.py", redis_url) as server:
-        status, stdout, stderr = server.stop()
+def answered(port: int) -> bool:
+    """Whether a server answers on the port now (any status)."""
+    try:
+        request(port, READY_PATH)
+    except OSError:
+        return False
+    return True
 
-    assert (status, stdout) == (0, "")
-    assert stderr.splitlines() == [f"Serving on http://127.0.0.1:{server.port}"]
+
+def test_it_says_where_it_serves_when_it_starts(redis_url):
+    """On stderr, as ``flask run`` does, before it serves; read from the pipe as it comes."""
+    port = free_port()
+    process = start_script("course/dashboard.py", redis_url, DASHBOARD_PORT=str(port))
+    try:
+        start_line = process.stderr.readline()
+        deadline = time.monotonic() + SERVER_READY_SECONDS
+        while not answered(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)  # once it serves: a stop while it starts is another test's
+        stdout, stderr = process.communicate(timeout=SERVER_STOP_SECONDS)
+    finally:
+        end_for_good(process, own_session=False)
+
+    assert start_line == f"Serving on http://127.0.0.1:{port}\n"
+    assert (process.returncode, stdout, stderr) == (0, "", "")
 
 
 def test_an_ipv6_address_is_written_in_brackets():
