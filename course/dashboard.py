@@ -142,8 +142,10 @@ FIRST_DELAY_SECONDS = 0.25
 MAX_DELAY_SECONDS = 4.0
 FORGET_SECONDS = 600.0
 MAX_ADDRESSES = 10_000
-# A user name is logged as Python writes a string (quoted, newlines escaped), cut to this length.
+# A user name is logged as Python writes a string (quoted, newlines escaped), cut to this length;
+# one that holds the dashboard's password (typed in the wrong field) is not logged at all.
 LOGGED_NAME_CHARS = 64
+PASSWORD_AS_NAME = "(not logged: it holds the dashboard's password)"
 
 
 # Settings -----------------------------------------------------------------------------------
@@ -317,19 +319,24 @@ class FailedLogins:
 def failed_login_line(address: str, user: str, failures: int, delay: float) -> str:
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return (
-        f"{when} dashboard: failed login from {address} as user {user[:LOGGED_NAME_CHARS]!r} "
+        f"{when} dashboard: failed login from {address} as user {user} "
         f"(failure {failures} from this address, answered after {delay:g} s)"
     )
 
 
-def refuse_login(failed_logins: FailedLogins) -> Response:
+def logged_name(tried: str, password: str) -> str:
+    return PASSWORD_AS_NAME if password in tried else repr(tried[:LOGGED_NAME_CHARS])
+
+
+def refuse_login(failed_logins: FailedLogins, password: str) -> Response:
     """A 401; a try with credentials (not a browser's first request, which has none) is a failure:
-    logged (never its password) and answered late."""
+    logged (never a password) and answered late."""
     auth = request.authorization
     if auth is not None:
         address = request.remote_addr or "unknown address"
         failures, delay = failed_logins.record(address)
-        write_line(failed_login_line(address, auth.username or "", failures, delay), sys.stderr)
+        user = logged_name(auth.username or "", password)
+        write_line(failed_login_line(address, user, failures, delay), sys.stderr)
         time.sleep(delay)
     return json_answer(LOG_IN, 401, {"WWW-Authenticate": f'Basic realm="{REALM}"'})
 
@@ -345,7 +352,7 @@ def guard(addresses: frozenset[str], credentials: tuple[str, str] | None) -> Cal
                 f"Unknown Host {host!r}: this dashboard answers at {', '.join(sorted(addresses))}", 400
             )
         if credentials is not None and not has_credentials(credentials):
-            return refuse_login(failed_logins)
+            return refuse_login(failed_logins, credentials[1])
         refuse_other_methods()
         if not is_action():
             return None

@@ -364,3 +364,17 @@ def test_the_addresses_remembered_are_bounded(monkeypatch):
         failed_logins.record(address)
 
     assert list(failed_logins.by_address) == ["10.0.0.2", "10.0.0.3", "10.0.0.4"]
+
+
+@pytest.mark.parametrize(
+    "tried, logged",
+    [
+        ("someone", "'someone'"),
+        ("line\nbreak", "'line\\nbreak'"),
+        ("x" * 100, repr("x" * 64)),
+        (f"me {PASSWORD}", "(not logged: it holds the dashboard's password)"),
+    ],
+    ids=["a name", "a newline", "a long name", "the password in the name field"],
+)
+def test_a_user_name_is_logged_on_one_line_and_never_the_password(tried, logged):
+    assert course.dashboard.logged_name(tried, PASSWORD) == logged
