@@ -453,15 +453,12 @@ def create_dashboard() -> Flask:
     return app
 
 
-def address_url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
 def main() -> None:
     credentials_from_env()  # checked, like every setting, before anything starts
     host, port = listen_address(PORT_VARIABLE, DEFAULT_PORT)
     check_port_free(host, port)  # before saying where it serves
-    write_line(f"Serving on {address_url(host, port)}", sys.stderr)
+    shown_host = f"[{host}]" if ":" in host else host
+    write_line(f"Serving on http://{shown_host}:{port}", sys.stderr)
     serve(__file__, (host, port))
 
 

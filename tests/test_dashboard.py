@@ -269,10 +269,6 @@ def test_it_says_where_it_serves_when_it_starts(redis_url):
     assert (process.returncode, stdout, stderr) == (0, "", "")
 
 
-def test_an_ipv6_address_is_written_in_brackets():
-    assert course.dashboard.address_url("::1", 9181) == "http://[::1]:9181"
-
-
 # Actions disabled: every page says so ----------------------------------------------------------
 
 
