@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-
-from course.lessons import ROOT
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
 MAKEFILE = ROOT / "Makefile"
 HELP_LINE = re.compile(r"  (\S+) +(\S.*)")
 MAKE_SETTINGS = frozenset({"MAKEFLAGS", "MAKELEVEL", "MFLAGS"})

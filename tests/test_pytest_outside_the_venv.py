@@ -14,11 +14,10 @@ import venv
 from importlib.metadata import Distribution, distribution
 from pathlib import Path
 
-from course.lessons import ROOT
-
 import pytest
 from packaging.requirements import Requirement
 
+ROOT = Path(__file__).resolve().parent.parent
 RUN_SECONDS = 60
 
 
