@@ -3,7 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install tour check reset test lint redis stop dashboard clean
+.PHONY: help install tour check reset test lint redis stop dashboard clean
+
+# `make` alone lists the targets; `make install` sets up, and every other target does so itself.
+.DEFAULT_GOAL := help
+
+## help: this list: every target with what it does
+# Each target's line is its `## target: what it does` comment, aligned in two columns.
+help:
+	@sed -n 's/^## //p' $(firstword $(MAKEFILE_LIST)) | awk -F': ' '{ name = $$1; sub(/^[^:]*: /, ""); printf "  %-14s %s\n", name, $$0 }'
 
 # editable_mode=compat: the project's path in a .pth file, read at start-up. The default mode
 # imports a finder module there instead, 17 ms into every Python start (every lesson, every
@@ -47,20 +55,24 @@ test: $(BIN)/.installed
 	REDIS_BIN_DIR="$$(echo "$$built" | tail -n 1)" PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX="$(CURDIR)/.pytest_cache/bytecode" \
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
+## lint: ruff's checks and its formatting check, as CI runs them
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## dashboard: rq-dashboard, RQ's web UI, on http://127.0.0.1:$${DASHBOARD_PORT:-9181} against REDIS_URL
+## dashboard: rq-dashboard, RQ's web UI, on http://127.0.0.1:${DASHBOARD_PORT:-9181} against REDIS_URL
 dashboard: $(BIN)/.installed
 	$(BIN)/python -m course.dashboard
 
-## redis / stop: start or stop the project's own Redis (127.0.0.1:$${REDIS_PORT:-6379})
+## redis: start the project's own Redis (127.0.0.1:${REDIS_PORT:-6379}), or find it running
 redis:
 	./redis_setup.sh
 
+## stop: stop the project's own Redis
 stop:
 	./redis_setup.sh stop
+
+## clean: remove .venv and the tools' caches (the Redis build and .redis/ stay)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

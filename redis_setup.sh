@@ -21,7 +21,11 @@
 #                             get the official tarball from URL instead (a mirror, or file://
 #                             in the tests); it must still match the pinned sha256, and no other
 #                             source is tried.
-#   XDG_CACHE_HOME            the build cache is $XDG_CACHE_HOME/queuing-system (~/.cache/...).
+#   XDG_CACHE_HOME            the build cache is $XDG_CACHE_HOME/queuing-system (default
+#                             ~/.cache/queuing-system; with HOME unset, the home directory the
+#                             password database gives the user).
+# Two runs on one port take turns (a lock file, .redis/PORT/setup.lock): of two starts at once,
+# one starts the server and the other finds it running.
 set -euo pipefail
 
 # The official release: 8.10.1, a security release of the newest stable line (8.10, July
@@ -47,17 +51,18 @@ readonly ROOT_DIR
 # clone of the project on this machine. Each build's directory says what it holds
 # (redis-8.10.1, or redis-7.0.15-debian-<Debian revision>), so a build from before the
 # security patches (redis-7.0.15) is never taken for a patched one.
-readonly CACHE_PARENT="${XDG_CACHE_HOME:-$HOME/.cache}/queuing-system"
-readonly OFFICIAL_CACHE_DIR="$CACHE_PARENT/redis-$OFFICIAL_VERSION"
-readonly DEBIAN_CACHE_PREFIX="$CACHE_PARENT/redis-$DEBIAN_VERSION-debian-"
+# CACHE_PARENT, OFFICIAL_CACHE_DIR, DEBIAN_CACHE_PREFIX: set by set_cache_paths.
 readonly BUILD_MARKER=.build-complete
+# How long a run waits for another run on the same port (a start waits at most 10 s for PING,
+# then writes dump.rdb) before it gives up.
+readonly PORT_LOCK_SECONDS=60
 
 REDIS_PORT="${REDIS_PORT:-6379}"
 REDIS_PASSWORD="${REDIS_PASSWORD:-}"
 # Only REDIS_PASSWORD says which password this script uses; one exported for other uses of
 # redis-cli must not slip in.
 unset REDISCLI_AUTH
-# DATA_DIR, PID_FILE, LOG_FILE: the server's files, set by check_port_setting once the port is known.
+# DATA_DIR, PID_FILE, LOG_FILE, PORT_LOCK: the server's files and this script's lock on the port, set by check_port_setting once the port is known.
 
 BIN_DIR=""    # set by ensure_redis: the directory holding redis-server and redis-cli
 CLI=""        # the redis-cli used to talk to the server
@@ -111,6 +116,30 @@ make_temp_dir() {
     TMP_DIRS+=("$result")
 }
 
+# The directory the user's caches go in: XDG_CACHE_HOME, else ~/.cache. HOME may be unset (env -i,
+# cron, some service managers): the home directory is then the password database's, as for
+# Python's expanduser.
+cache_home() {
+    local home="${HOME:-}"
+    if [[ -n ${XDG_CACHE_HOME:-} ]]; then
+        printf '%s\n' "$XDG_CACHE_HOME"
+        return 0
+    fi
+    if [[ -z $home ]] && have getent; then
+        home="$(getent passwd "$(id -u)" | cut -d: -f6)" || home=""
+    fi
+    [[ -n $home ]] || die "HOME is not set and the password database gives no home directory: set XDG_CACHE_HOME (the Redis build is cached in \$XDG_CACHE_HOME/queuing-system)"
+    printf '%s/.cache\n' "$home"
+}
+
+set_cache_paths() {
+    local home
+    home="$(cache_home)" # a plain assignment: its failure ends the script (set -e)
+    readonly CACHE_PARENT="$home/queuing-system"
+    readonly OFFICIAL_CACHE_DIR="$CACHE_PARENT/redis-$OFFICIAL_VERSION"
+    readonly DEBIAN_CACHE_PREFIX="$CACHE_PARENT/redis-$DEBIAN_VERSION-debian-"
+}
+
 check_port_setting() {
     if ! [[ $REDIS_PORT =~ ^[0-9]+$ ]] || ((10#$REDIS_PORT < 1 || 10#$REDIS_PORT > 65535)); then
         die "REDIS_PORT must be a TCP port number (1-65535), not '$REDIS_PORT'"
@@ -119,6 +148,18 @@ check_port_setting() {
     DATA_DIR="$ROOT_DIR/.redis/$REDIS_PORT"
     PID_FILE="$DATA_DIR/redis.pid"
     LOG_FILE="$DATA_DIR/redis.log"
+    PORT_LOCK="$DATA_DIR/setup.lock"
+}
+
+# One run at a time on the port, until this run ends: two starts at once would both launch a
+# server; the second's fails to bind, but only after it removed the first's pidfile, and that
+# server then runs on where neither stop nor status can see it. A port with no data directory
+# has no server of ours to wait for. Without flock (macOS) runs are not kept apart.
+lock_port() {
+    [[ -d $DATA_DIR ]] && have flock || return 0
+    exec 8>>"$PORT_LOCK"
+    flock -w "$PORT_LOCK_SECONDS" 8 ||
+        die "Another redis_setup.sh run on port $REDIS_PORT has held .redis/$REDIS_PORT/setup.lock for $PORT_LOCK_SECONDS s; try again once it is done"
 }
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
@@ -544,12 +585,19 @@ process_alive() {
     [[ $state != Z ]]
 }
 
+# Prints $1 if it is the pid of a live process.
+live_pid() {
+    [[ $1 =~ ^[0-9]+$ ]] && process_alive "$1" && printf '%s\n' "$1"
+}
+
 pid_from_file() {
-    local pid
-    [[ -f $PID_FILE ]] || return 1
-    pid="$(cat "$PID_FILE")"
-    [[ $pid =~ ^[0-9]+$ ]] && process_alive "$pid" || return 1
-    printf '%s\n' "$pid"
+    [[ -f $PID_FILE ]] && live_pid "$(cat "$PID_FILE")"
+}
+
+# The pid of the server last started in the data directory, if it still runs: Redis logs
+# "... pid=PID, just started" as it starts.
+pid_from_log() {
+    [[ -f $LOG_FILE ]] && live_pid "$(sed -n 's/.*[ ,]pid=\([0-9][0-9]*\), just started.*/\1/p' "$LOG_FILE" | tail -n 1)"
 }
 
 # Our server answers, but refuses us: say what to do about the password.
@@ -560,14 +608,17 @@ password_refused() {
     die "Redis on 127.0.0.1:$REDIS_PORT refused REDIS_PASSWORD: set it to the password the server was started with"
 }
 
-# Sets SERVER_PID to the pid of OUR server on the port: the pidfile's process is alive, the
-# port answers PONG, and the server there reports that same pid (so a reused pid or another
-# Redis on the port is never mistaken for ours). Not run in $(...): a refused password must
-# end the script, not a subshell.
+# Sets SERVER_PID to the pid of OUR server on the port: the pidfile's process (or, with no
+# pidfile, the last server started in this data directory, by its log) is alive, the port answers
+# PONG, and the server there reports that same pid (so a reused pid or another Redis on the port
+# is never mistaken for ours). A pidfile can be gone while its server runs (removed by hand, or by
+# two starts at once before runs took the port's lock): its log still finds it, so stop and status
+# see every server this script started. Not run in $(...): a refused password must end the
+# script, not a subshell.
 find_our_server() {
     local pid reply reported
     SERVER_PID=""
-    pid="$(pid_from_file)" || return 1
+    pid="$(pid_from_file)" || pid="$(pid_from_log)" || return 1
     [[ -n ${CLI:-} ]] || return 1
     reply="$(ping_reply)"
     case "$reply" in
@@ -629,7 +680,6 @@ wait_for_server() {
 
 launch_server() {
     local pid log_start=0
-    private_data_dir
     rm -f "$PID_FILE" # stale: its process is gone
     if [[ -f $LOG_FILE ]]; then
         log_start="$(wc -c <"$LOG_FILE")"
@@ -647,8 +697,10 @@ launch_server() {
     # AOF (fsync every second) plus RDB snapshots: the course's data survives a restart.
     # `redis-cli --rdb` (dump.rdb below) is served like a replica's full sync, which by default
     # waits 5 s for more replicas to join; with no delay the snapshot is immediate.
+    # The server does not keep this run's lock on the port (fd 8): it would hold it as long as it runs.
     server_config | (
         unset REDIS_PASSWORD
+        exec 8>&-
         exec "${detach[@]+"${detach[@]}"}" "$BIN_DIR/redis-server" - \
             --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DATA_DIR" \
             --daemonize no --pidfile "$PID_FILE" --logfile "$LOG_FILE" \
@@ -693,9 +745,10 @@ cmd_start() {
     local pid
     ensure_redis
     CLI="$BIN_DIR/redis-cli"
+    private_data_dir
+    lock_port
     if find_our_server; then
         check_running_has_password
-        private_data_dir
         say "Redis already running on 127.0.0.1:$REDIS_PORT (pid $SERVER_PID)"
     else
         if port_in_use; then
@@ -711,6 +764,7 @@ cmd_start() {
 cmd_stop() {
     local pid i
     CLI="$(find_cli)" || CLI=""
+    lock_port
     if ! find_our_server; then
         say "Redis is not running on port $REDIS_PORT"
         return 0
@@ -730,6 +784,7 @@ cmd_stop() {
 
 cmd_status() {
     CLI="$(find_cli)" || CLI=""
+    lock_port
     if find_our_server; then
         say "Redis running on 127.0.0.1:$REDIS_PORT (pid $SERVER_PID), data in .redis/$REDIS_PORT"
         return 0
@@ -752,6 +807,7 @@ main() {
     # Turn signals into a normal exit so the EXIT trap removes temporary directories.
     trap 'exit 130' INT
     trap 'exit 143' TERM
+    set_cache_paths
     check_port_setting
     case "${1:-start}" in
         start) cmd_start ;;

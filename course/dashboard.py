@@ -8,7 +8,12 @@ otherwise, on ``DASHBOARD_PORT`` (default 9181, rq-dashboard's own; ``PORT`` is 
 rq-dashboard 0.9 trusts whoever reaches it; this wrapper does not:
 - its pages and JSON data are open, but its actions (delete, requeue, empty, compact and any
   route it may add) need credentials: ``DASHBOARD_USER`` and ``DASHBOARD_PASSWORD`` turn on
-  HTTP basic auth for the whole dashboard; without them every action is refused;
+  HTTP basic auth for the whole dashboard; without them every action is refused, and every
+  page says so at its top, with how to enable them;
+- a refused action is shown on the page (rq-dashboard's own scripts ignore a failed POST);
+- a failed login is logged on stderr (time, client address, the user name tried, never the
+  password) and answered late: a delay per client address that doubles with each failure, up
+  to a bound; the right credentials are never delayed;
 - an action is a POST from the dashboard's own pages: another origin (any web page the
   learner visits) is refused, and so is a request for another ``Host`` (DNS rebinding);
 - jobs are read as JSON (RQ's ``JSONSerializer``), never unpickled: what is in Redis is data;
@@ -28,13 +33,17 @@ import hmac
 import json
 import os
 import re
+import sys
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from course.connection import not_connected_line, redis_url, run
 from course.events import SERIALIZER
 from course.settings import SettingError, parse_command_line
-from course.web import create_app, listen_address, serve
+from course.web import check_port_free, create_app, listen_address, serve, write_line
 
 import redis
 import rq_dashboard
@@ -99,6 +108,44 @@ ACTIONS_DISABLED = (
 LOG_IN = f"Log in with the {USER_VARIABLE} and {PASSWORD_VARIABLE} the dashboard was started with"
 CROSS_ORIGIN = "Cross-origin request refused: actions come from the dashboard's own pages"
 UNREADABLE_JOB = "A job in Redis is not JSON: the dashboard reads jobs as JSON and never unpickles them"
+
+# What each page says at its top while actions are refused for want of credentials.
+ACTIONS_DISABLED_NOTICE = (
+    '<div id="actions-disabled" class="alert alert-warning mb-0" role="alert">'
+    "Actions (Requeue, Delete, Empty, Compact) are disabled: restart the dashboard with "
+    f"{USER_VARIABLE} and {PASSWORD_VARIABLE} set to enable them, e.g. "
+    f"<code>{USER_VARIABLE}=me {PASSWORD_VARIABLE}='a long secret' make dashboard</code></div>"
+)
+# Where a refused action is shown: hidden until then.
+ACTION_REFUSED_NOTICE = (
+    '<div id="action-refused" class="alert alert-danger sticky-top mb-0" role="alert" hidden></div>'
+)
+# An action the server refused (403, 409, 503...), shown on the page: jQuery's global ajaxError
+# event sees every failed request of rq-dashboard's scripts; only actions are POSTs.
+ACTION_REFUSED_SCRIPT = """
+$(document).ajaxError(function (event, answer, settings) {
+    if (settings.type !== "POST") { return; }
+    var reason = (answer.responseJSON && answer.responseJSON.error) || answer.statusText || "no answer";
+    $("#action-refused").text("Refused (HTTP " + answer.status + "): " + reason).prop("hidden", false);
+    window.scrollTo(0, 0);
+});
+"""
+BODY_START = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+BODY_END = "</body>"
+
+# Failed logins: the first is answered after FIRST_DELAY_SECONDS, each next one from the same
+# address after twice the last, up to MAX_DELAY_SECONDS. An address is forgotten after
+# FORGET_SECONDS without a failure; at most MAX_ADDRESSES are remembered (the oldest go first).
+# Success does not reset the count: on loopback every local user shares 127.0.0.1, and the
+# learner's open page, logged in, would otherwise clear an attacker's delay at every refresh.
+FIRST_DELAY_SECONDS = 0.25
+MAX_DELAY_SECONDS = 4.0
+FORGET_SECONDS = 600.0
+MAX_ADDRESSES = 10_000
+# A user name is logged as Python writes a string (quoted, newlines escaped), cut to this length;
+# one that holds the dashboard's password (typed in the wrong field) is not logged at all.
+LOGGED_NAME_CHARS = 64
+PASSWORD_AS_NAME = "(not logged: it holds the dashboard's password)"
 
 
 # Settings -----------------------------------------------------------------------------------
@@ -246,8 +293,57 @@ def has_credentials(credentials: tuple[str, str]) -> bool:
     return hmac.compare_digest(given, ":".join(credentials).encode())
 
 
+class FailedLogins:
+    """Failed logins by client address, in this server process, and the delay each one gets.
+
+    Granian's worker processes share nothing: each counts the failures it answered, so a client
+    that spreads its tries over new connections (served by any worker) is delayed per worker.
+    """
+
+    def __init__(self) -> None:
+        self.by_address: OrderedDict[str, tuple[int, float]] = OrderedDict()  # failures, last one's time
+        self.lock = threading.Lock()
+
+    def record(self, address: str) -> tuple[int, float]:
+        """Count one more failure from ``address``: (failures so far, seconds to wait before answering)."""
+        now = time.monotonic()
+        with self.lock:
+            failures, last = self.by_address.pop(address, (0, now))
+            failures = 1 if now - last > FORGET_SECONDS else failures + 1
+            self.by_address[address] = (failures, now)
+            while len(self.by_address) > MAX_ADDRESSES:
+                self.by_address.popitem(last=False)
+        return failures, min(FIRST_DELAY_SECONDS * 2 ** (failures - 1), MAX_DELAY_SECONDS)
+
+
+def failed_login_line(address: str, user: str, failures: int, delay: float) -> str:
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return (
+        f"{when} dashboard: failed login from {address} as user {user} "
+        f"(failure {failures} from this address, answered after {delay:g} s)"
+    )
+
+
+def logged_name(tried: str, password: str) -> str:
+    return PASSWORD_AS_NAME if password in tried else repr(tried[:LOGGED_NAME_CHARS])
+
+
+def refuse_login(failed_logins: FailedLogins, password: str) -> Response:
+    """A 401; a try with credentials (not a browser's first request, which has none) is a failure:
+    logged (never a password) and answered late."""
+    auth = request.authorization
+    if auth is not None:
+        address = request.remote_addr or "unknown address"
+        failures, delay = failed_logins.record(address)
+        user = logged_name(auth.username or "", password)
+        write_line(failed_login_line(address, user, failures, delay), sys.stderr)
+        time.sleep(delay)
+    return json_answer(LOG_IN, 401, {"WWW-Authenticate": f'Basic realm="{REALM}"'})
+
+
 def guard(addresses: frozenset[str], credentials: tuple[str, str] | None) -> Callable[[], Response | None]:
     """The check every request passes before rq-dashboard sees it."""
+    failed_logins = FailedLogins()
 
     def check_request() -> Response | None:
         host = (request.headers.get("Host") or "").lower()
@@ -256,7 +352,7 @@ def guard(addresses: frozenset[str], credentials: tuple[str, str] | None) -> Cal
                 f"Unknown Host {host!r}: this dashboard answers at {', '.join(sorted(addresses))}", 400
             )
         if credentials is not None and not has_credentials(credentials):
-            return json_answer(LOG_IN, 401, {"WWW-Authenticate": f'Basic realm="{REALM}"'})
+            return refuse_login(failed_logins, credentials[1])
         refuse_other_methods()
         if not is_action():
             return None
@@ -282,6 +378,34 @@ def only_own_scripts(response: Response) -> Response:
             inline_scripts=" ".join(sorted(hashes))
         )
     return response
+
+
+def with_notices(response: Response, actions_disabled: bool) -> Response:
+    """An HTML page with, at its top, the place where a refused action is shown and, while actions
+    are disabled, a notice that says how to enable them; the script that shows refusals at its end.
+
+    rq-dashboard's templates are its own: the page is changed as it leaves, not copied.
+    """
+    page = response.get_data(as_text=True)
+    notices = ACTION_REFUSED_NOTICE + (ACTIONS_DISABLED_NOTICE if actions_disabled else "")
+    page = BODY_START.sub(lambda start: start.group(0) + notices, page, count=1)
+    before, end, after = page.rpartition(BODY_END)
+    if end:  # after jQuery, which the page loads at the end of its body
+        page = f"{before}<script>{ACTION_REFUSED_SCRIPT}</script>{end}{after}"
+    response.set_data(page)
+    return response
+
+
+def finished_page(actions_disabled: bool) -> Callable[[Response], Response]:
+    """The last step of every answer: an HTML page gets its notices, then the policy that lets its
+    scripts (the notices' one included) run."""
+
+    def finish(response: Response) -> Response:
+        if response.mimetype == "text/html":
+            response = with_notices(response, actions_disabled)
+        return only_own_scripts(response)
+
+    return finish
 
 
 def needing_redis(view: Callable[..., Response]) -> Callable[..., Response]:
@@ -316,7 +440,7 @@ def create_dashboard() -> Flask:
     # would otherwise exist only once a page had been served, and an action fail before that.
     rq_dashboard.web.setup_rq_connection(app)
     app.before_request(guard(dashboard_addresses(host, port), credentials))
-    app.after_request(only_own_scripts)
+    app.after_request(finished_page(actions_disabled=credentials is None))
     app.view_functions["rq_dashboard.queues_overview"] = needing_redis(
         app.view_functions["rq_dashboard.queues_overview"]
     )
@@ -331,7 +455,11 @@ def create_dashboard() -> Flask:
 
 def main() -> None:
     credentials_from_env()  # checked, like every setting, before anything starts
-    serve(__file__, listen_address(PORT_VARIABLE, DEFAULT_PORT))
+    host, port = listen_address(PORT_VARIABLE, DEFAULT_PORT)
+    check_port_free(host, port)  # before saying where it serves
+    shown_host = f"[{host}]" if ":" in host else host
+    write_line(f"Serving on http://{shown_host}:{port}", sys.stderr)
+    serve(__file__, (host, port))
 
 
 if __name__ == "__main__":

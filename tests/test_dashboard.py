@@ -7,6 +7,8 @@ errors are JSON (Redis away included), and the Redis password never shows, whate
 from __future__ import annotations
 
 import json
+import signal
+import time
 from html.parser import HTMLParser
 
 import course.dashboard
@@ -16,8 +18,17 @@ import pytest
 import redis
 from rq import Queue
 
-from checker.lessons import run_script
-from tests.support import OwnRedis, free_port, request, served_dashboard
+from checker.lessons import run_script, start_script
+from tests.support import (
+    READY_PATH,
+    SERVER_READY_SECONDS,
+    SERVER_STOP_SECONDS,
+    OwnRedis,
+    end_for_good,
+    free_port,
+    request,
+    served_dashboard,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -229,3 +240,44 @@ def test_masking_hides_userinfo_that_does_not_even_parse(url):
 
 def test_a_url_without_userinfo_is_shown_as_it_is():
     assert course.dashboard.masked_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def answered(port: int) -> bool:
+    """Whether a server answers on the port now (any status)."""
+    try:
+        request(port, READY_PATH)
+    except OSError:
+        return False
+    return True
+
+
+def test_it_says_where_it_serves_when_it_starts(redis_url):
+    """On stderr, as ``flask run`` does, before it serves; read from the pipe as it comes."""
+    port = free_port()
+    process = start_script("course/dashboard.py", redis_url, DASHBOARD_PORT=str(port))
+    try:
+        start_line = process.stderr.readline()
+        deadline = time.monotonic() + SERVER_READY_SECONDS
+        while not answered(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)  # once it serves: a stop while it starts is another test's
+        stdout, stderr = process.communicate(timeout=SERVER_STOP_SECONDS)
+    finally:
+        end_for_good(process, own_session=False)
+
+    assert start_line == f"Serving on http://127.0.0.1:{port}\n"
+    assert (process.returncode, stdout, stderr) == (0, "", "")
+
+
+# Actions disabled: every page says so ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_says_actions_are_disabled_and_can_show_a_refusal(path, redis_url, dashboard_port):
+    job_id = enqueue_one(redis_url)
+    page = request(dashboard_port, path.replace("/job/1", f"/job/{job_id}")).body
+
+    assert page.count('<div id="actions-disabled"') == 1
+    assert "DASHBOARD_USER=me DASHBOARD_PASSWORD='a long secret' make dashboard" in page
+    assert page.count('<div id="action-refused"') == 1
+    assert page.count("ajaxError") == 1

@@ -3,16 +3,23 @@
 After task 7, the queues page lists the course's queue with its counts, the failed jobs
 show their error message and every id is a Kue-style integer. A page of another origin
 that sends the dashboard's actions (fetch, an image) leaves the jobs where they were.
-Needs Debian's ``chromium``: skipped without it, except under CI, where it fails.
+Without credentials, each page says at its top that actions are disabled and how to enable
+them, and a click on Requeue shows the refusal (the browser is driven over its DevTools
+protocol: the click lands where the button is drawn). Needs Debian's ``chromium``: skipped
+without it, except under CI, where it fails.
 """
 
 from __future__ import annotations
 
+import base64
+import fcntl
 import http.server
+import json
 import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -26,7 +33,7 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from checker.lessons import lines, run_script
-from tests.support import failed_task7_job, served_dashboard, stopped_output
+from tests.support import PASSWORD, USER, failed_task7_job, served_dashboard, stopped_output
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -60,7 +67,6 @@ def chromium_command(chromium: str, profile: Path) -> list[str]:
         "--disable-component-update",
         "--disable-sync",
         f"--user-data-dir={profile}",
-        f"--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}",
     ]
 
 
@@ -76,7 +82,14 @@ class Rendered:
 def rendered(chromium: str, profile: Path, url: str) -> Rendered:
     """The page's DOM once its scripts ran (``--dump-dom``), and its console."""
     result = subprocess.run(
-        [*chromium_command(chromium, profile), "--enable-logging=stderr", "--v=0", "--dump-dom", url],
+        [
+            *chromium_command(chromium, profile),
+            f"--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            url,
+        ],
         capture_output=True,
         text=True,
         timeout=BROWSER_TIMEOUT_SECONDS,
@@ -128,6 +141,109 @@ def task7_ids(processors, redis_url) -> list[int]:
     assert creator.returncode == 0, creator.stderr
     stopped_output(processor)
     return expected.created_ids(lines(creator.stdout))
+
+
+class DevTools:
+    """Headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``):
+    the browser reads commands on its fd 3 and writes answers and events on its fd 4, each message
+    JSON ended by a NUL byte. One page, ``session``; ``call`` waits for a command's answer."""
+
+    def __init__(self, chromium: str, profile: Path) -> None:
+        any_commands_read, self.commands = os.pipe()
+        self.answers, any_answers_write = os.pipe()
+        # Both above fd 4: moved onto fds 3 and 4 one after the other, neither overwrites the other.
+        low_fds = (any_commands_read, any_answers_write)
+        commands_read, answers_write = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 5) for fd in low_fds)
+        # bash puts the pipes on fds 3 and 4, then becomes the browser (no preexec_fn, which is
+        # unsafe in a process with threads; dash takes no fd above 9).
+        self.process = subprocess.Popen(
+            [
+                "bash",
+                "-c",
+                f'exec "$@" 3<&{commands_read} 4>&{answers_write}',
+                "bash",
+                *chromium_command(chromium, profile),
+                "--window-size=1280,900",
+                "--remote-debugging-pipe",
+            ],
+            pass_fds=(commands_read, answers_write),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for fd in (commands_read, answers_write, *low_fds):
+            os.close(fd)
+        self.unread = b""
+        self.last_id = 0
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+    def message(self) -> dict:
+        while b"\0" not in self.unread:
+            chunk = os.read(self.answers, 1 << 16)
+            if not chunk:
+                raise EOFError("the browser closed its DevTools pipe")
+            self.unread += chunk
+        message, _, self.unread = self.unread.partition(b"\0")
+        return json.loads(message)
+
+    def call(self, method: str, *, on_page: bool = False, **params: object) -> dict:
+        self.last_id += 1
+        command = {"id": self.last_id, "method": method, "params": params}
+        if on_page:
+            command["sessionId"] = self.session
+        os.write(self.commands, json.dumps(command).encode() + b"\0")
+        while (answer := self.message()).get("id") != self.last_id:
+            pass  # an event
+        assert "error" not in answer, answer
+        return answer["result"]
+
+    def evaluate(self, expression: str) -> object:
+        """The value of a JavaScript expression on the page."""
+        return self.call("Runtime.evaluate", on_page=True, expression=expression, returnByValue=True)[
+            "result"
+        ].get("value")
+
+    def wait_for(self, expression: str) -> object:
+        """The expression's value once it is truthy (None if it never is: the test then fails)."""
+        deadline = time.monotonic() + BROWSER_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if value := self.evaluate(expression):
+                return value
+            time.sleep(0.1)
+        return None
+
+    def click(self, selector: str) -> None:
+        """A mouse click at the middle of where the element is drawn, as a person clicks it."""
+        box = self.evaluate(f"JSON.stringify(document.querySelector({selector!r}).getBoundingClientRect())")
+        box = json.loads(box)
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        for event in ("mousePressed", "mouseReleased"):
+            self.call(
+                "Input.dispatchMouseEvent", on_page=True, type=event, x=x, y=y, button="left", clickCount=1
+            )
+
+    def screenshot(self, path: Path) -> None:
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", on_page=True)["data"]))
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close")
+            self.process.wait(timeout=BROWSER_TIMEOUT_SECONDS)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            os.close(self.commands)
+            os.close(self.answers)
+
+
+@pytest.fixture
+def browser(chromium, tmp_path) -> Iterator[DevTools]:
+    devtools = DevTools(chromium, tmp_path / "profile")
+    try:
+        yield devtools
+    finally:
+        devtools.close()
 
 
 def test_after_task7_the_browser_shows_queues_counts_errors_and_integer_ids(
@@ -238,3 +354,58 @@ def test_a_page_of_another_origin_cannot_touch_the_jobs(
         assert '<p id="sent">fulfilled fulfilled fulfilled</p>' in page.dom  # the browser did send them
         assert job.get_status(refresh=True) == JobStatus.FAILED
         assert FailedJobRegistry(QUEUE, connection=rq_redis).get_job_ids() == [job.id]
+
+
+# Actions disabled: the page says so --------------------------------------------------------------
+
+# The text a person sees: innerText holds only what is rendered.
+SHOWN_TEXT = "document.body.innerText"
+REQUEUE_BUTTON = "[data-role=requeue-job-btn]"
+
+
+def test_without_credentials_the_page_says_actions_are_disabled_and_shows_a_refusal(
+    browser, tmp_path, redis_url, rq_redis
+):
+    job = failed_task7_job(rq_redis)
+
+    with served_dashboard(redis_url) as port:
+        browser.call(
+            "Page.navigate", on_page=True, url=f"http://127.0.0.1:{port}/0/view/jobs/{QUEUE}/failed/8/asc/1"
+        )
+        assert browser.wait_for(f"document.querySelector({REQUEUE_BUTTON!r}) !== null")  # the rows are drawn
+        before = browser.evaluate(SHOWN_TEXT)
+        browser.click(REQUEUE_BUTTON)
+        refusal = browser.wait_for("document.getElementById('action-refused').innerText")
+        browser.screenshot(tmp_path / "requeue-refused.png")  # kept with the test's files, to look at
+        notice_top = browser.evaluate(
+            "document.getElementById('actions-disabled').getBoundingClientRect().top"
+        )
+
+    assert before.startswith(
+        "Actions (Requeue, Delete, Empty, Compact) are disabled: restart the dashboard with "
+        "DASHBOARD_USER and DASHBOARD_PASSWORD set to enable them, e.g. "
+        "DASHBOARD_USER=me DASHBOARD_PASSWORD='a long secret' make dashboard\n"
+    )
+    assert 0 <= notice_top < 200  # at the top of the window, not scrolled away
+    assert "Refused (HTTP" not in before
+    assert refusal == (
+        "Refused (HTTP 403): Dashboard actions are disabled: set DASHBOARD_USER and DASHBOARD_PASSWORD "
+        "to enable them"
+    )
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+
+
+def test_with_credentials_no_notice_is_shown(browser, redis_url, rq_redis):
+    failed_task7_job(rq_redis)
+    with served_dashboard(redis_url, DASHBOARD_USER=USER, DASHBOARD_PASSWORD=PASSWORD) as port:
+        token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        browser.call("Network.enable", on_page=True)
+        browser.call("Network.setExtraHTTPHeaders", on_page=True, headers={"Authorization": f"Basic {token}"})
+        browser.call(
+            "Page.navigate", on_page=True, url=f"http://127.0.0.1:{port}/0/view/jobs/{QUEUE}/failed/8/asc/1"
+        )
+        assert browser.wait_for(f"document.querySelector({REQUEUE_BUTTON!r}) !== null")
+        shown = browser.evaluate(SHOWN_TEXT)
+
+    assert "disabled" not in shown
+    assert "Refused" not in shown

@@ -8,6 +8,10 @@ credentials; and every answer to an action is JSON.
 
 from __future__ import annotations
 
+import http.client
+import re
+import time
+
 import course.dashboard
 from course.jobs import next_job_ids
 
@@ -16,7 +20,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
-from tests.support import PASSWORD, USER, basic_auth, failed_task7_job, request, served_dashboard
+from tests.support import PASSWORD, USER, basic_auth, failed_task7_job, request, served_dashboard, serving
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -280,3 +284,97 @@ def test_pages_run_only_their_own_scripts_and_cannot_be_framed(path, failed_job,
     assert policy["frame-ancestors"] == "'none'"
     assert "'unsafe-inline'" not in policy["script-src"]
     assert "'sha256-" in policy["script-src"]
+
+
+# Failed logins: logged and answered late ------------------------------------------------------
+
+FAILED_LOGIN = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ dashboard: failed login from 127\.0\.0\.1 as user 'someone' "
+    r"\(failure (\d+) from this address, answered after ([\d.]+) s\)"
+)
+# Not the password, and found nowhere else: its absence from the log means it was never written.
+TRIED_PASSWORD = "qzwa-tried-pvxe"
+
+
+def timed_answers(port: int, tries: list[dict[str, str]]) -> list[tuple[int, float]]:
+    """(status, seconds) of each request, one after the other on one kept-alive connection: one
+    server process answers them all, so one count of failures applies."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    answers = []
+    try:
+        for headers in tries:
+            started = time.monotonic()
+            connection.request("GET", "/0/data/queues.json", headers=headers)
+            with connection.getresponse() as response:
+                response.read()
+            answers.append((response.status, time.monotonic() - started))
+    finally:
+        connection.close()
+    return answers
+
+
+def test_failed_logins_are_logged_and_slowed_and_the_right_one_is_not(redis_url):
+    wrong = basic_auth("someone", TRIED_PASSWORD)
+    tries = [{}, wrong, wrong, wrong, basic_auth()]  # a browser's first request has no credentials
+
+    with serving(
+        "course/dashboard.py", redis_url, DASHBOARD_USER=USER, DASHBOARD_PASSWORD=PASSWORD
+    ) as server:
+        answers = timed_answers(server.port, tries)
+        _, stdout, stderr = server.stop()
+
+    assert [status for status, _ in answers] == [401, 401, 401, 401, 200]
+    logged = [
+        FAILED_LOGIN.fullmatch(line) for line in stderr.splitlines() if not line.startswith("Serving on ")
+    ]
+    assert all(logged), stderr
+    delays = [float(line.group(2)) for line in logged]
+    assert [int(line.group(1)) for line in logged] == [1, 2, 3]
+    assert delays == [
+        course.dashboard.FIRST_DELAY_SECONDS * 2**failure for failure in range(3)
+    ]  # doubling from the first
+    # Each failure was answered no sooner than its delay; the right credentials not made to wait
+    # the delay the next failure would get.
+    assert all(seconds >= delay for (_, seconds), delay in zip(answers[1:4], delays, strict=True))
+    assert answers[4][1] < delays[-1] * 2
+    assert TRIED_PASSWORD not in stdout + stderr
+
+
+def test_the_delay_doubles_up_to_its_bound_and_is_forgotten_after_a_quiet_while(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(course.dashboard.time, "monotonic", lambda: clock[0])
+    failed_logins = course.dashboard.FailedLogins()
+
+    delays = [failed_logins.record("127.0.0.1")[1] for _ in range(8)]
+    other = failed_logins.record("127.0.0.2")
+    clock[0] += course.dashboard.FORGET_SECONDS + 1
+    after_a_while = failed_logins.record("127.0.0.1")
+
+    assert delays == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+    assert max(delays) == course.dashboard.MAX_DELAY_SECONDS
+    assert other == (1, 0.25)  # per address
+    assert after_a_while == (1, 0.25)
+
+
+def test_the_addresses_remembered_are_bounded(monkeypatch):
+    monkeypatch.setattr(course.dashboard, "MAX_ADDRESSES", 3)
+    failed_logins = course.dashboard.FailedLogins()
+
+    for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"):
+        failed_logins.record(address)
+
+    assert list(failed_logins.by_address) == ["10.0.0.2", "10.0.0.3", "10.0.0.4"]
+
+
+@pytest.mark.parametrize(
+    "tried, logged",
+    [
+        ("someone", "'someone'"),
+        ("line\nbreak", "'line\\nbreak'"),
+        ("x" * 100, repr("x" * 64)),
+        (f"me {PASSWORD}", "(not logged: it holds the dashboard's password)"),
+    ],
+    ids=["a name", "a newline", "a long name", "the password in the name field"],
+)
+def test_a_user_name_is_logged_on_one_line_and_never_the_password(tried, logged):
+    assert course.dashboard.logged_name(tried, PASSWORD) == logged

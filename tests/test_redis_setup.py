@@ -8,8 +8,10 @@ command line, the files are private, and each failure says what happened.
 
 import contextlib
 import os
+import pwd
 import re
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -33,8 +35,8 @@ RUN_TIMEOUT = 60
 pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + 300)
 
 
-def run(port: int, *args: str, timeout: float = RUN_TIMEOUT, **env_vars: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "REDIS_PORT": str(port), **env_vars}
+def run_in(env: dict[str, str], *args: str, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
+    """The script run with exactly the environment ``env``."""
     return subprocess.run(
         [str(SCRIPT), *args],
         env=env,
@@ -43,6 +45,10 @@ def run(port: int, *args: str, timeout: float = RUN_TIMEOUT, **env_vars: str) ->
         timeout=timeout,
         check=False,
     )
+
+
+def run(port: int, *args: str, timeout: float = RUN_TIMEOUT, **env_vars: str) -> subprocess.CompletedProcess:
+    return run_in({**os.environ, "REDIS_PORT": str(port), **env_vars}, *args, timeout=timeout)
 
 
 def client(port: int) -> redis.Redis:
@@ -149,7 +155,10 @@ def test_port_taken_by_another_program(bin_dir):
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        result = run(port, "start")
+        try:
+            result = run(port, "start")
+        finally:
+            shutil.rmtree(ROOT / ".redis" / str(port), ignore_errors=True)
     assert result.returncode == 1
     assert f"Port {port} is already in use by another program" in result.stderr
     assert "line " not in result.stderr  # a clear message, not bash noise
@@ -428,18 +437,138 @@ def test_a_port_the_server_cannot_bind_is_reported_at_once(bin_dir):
 # No system change unasked ----------------------------------------------------------------------
 
 
-def test_no_system_package_is_installed_unasked(tmp_path, bin_dir):
-    """No compiler and no redis-server on PATH: the script says how to opt in, and changes nothing."""
-    hidden = {"make", "cc", "gcc", "redis-server", "redis-cli", "apt-get"}  # apt-get: never, even if broken
+def tools_but(tmp_path: Path, hidden: set[str]) -> Path:
+    """A directory for PATH with every command of the system's but ``hidden``."""
     tools = tmp_path / "bin"
     tools.mkdir()
     for directory in ("/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"):
         for tool in Path(directory).glob("*"):
             if tool.name not in hidden and not (tools / tool.name).exists():
                 (tools / tool.name).symlink_to(tool)
+    return tools
+
+
+def test_no_system_package_is_installed_unasked(tmp_path, bin_dir):
+    """No compiler and no redis-server on PATH: the script says how to opt in, and changes nothing."""
+    # apt-get: never, even if broken
+    tools = tools_but(tmp_path, {"make", "cc", "gcc", "redis-server", "redis-cli", "apt-get"})
     policy_existed = Path("/usr/sbin/policy-rc.d").exists()
     result = run(free_port(), "build", PATH=str(tools), XDG_CACHE_HOME=str(tmp_path / "cache"))
     assert result.returncode == 1
     assert "No C compiler" in result.stderr
     assert "REDIS_SETUP_INSTALL_SYSTEM=1" in result.stderr
     assert Path("/usr/sbin/policy-rc.d").exists() == policy_existed
+
+
+# Two runs at once on one port -------------------------------------------------------------------
+
+RACES = 3  # each of 3 of 3 tries failed before the port's lock
+
+
+def start_two_at_once(port: int) -> list[subprocess.CompletedProcess]:
+    """Two ``redis_setup.sh start`` on one port, let go together."""
+    env = {**os.environ, "REDIS_PORT": str(port)}
+    starts = [
+        subprocess.Popen(
+            [str(SCRIPT), "start"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    results = []
+    for start in starts:
+        stdout, stderr = start.communicate(timeout=RUN_TIMEOUT)
+        results.append(subprocess.CompletedProcess(start.args, start.returncode, stdout, stderr))
+    return results
+
+
+def redis_servers_on(port: int) -> list[int]:
+    """Every redis-server process serving 127.0.0.1:PORT (its process title says so), whatever started it."""
+    title = re.compile(rb"\S*redis-server 127\.0\.0\.1:%d\b" % port)
+    return [int(pid) for pid, line in command_lines().items() if title.match(line)]
+
+
+@pytest.mark.parametrize("attempt", range(RACES))
+def test_two_starts_at_once_start_one_server_that_stop_stops(attempt, bin_dir):
+    port = free_port()
+    try:
+        results = start_two_at_once(port)
+        assert [result.returncode for result in results] == [0, 0], [r.stdout + r.stderr for r in results]
+        outcomes = sorted("started" if "Redis running on" in result.stdout else "found" for result in results)
+        assert outcomes == ["found", "started"], [result.stdout for result in results]
+        assert all("GET Holberton -> School" in result.stdout for result in results)
+        (server_pid,) = redis_servers_on(port)
+        status = run(port, "status")
+        assert status.returncode == 0
+        assert f"(pid {server_pid})" in status.stdout
+        assert run(port, "stop").returncode == 0
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        assert redis_servers_on(port) == []
+    finally:
+        run(port, "stop")
+        for pid in redis_servers_on(port):  # left by a failed run: nothing else would stop it
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ROOT / ".redis" / str(port), ignore_errors=True)
+
+
+# Only the environment a bare shell has ------------------------------------------------------------
+
+
+def test_an_environment_with_only_path_is_enough(bin_dir):
+    """No HOME (env -i, cron), no XDG_CACHE_HOME: the build is looked for in the home directory the
+    password database gives, and every other setting has its default."""
+    home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    if not bin_dir.is_relative_to(home / ".cache"):
+        pytest.skip(f"the build is not in {home}/.cache: starting would compile Redis again")
+    port = free_port()
+    bare = {"PATH": os.environ["PATH"], "REDIS_PORT": str(port)}
+    try:
+        results = {command: run_in(bare, command) for command in ("status", "build", "start", "stop")}
+    finally:
+        run(port, "stop")
+        shutil.rmtree(ROOT / ".redis" / str(port), ignore_errors=True)
+
+    assert {command: (result.returncode, result.stderr) for command, result in results.items()} == {
+        "status": (3, ""),
+        "build": (0, ""),
+        "start": (0, ""),
+        "stop": (0, ""),
+    }
+    assert results["build"].stdout.splitlines()[-1] == str(bin_dir)
+    assert "GET Holberton -> School" in results["start"].stdout
+
+
+def test_a_server_of_ours_without_its_pidfile_is_still_seen_and_stopped(bin_dir):
+    """As the race before the port's lock left one: running, its pidfile gone."""
+    port = free_port()
+    try:
+        assert run(port, "start").returncode == 0
+        (server_pid,) = redis_servers_on(port)
+        (ROOT / ".redis" / str(port) / "redis.pid").unlink()
+
+        status, again, stop = run(port, "status"), run(port, "start"), run(port, "stop")
+
+        assert status.returncode == 0
+        assert f"(pid {server_pid})" in status.stdout
+        assert again.returncode == 0, again.stderr
+        assert "already running" in again.stdout
+        assert stop.returncode == 0
+        assert f"Redis on port {port} stopped" in stop.stdout
+        assert redis_servers_on(port) == []
+    finally:
+        run(port, "stop")
+        for pid in redis_servers_on(port):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ROOT / ".redis" / str(port), ignore_errors=True)
+
+
+def test_no_home_anywhere_is_one_clear_line(tmp_path):
+    """HOME unset, and no password database to ask (no getent): one line saying what to set."""
+    bare = {"PATH": str(tools_but(tmp_path, {"getent"})), "REDIS_PORT": str(free_port())}
+    result = run_in(bare, "status")
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        "HOME is not set and the password database gives no home directory: set XDG_CACHE_HOME "
+        "(the Redis build is cached in $XDG_CACHE_HOME/queuing-system)"
+    ]
