@@ -314,12 +314,14 @@ def test_a_processor_whose_web_process_was_killed_stops_by_itself(start_seat_ser
 
 def test_a_second_process_call_in_one_web_process_starts_nothing(redis_url, rq_redis, monkeypatch):
     monkeypatch.setenv("REDIS_URL", redis_url)
-    queue_processor = seat.QueueProcessor(seat.QUEUE_NAME, {seat.JOB_FUNCTION})
+    jobs = seat.WebJobs(seat.QUEUE_NAME, "Seat reservation job", {seat.JOB_FUNCTION})
 
-    queue_processor.ensure_started()
-    queue_processor.ensure_started()
+    jobs.start_processor()
+    jobs.start_processor()
 
-    [child] = [child for child in multiprocessing.active_children() if child.name == seat.QueueProcessor.NAME]
+    [child] = [
+        child for child in multiprocessing.active_children() if child.name == seat.WebJobs.PROCESSOR_NAME
+    ]
     assert len(wait_for_workers(rq_redis, 1, expected.SEAT_QUEUE)) == 1
     child.terminate()
     child.join(STARTUP_TIMEOUT_SECONDS)
