@@ -84,7 +84,7 @@ HEADER_READ_TIMEOUT_MS = 5_000
 MAX_HEAD_BYTES = 8192 + 4096 * 100
 
 # How long a worker may take to stop: it finishes the requests in hand, which take milliseconds.
-WORKER_STOP_SECONDS = 5
+WORKER_STOP_SECONDS = 3
 
 # Granian's settings for every course server, in one place (the APIs and the dashboard).
 SERVER_LIMITS: dict[str, Any] = {
