@@ -49,10 +49,9 @@ def process_queue(queue_name: str, job_functions: Iterable[str]) -> None:
     """The processor, in a process of its own: an RQ worker on the queue, until it is stopped.
 
     RQ's worker handles SIGINT and SIGTERM by finishing the job in hand, then stopping; it
-    needs the main thread of a process for that. Its output is line-buffered: each line in
-    one write, never glued to a line of another process sharing the terminal.
+    needs the main thread of a process for that.
     """
-    sys.stdout.reconfigure(line_buffering=True, write_through=False)
+    one_write_per_line()
 
     def work() -> None:
         logging_level = rq_logging_level(verbose=False)
@@ -62,6 +61,16 @@ def process_queue(queue_name: str, job_functions: Iterable[str]) -> None:
 
     threading.Thread(target=stop_when_orphaned, daemon=True).start()
     run(work)
+
+
+def one_write_per_line() -> None:
+    """Write each line of stdout in one system call, never glued to a line of another process.
+
+    Unbuffered (``PYTHONUNBUFFERED``), ``print`` writes a line's text and its newline apart:
+    two processors that printed the connected line at the same moment, after a Redis restart,
+    showed ``...serverRedis client...`` on one line.
+    """
+    sys.stdout.reconfigure(line_buffering=True, write_through=False)
 
 
 def stop_when_orphaned() -> None:

@@ -552,6 +552,54 @@ def test_a_job_refused_by_a_redis_out_of_memory_is_a_failed_reservation(start_se
         assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
 
 
+# Keys changed by hand: a JSON 500 naming the key, never a raw Lua error --------------------------
+
+SEATS_NOT_A_COUNT = (
+    '{"error":"available_seats in Redis does not hold a number (make reset restores the course\'s state)"}'
+)
+JOB_IDS_NOT_A_COUNT = (
+    '{"error":"course:job-ids in Redis does not hold a number (make reset restores the course\'s state)"}'
+)
+
+
+def test_a_large_seat_count_is_taken_exactly(start_seat_server, real_redis, rq_redis):
+    server = start_seat_server()
+    real_redis.set("available_seats", "9007199254740993")
+
+    assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
+    assert server.request("/process") == (200, JSON, expected.QUEUE_PROCESSING)
+
+    assert expected.SEAT_JOB_COMPLETED.fullmatch(server.read_until(JOB_LINE, 1)[0])
+    assert real_redis.get("available_seats") == "9007199254740992"
+    assert server.request("/available_seats") == (200, JSON, expected.available_seats_body(9007199254740992))
+
+
+def test_seats_beyond_redis_integers_are_refused_naming_the_key(start_seat_server, real_redis):
+    server = start_seat_server()
+    real_redis.set("available_seats", "99999999999999999999")
+
+    for path in ROUTES:
+        assert server.request(path) == (500, JSON, SEATS_NOT_A_COUNT), path
+    assert real_redis.get("available_seats") == "99999999999999999999"
+
+
+@pytest.mark.parametrize("counter", ["abc", "9223372036854775807"])
+def test_a_poisoned_job_id_counter_is_a_json_500_naming_the_key(start_seat_server, real_redis, counter):
+    """It was ``Reservation failed``, with no line in the log, and no word of what to do."""
+    server = start_seat_server()
+    real_redis.set("course:job-ids", counter)
+
+    assert server.request("/reserve_seat") == (500, JSON, JOB_IDS_NOT_A_COUNT)
+
+    status, stdout, stderr = server.stop()
+    assert (status, stdout) == (0, "")
+    [logged] = stderr.splitlines()
+    assert logged.endswith(
+        "GET /reserve_seat: course:job-ids in Redis does not hold a number "
+        "(make reset restores the course's state)"
+    )
+
+
 # The development server ---------------------------------------------------------------------------
 
 

@@ -268,3 +268,43 @@ def test_a_stop_while_the_workers_start_is_not_lost(tmp_path, dead_redis_url):
     process.send_signal(signal.SIGINT)
     # A bound for a broken stop, generous for a loaded machine (the suite runs in parallel).
     assert wait_for_exit(process, children(process.pid), timeout=20) == (0, "", start_line(port))
+
+
+# Large numbers: counted exactly, in Redis's own integers ------------------------------------
+
+# (units before, units after one reservation); Lua's doubles would give 1.2345678901234568e+17
+# for the first, and lose two units of the second.
+EXACT_COUNTS = [
+    ("123456789012345678", "123456789012345677"),
+    ("9007199254740993", "9007199254740992"),
+    ("9223372036854775807", "9223372036854775806"),
+]
+NOT_A_COUNT = '{"error":"item.1 in Redis does not hold a number (make reset restores the course\'s state)"}'
+
+
+@pytest.mark.parametrize(("before", "after"), EXACT_COUNTS)
+def test_a_large_stock_stays_an_exact_integer(server, real_redis, before, after):
+    real_redis.set("item.1", before)
+
+    assert server.request("/reserve_product/1") == (200, JSON, expected.RESERVATION_CONFIRMED)
+
+    assert real_redis.get("item.1") == after
+    assert server.request("/list_products/1").json()["currentQuantity"] == int(after)
+
+
+@pytest.mark.parametrize("stock", ["9223372036854775808", "99999999999999999999", "1" * 5000])
+def test_a_stock_beyond_redis_integers_is_refused_naming_the_key(start_server, redis_url, real_redis, stock):
+    server = start_server("9_stock.py", redis_url)
+    real_redis.set("item.1", stock)
+
+    for path in ("/reserve_product/1", "/list_products/1"):
+        assert server.request(path) == (500, JSON, NOT_A_COUNT), path
+
+    assert real_redis.get("item.1") == stock
+    status, stdout, stderr = server.stop()
+    assert (status, stdout) == (0, "")
+    # One line in the log for each, no traceback.
+    assert [line.rpartition(" in web: ")[2] for line in stderr.splitlines()] == [
+        f"GET {path}: item.1 in Redis does not hold a number (make reset restores the course's state)"
+        for path in ("/reserve_product/1", "/list_products/1")
+    ]
