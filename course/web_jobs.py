@@ -39,8 +39,10 @@ from course.worker import CourseWorker
 import redis
 from rq import Queue
 
-# A processor that ended with an error is started again this long after.
-RESTART_SECONDS = 1.0
+# A processor that ended with an error is started again this long after; one that fails again
+# soon after, twice as long after, up to RESTART_MAX_SECONDS.
+RESTART_SECONDS = 0.5
+RESTART_MAX_SECONDS = 8.0
 # What Redis says when INCRBY finds no integer it can add to (the job id counter changed by hand).
 COUNTER_REFUSALS = ("not an integer", "would overflow")
 
@@ -128,9 +130,9 @@ class WebJobs:
         """Start the processor unless it runs; a second call starts nothing."""
         with self.lock:
             if self.processor is None or not self.processor.is_alive():
-                self.processor = self.new_processor()
+                self.processor = self.new_processor(RESTART_SECONDS)
 
-    def new_processor(self) -> multiprocessing.process.BaseProcess:
+    def new_processor(self, restart_delay: float) -> multiprocessing.process.BaseProcess:
         # Daemonic: when this web process exits, multiprocessing stops it (SIGTERM: the job in
         # hand is finished) and reaps it.
         processor = self.CONTEXT.Process(
@@ -140,19 +142,27 @@ class WebJobs:
             daemon=True,
         )
         processor.start()
-        threading.Thread(target=self.restart_if_crashed, args=(processor,), daemon=True).start()
+        watch = threading.Thread(target=self.restart_if_crashed, args=(processor, restart_delay), daemon=True)
+        watch.start()
         return processor
 
-    def restart_if_crashed(self, processor: multiprocessing.process.BaseProcess) -> None:
-        """Wait for ``processor`` to end; one that ended with an error is started again.
+    def restart_if_crashed(self, processor: multiprocessing.process.BaseProcess, delay: float) -> None:
+        """Wait for ``processor`` to end (and reap it); one that ended with an error is started again.
 
-        One that stopped cleanly (status 0: Ctrl-C, or its web process stopping) is not.
+        One that stopped cleanly (status 0: Ctrl-C, or its web process stopping) is not. A
+        processor that failed soon after it started (Redis out of memory refuses its
+        registration) is started again after twice the delay, up to ``RESTART_MAX_SECONDS``. It
+        said why itself, in one line; one killed by a signal could not, so this says it.
         """
+        started = time.monotonic()
         processor.join()
         if processor.exitcode == 0 or processor.exitcode is None:
             return
-        write_line(f"Queue processor stopped (status {processor.exitcode}): restarting it", sys.stderr)
-        time.sleep(RESTART_SECONDS)
+        if processor.exitcode < 0:
+            write_line(f"Queue processor killed by signal {-processor.exitcode}: restarting it", sys.stderr)
+        lived_long = time.monotonic() - started > RESTART_MAX_SECONDS
+        delay = RESTART_SECONDS if lived_long else min(delay * 2, RESTART_MAX_SECONDS)
+        time.sleep(delay)
         with self.lock:
             if self.processor is processor:
-                self.processor = self.new_processor()
+                self.processor = self.new_processor(delay)

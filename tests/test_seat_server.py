@@ -35,7 +35,7 @@ import redis
 from rq import Queue, Worker
 from rq.registry import FinishedJobRegistry
 
-from tests.support import OwnRedis, Server, wait_for_workers
+from tests.support import OwnRedis, Server, descendants, wait_for_workers
 
 seat = importlib.import_module("100_seat")
 
@@ -598,6 +598,46 @@ def test_a_poisoned_job_id_counter_is_a_json_500_naming_the_key(start_seat_serve
         "GET /reserve_seat: course:job-ids in Redis does not hold a number "
         "(make reset restores the course's state)"
     )
+
+
+# Redis out of memory ------------------------------------------------------------------------------
+
+OUT_OF_MEMORY = "command not allowed when used memory > 'maxmemory'."
+RESERVED_AFTER = 3
+
+
+def web_process_children_defunct(server: Server) -> list[int]:
+    """The processes below the server's web processes that ended and were never reaped."""
+    return [pid for pid in descendants(server.process.pid) if (proc_stat(pid) or ["Z"])[0] == "Z"]
+
+
+def test_a_redis_out_of_memory_is_ridden_out_and_the_queue_processed_after(start_seat_server, own_redis):
+    """The processors died on OOM, were left defunct, and the queue waited for a second /process."""
+    server = start_seat_server(own_redis.url)
+    with redis.Redis.from_url(own_redis.url, decode_responses=True) as client:
+        assert server.request("/available_seats") == (200, JSON, expected.available_seats_body(50))
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1)
+        for _ in range(CHECKS_PER_SERVER):
+            assert server.request("/process") == (200, JSON, expected.QUEUE_PROCESSING)
+            assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_FAILED)
+        time.sleep(3)  # the processors fail to register, and are started again, for a while
+        assert web_process_children_defunct(server) == []
+        client.config_set("maxmemory", 0)
+
+        for _ in range(RESERVED_AFTER):
+            assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
+
+        lines = server.read_until(JOB_LINE, RESERVED_AFTER)
+        assert [JOB_LINE.fullmatch(line)[2] for line in lines] == ["completed"] * RESERVED_AFTER
+        assert client.get("available_seats") == str(50 - RESERVED_AFTER)
+    status, stdout, stderr = server.stop()
+    assert status == 0
+    assert "Traceback" not in stdout + stderr
+    # One line for each refusal: the reservations' (the log), the processors' (their own line).
+    for line in stderr.splitlines():
+        assert OUT_OF_MEMORY in line, stderr
+        assert "Reservation failed: Redis refused it" in line or line.startswith("Redis error: "), stderr
 
 
 # The development server ---------------------------------------------------------------------------
