@@ -1,7 +1,7 @@
 """Task 2: SET a key, GET it back, and print replies the way node's redis.print did."""
 
-from course.connection import connect, run
-from course.settings import parse_command_line
+from course.connection import announce_connection, run
+from course.settings import parse_command_line, redis_url
 from course.text import printable
 
 from redis import Redis
@@ -19,7 +19,12 @@ def display_school_value(client: Redis, school_name: str) -> None:
 
 
 def main() -> None:
-    with connect() as client:
+    # Replies as text; bytes that are not UTF-8 (someone else's value) read as U+FFFD.
+    client = Redis.from_url(
+        redis_url(), decode_responses=True, encoding_errors="replace", socket_connect_timeout=2
+    )
+    with client:
+        announce_connection(client)
         display_school_value(client, "Holberton")
         set_new_school(client, "HolbertonSanFrancisco", "100")
         display_school_value(client, "HolbertonSanFrancisco")

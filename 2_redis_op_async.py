@@ -6,8 +6,8 @@ async client, so ``async``/``await`` is all it takes.
 
 import asyncio
 
-from course.connection import connect_async, run
-from course.settings import parse_command_line
+from course.connection import announce_connection_async, run
+from course.settings import parse_command_line, redis_url
 from course.text import printable
 
 from redis.asyncio import Redis
@@ -23,7 +23,11 @@ async def display_school_value(client: Redis, school_name: str) -> None:
 
 
 async def lesson() -> None:
-    async with await connect_async() as client:
+    client = Redis.from_url(
+        redis_url(), decode_responses=True, encoding_errors="replace", socket_connect_timeout=2
+    )
+    async with client:
+        await announce_connection_async(client)
         await display_school_value(client, "Holberton")
         await set_new_school(client, "HolbertonSanFrancisco", "100")
         await display_school_value(client, "HolbertonSanFrancisco")

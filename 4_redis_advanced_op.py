@@ -1,7 +1,7 @@
 """Task 4: a hash built one field at a time with HSET, then read back whole with HGETALL."""
 
-from course.connection import connect, run
-from course.settings import parse_command_line
+from course.connection import announce_connection, run
+from course.settings import parse_command_line, redis_url
 
 from redis import Redis
 
@@ -26,7 +26,11 @@ def display_hash(client: Redis, key: str) -> None:
 
 
 def main() -> None:
-    with connect() as client:
+    client = Redis.from_url(
+        redis_url(), decode_responses=True, encoding_errors="replace", socket_connect_timeout=2
+    )
+    with client:
+        announce_connection(client)
         create_hash(client, "HolbertonSchools", HOLBERTON_SCHOOLS)
         display_hash(client, "HolbertonSchools")
 

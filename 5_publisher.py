@@ -2,8 +2,8 @@
 
 import threading
 
-from course.connection import connect, run
-from course.settings import parse_command_line
+from course.connection import announce_connection, run
+from course.settings import parse_command_line, redis_url
 
 from redis import Redis
 
@@ -33,7 +33,8 @@ def publish_message(client: Redis, message: str, time: int) -> threading.Timer:
 
 
 def main() -> None:
-    with connect() as client:
+    with Redis.from_url(redis_url(), socket_connect_timeout=2) as client:
+        announce_connection(client)
         timers = [publish_message(client, message, time) for message, time in MESSAGES]
         for timer in timers:
             timer.join()

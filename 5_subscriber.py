@@ -5,10 +5,11 @@ subscription is gone. So the connected line waits for the server's confirmation 
 SUBSCRIBE; a publisher started after that line is never missed.
 """
 
-from course.connection import CONNECTED, client_from_env, run
-from course.settings import parse_command_line
+from course.connection import CONNECTED, run
+from course.settings import parse_command_line, redis_url
 from course.text import printable
 
+from redis import Redis
 from redis.client import PubSub
 
 CHANNEL = "holberton school channel"
@@ -36,7 +37,10 @@ def print_messages(pubsub: PubSub) -> None:
 
 
 def main() -> None:
-    with client_from_env() as client, client.pubsub() as pubsub:
+    client = Redis.from_url(
+        redis_url(), decode_responses=True, encoding_errors="replace", socket_connect_timeout=2
+    )
+    with client, client.pubsub() as pubsub:
         subscribe(pubsub, CHANNEL)
         print(CONNECTED, flush=True)
         print_messages(pubsub)

@@ -1,8 +1,9 @@
 """One way into Redis for every script: the URL from ``REDIS_URL``, the course's lines.
 
-node_redis announced itself with ``connect`` and ``error`` events; here ``connect()``
-pings the server and prints the course's connected line, or prints the failed-connection
-line for each failed try but the last and raises ``NotConnectedError``. The entry point,
+node_redis announced itself with ``connect`` and ``error`` events; redis-py connects at the
+first command, so ``announce_connection(client)`` sends one, PING, and prints the course's
+connected line, or the failed-connection line for each failed try but the last, then raises
+``NotConnectedError``. The entry point,
 ``run()``, turns that into the last line and status 1 (never a traceback: an unreachable
 server is an expected situation for a learner, not a bug), as it does for the program's
 other expected ends: a malformed setting (``SettingError``, status 2) and a server that
@@ -91,31 +92,24 @@ def connection_tries() -> Iterator[ConnectionTry]:
         yield ConnectionTry(last=attempt == CONNECT_ATTEMPTS)
 
 
-def connect() -> redis.Redis:
-    """Connect as node_redis did: the connected line, or a failure line per try, the last one by ``run()``.
+def announce_connection(client: redis.Redis) -> None:
+    """PING as node_redis connected: the connected line once Redis answers, a failure line per failed try.
 
-    Raises ``NotConnectedError`` once every try failed.
+    Raises ``NotConnectedError`` once every try failed (``run()`` prints its line).
     """
-    client = client_from_env()
     for connection_try in connection_tries():
         with connection_try:
             client.ping()
-            return client
+            return
         time.sleep(RETRY_DELAY_SECONDS)
 
 
-async def connect_async() -> redis.asyncio.Redis:
-    """``connect()`` for ``redis.asyncio``: same lines, same ``NotConnectedError``."""
-    client = redis.asyncio.Redis.from_url(
-        redis_url(),
-        decode_responses=True,
-        encoding_errors=TEXT_ERRORS,
-        socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_SECONDS,
-    )
+async def announce_connection_async(client: redis.asyncio.Redis) -> None:
+    """``announce_connection`` for ``redis.asyncio``: same lines, same ``NotConnectedError``."""
     for connection_try in connection_tries():
         with connection_try:
             await client.ping()
-            return client
+            return
         await asyncio.sleep(RETRY_DELAY_SECONDS)
 
 

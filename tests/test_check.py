@@ -213,12 +213,13 @@ def test_an_overselling_stock_api_matches_the_session_and_gets_a_warning(tmp_pat
 # Task 1 through a helper module of the learner's own, beside the script.
 CLIENT_WITH_HELPER = "from my_helpers import say_connected\n\nsay_connected()\n"
 MY_HELPERS = """\
-from course.connection import connect
+from course.connection import announce_connection
+from course.settings import redis_url
+from redis import Redis
 
 
 def say_connected():
-    with connect():
-        pass
+    announce_connection(Redis.from_url(redis_url()))
 """
 
 

@@ -1,7 +1,7 @@
 """The course's library code never ends the process: it raises a typed error, and ``run()`` ends it.
 
-``connect()`` and ``connect_async()`` raise ``NotConnectedError`` once every try failed (having
-printed the failed-connection line for each try but the last), and ``serve()`` raises
+``announce_connection()`` and ``announce_connection_async()`` raise ``NotConnectedError`` once every
+try failed (having printed the failed-connection line for each try but the last), and ``serve()`` raises
 ``CannotListenError`` for a busy port. ``course.connection.run``, around a program's
 ``main()``, turns each into its one line and the SPEC's exit status: the failed-connection
 line on stdout and status 1; the busy port's line on stderr and status 1. A caller that
@@ -19,6 +19,8 @@ from course.connection import CONNECTED, NOT_CONNECTED, NotConnectedError
 from course.lessons import ROOT, script_env
 
 import pytest
+import redis
+import redis.asyncio
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def not_connected_lines(text: str) -> list[str]:
 
 def test_connect_raises_once_every_try_failed(no_redis, capsys):
     with pytest.raises(NotConnectedError, match="Connection refused") as raised:
-        connection.connect()
+        connection.announce_connection(redis.Redis.from_url(no_redis))
 
     printed = capsys.readouterr().out
     assert len(not_connected_lines(printed)) == connection.CONNECT_ATTEMPTS - 1
@@ -43,15 +45,14 @@ def test_connect_raises_once_every_try_failed(no_redis, capsys):
 
 def test_connect_async_raises_once_every_try_failed(no_redis, capsys):
     with pytest.raises(NotConnectedError):
-        asyncio.run(connection.connect_async())
+        asyncio.run(connection.announce_connection_async(redis.asyncio.Redis.from_url(no_redis)))
 
     assert len(not_connected_lines(capsys.readouterr().out)) == connection.CONNECT_ATTEMPTS - 1
 
 
 def test_run_prints_the_last_failed_connection_line_and_exits_1(no_redis, capsys):
     def main() -> None:
-        with connection.connect():
-            pass
+        connection.announce_connection(redis.Redis.from_url(no_redis))
 
     with pytest.raises(SystemExit) as exited:
         connection.run(main)
