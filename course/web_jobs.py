@@ -43,6 +43,9 @@ from rq import Queue
 # soon after, twice as long after, up to RESTART_MAX_SECONDS.
 RESTART_SECONDS = 0.5
 RESTART_MAX_SECONDS = 8.0
+# How a processor ends when it is asked to stop: by itself, or by the signal (SIGTERM, from
+# its web process as it stops) that came before RQ's handlers; None: reaped by another thread.
+STOPPED = frozenset({0, -signal.SIGTERM, -signal.SIGINT, None})
 # What Redis says when INCRBY finds no integer it can add to (the job id counter changed by hand).
 COUNTER_REFUSALS = ("not an integer", "would overflow")
 
@@ -149,14 +152,14 @@ class WebJobs:
     def restart_if_crashed(self, processor: multiprocessing.process.BaseProcess, delay: float) -> None:
         """Wait for ``processor`` to end (and reap it); one that ended with an error is started again.
 
-        One that stopped cleanly (status 0: Ctrl-C, or its web process stopping) is not. A
+        One that stopped as asked (Ctrl-C, its web process stopping: ``STOPPED``) is not. A
         processor that failed soon after it started (Redis out of memory refuses its
         registration) is started again after twice the delay, up to ``RESTART_MAX_SECONDS``. It
         said why itself, in one line; one killed by a signal could not, so this says it.
         """
         started = time.monotonic()
         processor.join()
-        if processor.exitcode == 0 or processor.exitcode is None:
+        if processor.exitcode in STOPPED:
             return
         if processor.exitcode < 0:
             write_line(f"Queue processor killed by signal {-processor.exitcode}: restarting it", sys.stderr)

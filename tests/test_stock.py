@@ -11,7 +11,7 @@ import importlib
 import socket
 import time
 
-from course import expected, web
+from course import expected, hosts, web
 
 import pytest
 import redis
@@ -291,10 +291,10 @@ def test_a_foreign_host_is_a_json_400_that_reserves_nothing(stock_client, stock_
 @pytest.mark.parametrize(
     ("bind_host", "allowed"),
     [
-        ("127.0.0.1", web.LOOPBACK_HOST_NAMES),
-        ("localhost", web.LOOPBACK_HOST_NAMES),
-        ("::1", web.LOOPBACK_HOST_NAMES),
-        ("127.0.0.2", web.LOOPBACK_HOST_NAMES | {"127.0.0.2"}),
+        ("127.0.0.1", hosts.LOOPBACK_HOST_NAMES),
+        ("localhost", hosts.LOOPBACK_HOST_NAMES),
+        ("::1", hosts.LOOPBACK_HOST_NAMES),
+        ("127.0.0.2", hosts.LOOPBACK_HOST_NAMES | {"127.0.0.2"}),
         ("192.168.1.5", {"192.168.1.5"}),
         ("fe80::1", {"[fe80::1]"}),
         ("api.example", {"api.example"}),
@@ -303,7 +303,7 @@ def test_a_foreign_host_is_a_json_400_that_reserves_nothing(stock_client, stock_
     ],
 )
 def test_the_names_allowed_are_those_of_the_address_listened_on(bind_host, allowed):
-    assert web.allowed_host_names(bind_host) == allowed
+    assert hosts.allowed_host_names(bind_host) == allowed
 
 
 def plain_flask_app() -> Flask:
