@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from course.connection import CONNECTED, CannotStartError, client_from_env, not_connected_line
@@ -131,19 +132,16 @@ def redis_unavailable(error: redis.RedisError) -> Response:
     return json_error(ServiceUnavailable())
 
 
-def refusal_message(error: UnreadableStateError | redis.ResponseError) -> str:
-    """What a 500 says: the key holding no number (a lesson's Lua script may say it too), or
-    Redis's refusal without a script's hash; ``make reset`` where it helps (not for a full Redis)."""
+def unreadable_state(error: UnreadableStateError | redis.ResponseError) -> Response:
+    """A JSON 500 naming the key that holds no number (a lesson's Lua script may say it too), or
+    Redis's refusal (without a script's hash); ``make reset`` where it helps (not for a full
+    Redis); one line in the log, no traceback."""
     refusal = str(error).partition(" script: ")[0]
     if isinstance(error, UnreadableStateError) or refusal.endswith(NOT_A_NUMBER):
-        return f"{refusal} ({RESET_HINT})"
-    hint = f" ({RESET_HINT})" if refusal.startswith("WRONGTYPE") else ""
-    return f"Redis refused a command: {refusal}{hint}"
-
-
-def unreadable_state(error: UnreadableStateError | redis.ResponseError) -> Response:
-    """A JSON 500 saying what Redis refused or holds, and one line in the log, no traceback."""
-    message = refusal_message(error)
+        message = f"{refusal} ({RESET_HINT})"
+    else:
+        hint = f" ({RESET_HINT})" if refusal.startswith("WRONGTYPE") else ""
+        message = f"Redis refused a command: {refusal}{hint}"
     current_app.logger.error("%s %s: %s", request.method, request.path, message)
     return Response(compact_json({"error": message}), status=500, mimetype=JSON)
 
@@ -272,19 +270,11 @@ def worker_apart_from_the_terminal() -> None:
       granian PR #435, then killed it). Out of the terminal's group, it gets one signal.
     - A worker sets its handlers after importing the app; a SIGTERM meanwhile ran the handler
       inherited from the main process, and was lost. Until then, SIGTERM ends the worker; one
-      sent during the fork waits, blocked, until then (``hold_stop_while_forking``).
+      sent during the fork waits, blocked, until then (``server_settings``).
     Tested by tests/test_stock_server.py (Ctrl-C, a stop while the workers start).
     """
     os.setpgrp()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-
-
-def hold_stop_while_forking() -> None:
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-
-
-def release_stop_after_forking() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
@@ -300,8 +290,8 @@ def server_settings(doc: str | None, port_variable: str = "PORT", default_port: 
     check_port_free(host, port)
     raise_open_file_limit()
     os.register_at_fork(
-        before=hold_stop_while_forking,
-        after_in_parent=release_stop_after_forking,
+        before=partial(signal.pthread_sigmask, signal.SIG_BLOCK, {signal.SIGTERM}),
+        after_in_parent=partial(signal.pthread_sigmask, signal.SIG_UNBLOCK, {signal.SIGTERM}),
         after_in_child=worker_apart_from_the_terminal,
     )
     # Flask turns debug mode on when FLASK_DEBUG=1 is set as the app is made: it is for the

@@ -324,7 +324,11 @@ def test_a_second_process_call_in_one_web_process_starts_nothing(redis_url, rq_r
     ]
     assert len(wait_for_workers(rq_redis, 1, expected.SEAT_QUEUE)) == 1
     child.terminate()
+    # The WebJobs thread watching the processor reaps it, maybe before this join does.
     child.join(STARTUP_TIMEOUT_SECONDS)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while child.exitcode is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert child.exitcode == 0
     assert processors(rq_redis) == []
 
