@@ -12,12 +12,11 @@ the take, and blocking reservations when the last seat goes. Any number of proce
 behind any number of server processes, book at most the seats there are, and every process
 agrees on whether reservations are blocked.
 
-The server answers from several web processes (course/web.py). Each queues jobs with
-Kue-style ids and prints ``Seat reservation job ID completed`` or
-``Seat reservation job ID failed: ERROR`` for the jobs it queued, when they end. ``/process``
-starts the processor, an RQ worker in a process of its own beside the web process that
-answered, and it runs until the server stops, as Kue's ``queue.process`` did (the listener
-and the processor of a web process: course/web_jobs.py).
+Granian serves the app from several web processes. Each queues jobs with Kue-style ids and
+prints ``Seat reservation job ID completed`` or ``Seat reservation job ID failed: ERROR`` for
+the jobs it queued, when they end. ``/process`` starts the processor, an RQ worker in a
+process of its own beside the web process that answered, and it runs until the server stops,
+as Kue's ``queue.process`` did; one that crashed is started again (course/web_jobs.py).
 
 The seats are set up once per Redis, not once per launch. On a Redis that holds no seat
 count yet (a fresh one) the server sets 50 seats and enables reservations, in one Lua step
@@ -42,9 +41,13 @@ A HEAD changes nothing: on ``/reserve_seat`` and ``/process`` it is a JSON 405 w
 ``Host`` is not a name of the address the server listens on is a JSON 400 (course/web.py).
 
 With Redis away every route answers a JSON 503 within about a second, and serves again by
-itself once Redis is back; ``Reservation failed`` is for a job Redis refused otherwise (out of
-memory, say). Started while Redis is away, the server prints the course's not-connected
-line, keeps trying, and prints the connected line once Redis answers and the seats are set up.
+itself once Redis is back; ``Reservation failed`` is for a job Redis refused to store (out of
+memory, or a read-only replica), with one line in the log. A seat count or job id counter that
+holds no number Redis can count with (``SET available_seats abc``, or one beyond its 64-bit
+integers) is a JSON 500 naming the key and ``make reset``.
+
+Started while Redis is away, the server prints the course's not-connected line, keeps trying,
+and prints the connected line once Redis answers and the seats are set up.
 
 Run it with ``python 100_seat.py`` (HOST, PORT and REDIS_URL may override the defaults),
 or ``flask --app 100_seat run`` for the development server, which sets up the same way.
@@ -52,29 +55,17 @@ or ``flask --app 100_seat run`` for the development server, which sets up the sa
 
 from __future__ import annotations
 
-import sys
 from functools import cache
+from pathlib import Path
 
-from course.connection import run
-from course.events import JobEvent, event_line
-from course.keys import stored_number
-from course.settings import parse_command_line
-from course.web import (
-    action_route,
-    call_script,
-    compact_json,
-    connect_at_launch,
-    create_app,
-    json_response,
-    listen_address,
-    read_number_lua,
-    redis_client,
-    serve,
-)
-from course.web_jobs import ProcessJobListener, QueueProcessor
+from course.connection import run  # the course's one-line endings: Redis away, a bad setting, Ctrl-C
+from course.web import action_route, json_api, launch, redis_client  # JSON answers; granian's settings
+from course.web_jobs import WebJobs  # Kue-style ids, outcomes printed, a processor per web process
 
 import redis
-from flask import Response
+from flask import Flask
+from granian import Granian
+from granian.constants import Interfaces
 from redis.commands.core import Script
 from rq import Queue
 
@@ -92,6 +83,9 @@ RESERVATION_ENABLED_KEY = "reservation_enabled"
 ENABLED = "true"
 DISABLED = "false"
 
+# What Redis may refuse a job for, with the course's "Reservation failed": it cannot store it.
+REFUSALS = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+
 # The seats' set-up, run first by every script that the routes run. KEYS: the seats, the
 # "reservations enabled" flag; ARGV: the initial seats, the flag's "enabled" value. Only a
 # Redis holding no seat count gets them: a count, even 0, is never raised.
@@ -101,10 +95,19 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
     redis.call('SET', KEYS[2], ARGV[2])
 end
 """
+# seats: the count in KEYS[1], a 64-bit integer written as Redis writes one (no leading zero),
+# kept as its digits (Lua's numbers are doubles, exact to 2^53 only); anything else is
+# refused, naming the key.
+READ_SEATS = """
+local seats = redis.call('GET', KEYS[1])
+local digits = seats == '0' and '0' or string.match(seats, '^-?([1-9]%d*)$')
+if not digits or #digits > 19 or (#digits == 19 and digits > '9223372036854775807') then
+    return redis.error_reply(KEYS[1] .. ' in Redis does not hold a number')
+end
+"""
 # The seats left, set up first.
-SEATS_LUA = f"{SET_UP_SEATS}return redis.call('GET', KEYS[1])"
+SEATS_LUA = f"{SET_UP_SEATS}{READ_SEATS}return seats"
 # Whether a reservation may be queued, set up first. KEYS[3]: the queue's list.
-# read_number_lua: seats = the number in KEYS[1] (or ARGV[1]); a key holding no number is refused.
 ADMITTED = "admitted"
 BLOCKED = "blocked"
 FULL = "full"
@@ -112,18 +115,22 @@ ADMIT_LUA = f"""{SET_UP_SEATS}
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then
     return '{BLOCKED}'
 end
-{read_number_lua("seats", default="ARGV[1]")}
-if redis.call('LLEN', KEYS[3]) >= seats then
+{READ_SEATS}
+if redis.call('LLEN', KEYS[3]) >= tonumber(seats) then
     return '{FULL}'
 end
 return '{ADMITTED}'
 """
 
 # KEYS: the seats, the "reservations enabled" flag; ARGV[1]: the flag's "disabled" value.
-# Returns 1 if a seat was taken, 0 if none was left. An absent count means no seats.
+# Returns 1 if a seat was taken, 0 if none was left (an absent count: no seats). DECR counts
+# in Redis's integers, exactly, and cannot fail on a count READ_SEATS let through.
 TAKE_SEAT_LUA = f"""
-{read_number_lua("seats", default="'0'")}
-if seats < 1 then
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    return 0
+end
+{READ_SEATS}
+if tonumber(seats) < 1 then
     return 0
 end
 if redis.call('DECR', KEYS[1]) == 0 then
@@ -131,18 +138,6 @@ if redis.call('DECR', KEYS[1]) == 0 then
 end
 return 1
 """
-
-
-# The bodies that never change, serialised once.
-RESERVATION_IN_PROCESS = compact_json({"status": "Reservation in process"})
-RESERVATION_BLOCKED = compact_json({"status": "Reservation are blocked"})
-RESERVATION_FAILED = compact_json({"status": "Reservation failed"})
-QUEUE_PROCESSING = compact_json({"status": "Queue processing"})
-
-
-def available_seats_body(seats: int) -> str:
-    """The seats left, as a string: the course sent what Redis held."""
-    return compact_json({"numberOfAvailableSeats": str(seats)})
 
 
 class NotEnoughSeatsError(Exception):
@@ -167,11 +162,6 @@ def reserve_seat(number: int) -> None:
     seats_db().set(AVAILABLE_SEATS_KEY, number)
 
 
-def get_current_available_seats() -> int:
-    """The number of seats available (none if it was never set)."""
-    return stored_number(AVAILABLE_SEATS_KEY, seats_db().get(AVAILABLE_SEATS_KEY) or "0")
-
-
 @cache
 def seats_script() -> Script:
     return seats_db().register_script(SEATS_LUA)
@@ -182,32 +172,32 @@ def admit_script() -> Script:
     return seats_db().register_script(ADMIT_LUA)
 
 
-def seat_keys() -> list[str]:
-    return [AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY]
-
-
-def set_up_seats() -> int:
-    """The launch's set-up, then the seats left: a Redis holding no seats yet gets 50, reservations enabled.
-
-    One step in Redis. A Redis that holds a seat count keeps it, and the reservations under
-    way stay valid. The server runs it at launch and every route before it answers.
-    """
-    return stored_number(AVAILABLE_SEATS_KEY, seats_script()(keys=seat_keys(), args=[INITIAL_SEATS, ENABLED]))
-
-
-def admit_reservation() -> str:
-    """ADMITTED, BLOCKED, or FULL (the queue holds as many reservations as seats are left)."""
-    return call_script(admit_script(), keys=[*seat_keys(), QUEUE_KEY], args=[INITIAL_SEATS, ENABLED])
-
-
 @cache
 def take_seat_script() -> Script:
     return seats_db().register_script(TAKE_SEAT_LUA)
 
 
+def seat_keys() -> list[str]:
+    return [AVAILABLE_SEATS_KEY, RESERVATION_ENABLED_KEY]
+
+
+def get_current_available_seats() -> int:
+    """The seats left; a Redis holding no seat count yet gets the launch's 50, reservations enabled.
+
+    One step in Redis. A Redis that holds a seat count keeps it, and the reservations under
+    way stay valid. The server runs it at launch and every route before it answers.
+    """
+    return int(seats_script()(keys=seat_keys(), args=[INITIAL_SEATS, ENABLED]))
+
+
+def admit_reservation() -> str:
+    """ADMITTED, BLOCKED, or FULL (the queue holds as many reservations as seats are left)."""
+    return admit_script()(keys=[*seat_keys(), QUEUE_KEY], args=[INITIAL_SEATS, ENABLED])
+
+
 def take_seat() -> bool:
     """Take one seat if one is left, in one step; taking the last one blocks reservations."""
-    return call_script(take_seat_script(), keys=seat_keys(), args=[DISABLED]) == 1
+    return take_seat_script()(keys=seat_keys(), args=[DISABLED]) == 1
 
 
 # The jobs: queued by the server, run by the processor ------------------------------------
@@ -219,60 +209,52 @@ def reserve_seat_job(data: dict) -> None:
         raise NotEnoughSeatsError(NOT_ENOUGH_SEATS)
 
 
-def say(line: str) -> None:
-    """Print a line in one write: the server's worker processes share one output."""
-    sys.stdout.write(f"{line}\n")
-    sys.stdout.flush()
+# This web process's jobs: the reservations it queued, and the processor /process starts.
+jobs = WebJobs(QUEUE_NAME, "Seat reservation job", job_functions={JOB_FUNCTION})
 
-
-def print_job_event(event: JobEvent) -> None:
-    say(event_line("Seat reservation job", event))
-
-
-# This web process's listener and processor (course/web_jobs.py: one of each per web process).
-job_listener = ProcessJobListener(
-    QUEUE_NAME, print_job_event, connect=lambda: redis_client(decode_responses=False)
-)
-processor = QueueProcessor(QUEUE_NAME, job_functions={JOB_FUNCTION})
-
-app = create_app(__name__)
+# No static folder: the API serves no files, so no /static/<path> route answering outside JSON.
+app = json_api(Flask(__name__, static_folder=None))
 
 
 @app.get("/available_seats")
-def available_seats() -> Response:
-    return json_response(available_seats_body(set_up_seats()))
+def available_seats() -> dict:
+    # The course sent the number as a string: what Redis held.
+    return {"numberOfAvailableSeats": str(get_current_available_seats())}
 
 
 @action_route(app, "/reserve_seat")
-def reserve() -> Response:
-    # Redis out of reach is the 503 of every route (course/web.py); a Redis that refuses the
-    # job (out of memory, say) is the course's failure.
+def reserve() -> dict:
+    # Redis out of reach is the 503 of every route (course/web.py); a Redis that refuses to
+    # store the job is the course's failure.
     try:
         admission = admit_reservation()
         if admission == BLOCKED:
-            return json_response(RESERVATION_BLOCKED)
+            return {"status": "Reservation are blocked"}
         if admission == FULL:
-            return json_response(RESERVATION_FAILED)
-        job_listener().enqueue(JOB_FUNCTION, {})
-    except redis.ResponseError:
-        return json_response(RESERVATION_FAILED)
-    return json_response(RESERVATION_IN_PROCESS)
+            return {"status": "Reservation failed"}
+        jobs.enqueue(JOB_FUNCTION, {})
+    except REFUSALS as error:
+        app.logger.warning("Reservation failed: Redis refused it: %s", error)
+        return {"status": "Reservation failed"}
+    return {"status": "Reservation in process"}
 
 
 @action_route(app, "/process")
-def process() -> Response:
+def process() -> dict:
     # A processor started while Redis is away would only wait for it: say so instead (503).
-    set_up_seats()
-    processor.ensure_started()
-    return json_response(QUEUE_PROCESSING)
+    get_current_available_seats()
+    jobs.start_processor()
+    return {"status": "Queue processing"}
 
 
 def main() -> None:
-    address = listen_address()
-    connect_at_launch(set_up_seats)
-    serve(__file__, address)
+    # --help; HOST, PORT, REDIS_URL; the start line; the seats set up once Redis answers.
+    settings = launch(__doc__, first_contact=get_current_available_seats)
+    server = Granian(
+        f"{Path(__file__).stem}:app", interface=Interfaces.WSGI, working_dir=Path(__file__).parent, **settings
+    )
+    server.serve()
 
 
 if __name__ == "__main__":
-    parse_command_line(__doc__)
     run(main)

@@ -23,31 +23,23 @@ reads nothing in Redis PING it, so that a client sees one behaviour), and serves
 itself once it is back. Started while Redis is away, the server prints the course's not-connected line,
 keeps trying, and prints the connected line once Redis answers.
 
-Run it with ``python 9_stock.py`` (HOST, PORT and REDIS_URL may override the defaults),
-or ``flask --app 9_stock run --reload`` for the development server.
+Run it with ``python 9_stock.py`` (HOST, PORT and REDIS_URL may override the defaults): granian
+serves the app, a worker process per core. ``flask --app 9_stock run --reload`` runs Flask's
+development server instead.
 """
 
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
-from course.connection import run
-from course.keys import stored_number
-from course.settings import parse_command_line
-from course.web import (
-    action_route,
-    call_script,
-    compact_json,
-    connect_at_launch,
-    create_app,
-    json_response,
-    listen_address,
-    read_number_lua,
-    redis_client,
-    serve,
-)
+from course.connection import run  # the course's one-line endings: Redis away, a bad setting, Ctrl-C
+from course.keys import stored_number  # a count read from Redis: an integer, or a JSON 500 naming the key
+from course.web import action_route, json_api, launch, redis_client  # JSON answers; granian's settings
 
-from flask import Response
+from flask import Flask
+from granian import Granian
+from granian.constants import Interfaces
 from redis import Redis
 from redis.commands.core import Script
 from werkzeug.routing import BaseConverter
@@ -62,14 +54,24 @@ PRODUCTS_BY_ID = {product["itemId"]: product for product in LIST_PRODUCTS}
 # An id with more significant digits than this names no product, whatever its value.
 ID_DIGITS = 9
 
-# The check and the take in one step. An absent key means no unit was reserved yet.
-# read_number_lua: stock = the number in KEYS[1] (or ARGV[1]); a key holding no number is refused.
-RESERVE_ONE_UNIT_LUA = f"""
-{read_number_lua("stock", default="ARGV[1]")}
-if stock < 1 then
+# The check and the take in one step. KEYS[1]: the stock; ARGV[1]: the initial stock, for a
+# key not set yet. DECR counts in Redis's own 64-bit integers, exactly (Lua's numbers are
+# doubles: 2^53 + 1 would lose a unit); a value DECR cannot count is refused, naming the key.
+RESERVE_ONE_UNIT_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('SET', KEYS[1], ARGV[1])
+end
+local left = redis.pcall('DECR', KEYS[1])
+if type(left) == 'table' then
+    if string.find(tostring(left.err), 'WRONGTYPE') then
+        return left
+    end
+    return redis.error_reply(KEYS[1] .. ' in Redis does not hold a number')
+end
+if left < 0 then
+    redis.call('INCR', KEYS[1])
     return 0
 end
-redis.call('SET', KEYS[1], stock - 1)
 return 1
 """
 
@@ -111,7 +113,7 @@ def get_current_reserved_stock_by_id(item_id: int) -> int:
 def reserve_one_unit(item: dict) -> bool:
     """Take one unit of ``item`` if one is left, atomically; True if it was taken."""
     keys, args = [stock_key(item["itemId"])], [item["initialAvailableQuantity"]]
-    return call_script(reserve_one_unit_script(), keys=keys, args=args) == 1
+    return reserve_one_unit_script()(keys=keys, args=args) == 1
 
 
 class ItemIdConverter(BaseConverter):
@@ -128,24 +130,10 @@ class ItemIdConverter(BaseConverter):
         return int(digits) if len(digits) <= ID_DIGITS else None
 
 
-# The bodies that never change, serialised once, at import.
-PRODUCTS_BODY = compact_json(LIST_PRODUCTS)
-PRODUCT_NOT_FOUND = compact_json({"status": "Product not found"})
-# A product's body is its listing with one more key: everything before that key's value.
-PRODUCT_PREFIX = {
-    item_id: f'{compact_json(product)[:-1]},"currentQuantity":' for item_id, product in PRODUCTS_BY_ID.items()
-}
-RESERVATION_CONFIRMED = {
-    item_id: compact_json({"status": "Reservation confirmed", "itemId": item_id})
-    for item_id in PRODUCTS_BY_ID
-}
-NOT_ENOUGH_STOCK = {
-    item_id: compact_json({"status": "Not enough stock available", "itemId": item_id})
-    for item_id in PRODUCTS_BY_ID
-}
-
-app = create_app(__name__)
+# No static folder: the API serves no files, so no /static/<path> route answering outside JSON.
+app = json_api(Flask(__name__, static_folder=None))
 app.url_map.converters["item_id"] = ItemIdConverter
+PRODUCT_NOT_FOUND = {"status": "Product not found"}
 
 
 def check_redis() -> None:
@@ -154,37 +142,38 @@ def check_redis() -> None:
 
 
 @app.get("/list_products")
-def list_products() -> Response:
+def list_products() -> list[dict]:
     check_redis()
-    return json_response(PRODUCTS_BODY)
+    return LIST_PRODUCTS
 
 
 @app.get("/list_products/<item_id:item_id>")
-def product_detail(item_id: int | None) -> Response:
-    if get_item_by_id(item_id) is None:
-        check_redis()
-        return json_response(PRODUCT_NOT_FOUND)
-    current_quantity = get_current_reserved_stock_by_id(item_id)
-    return json_response(f"{PRODUCT_PREFIX[item_id]}{current_quantity}}}")
-
-
-@action_route(app, "/reserve_product/<item_id:item_id>")
-def reserve_product(item_id: int | None) -> Response:
+def product_detail(item_id: int | None) -> dict:
     item = get_item_by_id(item_id)
     if item is None:
         check_redis()
-        return json_response(PRODUCT_NOT_FOUND)
+        return PRODUCT_NOT_FOUND
+    return {**item, "currentQuantity": get_current_reserved_stock_by_id(item_id)}
+
+
+@action_route(app, "/reserve_product/<item_id:item_id>")
+def reserve_product(item_id: int | None) -> dict:
+    item = get_item_by_id(item_id)
+    if item is None:
+        check_redis()
+        return PRODUCT_NOT_FOUND
     if reserve_one_unit(item):
-        return json_response(RESERVATION_CONFIRMED[item_id])
-    return json_response(NOT_ENOUGH_STOCK[item_id])
+        return {"status": "Reservation confirmed", "itemId": item_id}
+    return {"status": "Not enough stock available", "itemId": item_id}
 
 
 def main() -> None:
-    address = listen_address()
-    connect_at_launch()
-    serve(__file__, address)
+    settings = launch(__doc__)  # --help; HOST, PORT, REDIS_URL; the start line; Redis reached
+    server = Granian(
+        f"{Path(__file__).stem}:app", interface=Interfaces.WSGI, working_dir=Path(__file__).parent, **settings
+    )
+    server.serve()
 
 
 if __name__ == "__main__":
-    parse_command_line(__doc__)
     run(main)

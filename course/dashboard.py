@@ -42,13 +42,15 @@ from pathlib import Path
 
 from course.connection import not_connected_line, redis_url, run
 from course.events import SERIALIZER
-from course.settings import SettingError, parse_command_line
-from course.web import check_port_free, create_app, listen_address, serve, write_line
+from course.settings import SettingError, host_from_env, parse_command_line, port_from_env
+from course.web import json_api, server_settings, write_line
 
 import redis
 import rq_dashboard
 import rq_dashboard.web
 from flask import Flask, Response, current_app, jsonify, request
+from granian import Granian
+from granian.constants import Interfaces
 from rq import Worker
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job
@@ -424,9 +426,9 @@ def needing_redis(view: Callable[..., Response]) -> Callable[..., Response]:
 
 def create_dashboard() -> Flask:
     credentials = credentials_from_env()
-    host, port = listen_address(PORT_VARIABLE, DEFAULT_PORT)
+    host, port = host_from_env(), port_from_env(PORT_VARIABLE, DEFAULT_PORT)
     adapt_rq_dashboard()
-    app = create_app(__name__)
+    app = json_api(Flask(__name__, static_folder=None))
     app.static_folder = STATIC_FOLDER
     app.add_url_rule(
         f"{app.static_url_path}/<path:filename>", endpoint="static", view_func=app.send_static_file
@@ -455,11 +457,8 @@ def create_dashboard() -> Flask:
 
 def main() -> None:
     credentials_from_env()  # checked, like every setting, before anything starts
-    host, port = listen_address(PORT_VARIABLE, DEFAULT_PORT)
-    check_port_free(host, port)  # before saying where it serves
-    shown_host = f"[{host}]" if ":" in host else host
-    write_line(f"Serving on http://{shown_host}:{port}", sys.stderr)
-    serve(__file__, (host, port))
+    settings = server_settings(__doc__, PORT_VARIABLE, DEFAULT_PORT)
+    Granian("course.dashboard:app", interface=Interfaces.WSGI, **settings).serve()
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ from course.text import text_of
 # What an answer about state changed by hand in Redis says the learner can do.
 RESET_HINT = "make reset restores the course's state"
 NOT_A_NUMBER = "in Redis does not hold a number"
-# A number of the state, as Redis's INCR and DECR write one: digits, maybe a minus sign.
-NUMBER = re.compile(r"-?[0-9]+")
+# A number of the state, as Redis's INCR and DECR write one: digits, maybe a minus sign, and
+# within Redis's 64-bit integers (a longer run of digits is no count Redis can change).
+NUMBER = re.compile(r"-?[0-9]{1,19}")
+COUNT_RANGE = range(-(2**63), 2**63)
 
 
 class UnreadableStateError(Exception):
@@ -28,6 +30,6 @@ class UnreadableStateError(Exception):
 def stored_number(key: str, value: str | bytes) -> int:
     """The integer a key of the project's state holds; ``UnreadableStateError`` for anything else."""
     text = text_of(value)
-    if not NUMBER.fullmatch(text):
+    if not NUMBER.fullmatch(text) or int(text) not in COUNT_RANGE:
         raise UnreadableStateError(key)
     return int(text)

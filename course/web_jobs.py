@@ -1,14 +1,20 @@
-"""What a web server runs beside its requests: a job listener per web process, a processor per web process.
+"""A web server's jobs on one queue: those it queues, with their outcomes printed, and its processor.
 
-``100_seat.py`` queues jobs from its request handlers and prints their outcomes; ``/process``
-starts a processor. Both belong to the web process that answered (course/web.py serves
-from several), and neither may outlive it:
+``100_seat.py`` queues jobs from its request handlers, prints a line when each ends, and starts
+a processor on ``/process``. Both belong to the web process that answered (granian serves from
+several), and neither may outlive it::
 
-- ``ProcessJobListener``: this web process's ``JobListener``, started by its first use.
-  Each web process needs its own: threads do not survive a fork.
-- ``QueueProcessor``: an RQ worker (``CourseWorker``) on one queue, in a process of its own
-  started from a fresh interpreter, kept until the web process stops, and stopping by
-  itself if the web process is killed outright.
+    jobs = WebJobs("reserve_seat", "Seat reservation job", {"100_seat.reserve_seat_job"})
+    jobs.enqueue("100_seat.reserve_seat_job", {})   # a Kue-style id; its outcome printed later
+    jobs.start_processor()                           # an RQ worker beside this web process
+
+- The listener (``course.jobs.JobListener``) starts at the first ``enqueue`` of each web
+  process: threads do not survive a fork. Each outcome is one line, written whole.
+- The processor is an RQ worker (``CourseWorker``) in a process of its own, started from a
+  fresh interpreter and kept until the web process stops; one that crashed (Redis out of
+  memory, say) is started again after ``RESTART_SECONDS``, saying so in one line, so the jobs
+  still queued are processed once Redis accepts them, without another ``/process``. It stops
+  by itself if its web process is killed outright.
 """
 
 from __future__ import annotations
@@ -17,57 +23,40 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Iterable
 
 from course.connection import client_from_env, run
-from course.events import JobEvent
-from course.jobs import JobListener
+from course.events import JobEvent, event_line
+from course.jobs import JOB_IDS_KEY, JobListener
+from course.keys import UnreadableStateError
 from course.settings import rq_logging_level
+from course.web import redis_client, write_line
 from course.worker import CourseWorker
 
 import redis
 from rq import Queue
 
-
-class ProcessJobListener:
-    """This web process's job listener, started by its first call: ``listener().enqueue(...)``.
-
-    ``connect`` makes the listener's Redis client (with ``decode_responses=False``, as RQ
-    needs), called once, when the listener starts. A request thread may find the listener
-    missing at the same moment as another: one starts it.
-    """
-
-    def __init__(
-        self, queue_name: str, on_event: Callable[[JobEvent], None], connect: Callable[[], redis.Redis]
-    ) -> None:
-        self.queue_name = queue_name
-        self.on_event = on_event
-        self.connect = connect
-        self._lock = threading.Lock()
-        self._listener: JobListener | None = None
-
-    def __call__(self) -> JobListener:
-        with self._lock:
-            if self._listener is None:
-                queue = Queue(self.queue_name, connection=self.connect())
-                self._listener = JobListener(queue, on_event=self.on_event).start()
-            return self._listener
-
-    def stop(self) -> None:
-        """Stop the listener if it was started; the next call starts a new one."""
-        with self._lock:
-            listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.stop()
+# A processor that ended with an error is started again this long after; one that fails again
+# soon after, twice as long after, up to RESTART_MAX_SECONDS.
+RESTART_SECONDS = 0.5
+RESTART_MAX_SECONDS = 8.0
+# How a processor ends when it is asked to stop: by itself, or by the signal (SIGTERM, from
+# its web process as it stops) that came before RQ's handlers; None: reaped by another thread.
+STOPPED = frozenset({0, -signal.SIGTERM, -signal.SIGINT, None})
+# What Redis says when INCRBY finds no integer it can add to (the job id counter changed by hand).
+COUNTER_REFUSALS = ("not an integer", "would overflow")
 
 
 def process_queue(queue_name: str, job_functions: Iterable[str]) -> None:
     """The processor, in a process of its own: an RQ worker on the queue, until it is stopped.
 
-    RQ's worker handles SIGINT and SIGTERM by finishing the job in hand, then stopping;
-    it needs the main thread of a process for that, never a thread of the web server.
+    RQ's worker handles SIGINT and SIGTERM by finishing the job in hand, then stopping; it
+    needs the main thread of a process for that.
     """
+    one_write_per_line()
 
     def work() -> None:
         logging_level = rq_logging_level(verbose=False)
@@ -79,48 +68,104 @@ def process_queue(queue_name: str, job_functions: Iterable[str]) -> None:
     run(work)
 
 
-def stop_when_orphaned() -> None:
-    """Stop this processor, as SIGTERM does, once its web process is gone.
+def one_write_per_line() -> None:
+    """Write each line of stdout in one system call, never glued to a line of another process.
 
-    A web process stops its processor when it stops; one killed outright (SIGKILL) cannot,
-    and the processor would otherwise run on, with nobody left to hear about its jobs.
+    Unbuffered (``PYTHONUNBUFFERED``), ``print`` writes a line's text and its newline apart:
+    two processors that printed the connected line at the same moment, after a Redis restart,
+    showed ``...serverRedis client...`` on one line.
     """
+    sys.stdout.reconfigure(line_buffering=True, write_through=False)
+
+
+def stop_when_orphaned() -> None:
+    """Stop this processor, as SIGTERM does, once its web process is gone (killed outright, say)."""
     multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-class QueueProcessor:
-    """The processor of this web process: started by its first ``ensure_started``, kept until it stops.
-
-    A second call here finds it running and starts nothing. Another web process, or another
-    server, starts its own processor; the jobs' functions must make that safe (taking a seat
-    is one step in Redis), and it keeps each processor's life tied to one web process, with
-    no lock in Redis to expire or to leave behind when a server is killed.
-    """
+class WebJobs:
+    """This web process's listener and processor for one queue (see the module doc)."""
 
     # A fresh interpreter: a child forked from a process running threads (the web server's,
     # the job listener's) could inherit a lock held by one of them, and hang.
     CONTEXT = multiprocessing.get_context("spawn")
-    NAME = "queue processor"
+    PROCESSOR_NAME = "queue processor"
 
-    def __init__(self, queue_name: str, job_functions: Iterable[str]) -> None:
+    def __init__(self, queue_name: str, subject: str, job_functions: Iterable[str]) -> None:
         self.queue_name = queue_name
+        self.subject = subject
         self.job_functions = sorted(job_functions)
-        self._lock = threading.Lock()
-        self._process: multiprocessing.process.BaseProcess | None = None
+        self.lock = threading.Lock()
+        self.listener: JobListener | None = None
+        self.processor: multiprocessing.process.BaseProcess | None = None
 
-    def ensure_started(self) -> None:
-        """Start the processor unless it runs; one that ended early (a crash) is reaped here."""
-        with self._lock:
-            if self._process is not None and self._process.is_alive():
-                return
-            # Daemonic: when this web process exits, multiprocessing stops it (SIGTERM, so the
-            # job in hand is finished) and reaps it. Nothing else waits for it: two waiters
-            # would race to reap it, and one would not learn how it ended.
-            self._process = self.CONTEXT.Process(
-                target=process_queue,
-                args=(self.queue_name, self.job_functions),
-                name=self.NAME,
-                daemon=True,
-            )
-            self._process.start()
+    def print_outcome(self, event: JobEvent) -> None:
+        """Its line in one write: the web processes share one output, and no line may be cut."""
+        sys.stdout.write(f"{event_line(self.subject, event)}\n")
+        sys.stdout.flush()
+
+    def enqueue(self, function_name: str, data: dict) -> str:
+        """Queue one job with a Kue-style id; its outcome is printed when it ends.
+
+        A job id counter that holds no integer is ``UnreadableStateError`` (a JSON 500 naming it).
+        """
+        with self.lock:
+            if self.listener is None:
+                connection = redis_client(decode_responses=False)
+                self.listener = JobListener(Queue(self.queue_name, connection=connection), self.print_outcome)
+                self.listener.start()
+        try:
+            return self.listener.enqueue(function_name, data)
+        except redis.ResponseError as error:
+            if any(refusal in str(error) for refusal in COUNTER_REFUSALS):
+                raise UnreadableStateError(JOB_IDS_KEY) from None
+            raise
+
+    def stop_listener(self) -> None:
+        """Stop the listener if it was started; the next ``enqueue`` starts a new one."""
+        with self.lock:
+            listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.stop()
+
+    def start_processor(self) -> None:
+        """Start the processor unless it runs; a second call starts nothing."""
+        with self.lock:
+            if self.processor is None or not self.processor.is_alive():
+                self.processor = self.new_processor(RESTART_SECONDS)
+
+    def new_processor(self, restart_delay: float) -> multiprocessing.process.BaseProcess:
+        # Daemonic: when this web process exits, multiprocessing stops it (SIGTERM: the job in
+        # hand is finished) and reaps it.
+        processor = self.CONTEXT.Process(
+            target=process_queue,
+            args=(self.queue_name, self.job_functions),
+            name=self.PROCESSOR_NAME,
+            daemon=True,
+        )
+        processor.start()
+        watch = threading.Thread(target=self.restart_if_crashed, args=(processor, restart_delay), daemon=True)
+        watch.start()
+        return processor
+
+    def restart_if_crashed(self, processor: multiprocessing.process.BaseProcess, delay: float) -> None:
+        """Wait for ``processor`` to end (and reap it); one that ended with an error is started again.
+
+        One that stopped as asked (Ctrl-C, its web process stopping: ``STOPPED``) is not. A
+        processor that failed soon after it started (Redis out of memory refuses its
+        registration) is started again after twice the delay, up to ``RESTART_MAX_SECONDS``. It
+        said why itself, in one line; one killed by a signal could not, so this says it.
+        """
+        started = time.monotonic()
+        processor.join()
+        if processor.exitcode in STOPPED:
+            return
+        if processor.exitcode < 0:
+            write_line(f"Queue processor killed by signal {-processor.exitcode}: restarting it", sys.stderr)
+        lived_long = time.monotonic() - started > RESTART_MAX_SECONDS
+        delay = RESTART_SECONDS if lived_long else min(delay * 2, RESTART_MAX_SECONDS)
+        time.sleep(delay)
+        with self.lock:
+            if self.processor is processor:
+                self.processor = self.new_processor(delay)

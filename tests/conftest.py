@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
+from course import web_jobs
 from course.events import SERIALIZER
 
 import fakeredis
@@ -229,10 +230,10 @@ def seat_server(monkeypatch) -> Iterator[fakeredis.FakeServer]:
         return fakeredis.FakeRedis(server=server, decode_responses=options.get("decode_responses", True))
 
     monkeypatch.setattr(seat, "redis_client", fake_client)
+    monkeypatch.setattr(web_jobs, "redis_client", fake_client)
     clear_seat_caches()
-    listener = seat.job_listener
     yield server
-    listener.stop()
+    seat.jobs.stop_listener()
     clear_seat_caches()
 
 
@@ -245,14 +246,14 @@ def seat_db(seat_server) -> fakeredis.FakeRedis:
 def seat_processors_started(monkeypatch) -> list[bool]:
     """A record of the processors /process starts, instead of real processes (those need a real Redis)."""
     started: list[bool] = []
-    monkeypatch.setattr(seat.processor, "ensure_started", lambda: started.append(True))
+    monkeypatch.setattr(seat.jobs, "start_processor", lambda: started.append(True))
     return started
 
 
 @pytest.fixture
 def seat_client(seat_server, seat_processors_started) -> FlaskClient:
     """The API just launched: 50 seats, reservations enabled."""
-    seat.set_up_seats()
+    seat.get_current_available_seats()
     return seat.app.test_client()
 
 

@@ -505,7 +505,8 @@ class Server:
     where requests go (loopback for 0.0.0.0). ``own_session``: a process group of its own, as a
     terminal gives a program. ``command(port)``: another command line for it. It is started
     once it answers a request; ``workers`` are its child processes then, ``printed`` the lines
-    of its output read so far.
+    of its output read so far, ``start_line`` the first line it wrote on stderr (a course
+    server's ``Serving on http://HOST:PORT``), read once it answers.
     """
 
     def __init__(
@@ -531,6 +532,8 @@ class Server:
         self.own_session = own_session
         self.printed: list[str] = []
         self.wait_until_answering()
+        # Written before the server listens: there once it answers.
+        self.start_line = self.process.stderr.readline().rstrip("\n")
         self.workers = children(self.process.pid)
 
     def wait_until_answering(self) -> None:

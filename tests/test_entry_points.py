@@ -12,6 +12,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 
 from course import connection, web
 from course.connection import CONNECTED, NOT_CONNECTED, NotConnectedError
@@ -64,18 +65,26 @@ def test_run_prints_the_last_failed_connection_line_and_exits_1(no_redis, capsys
     assert err == ""
 
 
-def test_serve_raises_for_a_busy_port():
+@pytest.fixture
+def busy_port(monkeypatch) -> Iterator[int]:
+    """A port something listens on, as PORT; a command line with no arguments."""
+    monkeypatch.setattr(sys, "argv", ["server.py"])
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
-        with pytest.raises(web.CannotListenError, match=f"Cannot listen on 127.0.0.1:{port}"):
-            web.serve(web.__file__, ("127.0.0.1", port))
+        monkeypatch.setenv("PORT", str(port))
+        monkeypatch.delenv("HOST", raising=False)
+        yield port
 
 
-def test_run_turns_a_busy_port_into_one_line_on_stderr_and_status_1(capsys):
-    with socket.create_server(("127.0.0.1", 0)) as busy:
-        port = busy.getsockname()[1]
-        with pytest.raises(SystemExit) as exited:
-            connection.run(lambda: web.serve(web.__file__, ("127.0.0.1", port)))
+def test_server_settings_raise_for_a_busy_port(busy_port):
+    with pytest.raises(web.CannotListenError, match=f"Cannot listen on 127.0.0.1:{busy_port}"):
+        web.server_settings(None)
+
+
+def test_run_turns_a_busy_port_into_one_line_on_stderr_and_status_1(busy_port, capsys):
+    port = busy_port
+    with pytest.raises(SystemExit) as exited:
+        connection.run(lambda: web.server_settings(None))
 
     out, err = capsys.readouterr()
     assert exited.value.code == 1

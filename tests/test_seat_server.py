@@ -35,7 +35,7 @@ import redis
 from rq import Queue, Worker
 from rq.registry import FinishedJobRegistry
 
-from tests.support import OwnRedis, Server, wait_for_workers
+from tests.support import OwnRedis, Server, descendants, wait_for_workers
 
 seat = importlib.import_module("100_seat")
 
@@ -314,15 +314,21 @@ def test_a_processor_whose_web_process_was_killed_stops_by_itself(start_seat_ser
 
 def test_a_second_process_call_in_one_web_process_starts_nothing(redis_url, rq_redis, monkeypatch):
     monkeypatch.setenv("REDIS_URL", redis_url)
-    queue_processor = seat.QueueProcessor(seat.QUEUE_NAME, {seat.JOB_FUNCTION})
+    jobs = seat.WebJobs(seat.QUEUE_NAME, "Seat reservation job", {seat.JOB_FUNCTION})
 
-    queue_processor.ensure_started()
-    queue_processor.ensure_started()
+    jobs.start_processor()
+    jobs.start_processor()
 
-    [child] = [child for child in multiprocessing.active_children() if child.name == seat.QueueProcessor.NAME]
+    [child] = [
+        child for child in multiprocessing.active_children() if child.name == seat.WebJobs.PROCESSOR_NAME
+    ]
     assert len(wait_for_workers(rq_redis, 1, expected.SEAT_QUEUE)) == 1
     child.terminate()
+    # The WebJobs thread watching the processor reaps it, maybe before this join does.
     child.join(STARTUP_TIMEOUT_SECONDS)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while child.exitcode is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert child.exitcode == 0
     assert processors(rq_redis) == []
 
@@ -548,6 +554,94 @@ def test_a_job_refused_by_a_redis_out_of_memory_is_a_failed_reservation(start_se
         finally:
             client.config_set("maxmemory", 0)
         assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
+
+
+# Keys changed by hand: a JSON 500 naming the key, never a raw Lua error --------------------------
+
+SEATS_NOT_A_COUNT = (
+    '{"error":"available_seats in Redis does not hold a number (make reset restores the course\'s state)"}'
+)
+JOB_IDS_NOT_A_COUNT = (
+    '{"error":"course:job-ids in Redis does not hold a number (make reset restores the course\'s state)"}'
+)
+
+
+def test_a_large_seat_count_is_taken_exactly(start_seat_server, real_redis, rq_redis):
+    server = start_seat_server()
+    real_redis.set("available_seats", "9007199254740993")
+
+    assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
+    assert server.request("/process") == (200, JSON, expected.QUEUE_PROCESSING)
+
+    assert expected.SEAT_JOB_COMPLETED.fullmatch(server.read_until(JOB_LINE, 1)[0])
+    assert real_redis.get("available_seats") == "9007199254740992"
+    assert server.request("/available_seats") == (200, JSON, expected.available_seats_body(9007199254740992))
+
+
+def test_seats_beyond_redis_integers_are_refused_naming_the_key(start_seat_server, real_redis):
+    server = start_seat_server()
+    real_redis.set("available_seats", "99999999999999999999")
+
+    for path in ROUTES:
+        assert server.request(path) == (500, JSON, SEATS_NOT_A_COUNT), path
+    assert real_redis.get("available_seats") == "99999999999999999999"
+
+
+@pytest.mark.parametrize("counter", ["abc", "9223372036854775807"])
+def test_a_poisoned_job_id_counter_is_a_json_500_naming_the_key(start_seat_server, real_redis, counter):
+    """It was ``Reservation failed``, with no line in the log, and no word of what to do."""
+    server = start_seat_server()
+    real_redis.set("course:job-ids", counter)
+
+    assert server.request("/reserve_seat") == (500, JSON, JOB_IDS_NOT_A_COUNT)
+
+    status, stdout, stderr = server.stop()
+    assert (status, stdout) == (0, "")
+    [logged] = stderr.splitlines()
+    assert logged.endswith(
+        "GET /reserve_seat: course:job-ids in Redis does not hold a number "
+        "(make reset restores the course's state)"
+    )
+
+
+# Redis out of memory ------------------------------------------------------------------------------
+
+OUT_OF_MEMORY = "command not allowed when used memory > 'maxmemory'."
+RESERVED_AFTER = 3
+
+
+def web_process_children_defunct(server: Server) -> list[int]:
+    """The processes below the server's web processes that ended and were never reaped."""
+    return [pid for pid in descendants(server.process.pid) if (proc_stat(pid) or ["Z"])[0] == "Z"]
+
+
+def test_a_redis_out_of_memory_is_ridden_out_and_the_queue_processed_after(start_seat_server, own_redis):
+    """The processors died on OOM, were left defunct, and the queue waited for a second /process."""
+    server = start_seat_server(own_redis.url)
+    with redis.Redis.from_url(own_redis.url, decode_responses=True) as client:
+        assert server.request("/available_seats") == (200, JSON, expected.available_seats_body(50))
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1)
+        for _ in range(CHECKS_PER_SERVER):
+            assert server.request("/process") == (200, JSON, expected.QUEUE_PROCESSING)
+            assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_FAILED)
+        time.sleep(3)  # the processors fail to register, and are started again, for a while
+        assert web_process_children_defunct(server) == []
+        client.config_set("maxmemory", 0)
+
+        for _ in range(RESERVED_AFTER):
+            assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
+
+        lines = server.read_until(JOB_LINE, RESERVED_AFTER)
+        assert [JOB_LINE.fullmatch(line)[2] for line in lines] == ["completed"] * RESERVED_AFTER
+        assert client.get("available_seats") == str(50 - RESERVED_AFTER)
+    status, stdout, stderr = server.stop()
+    assert status == 0
+    assert "Traceback" not in stdout + stderr
+    # One line for each refusal: the reservations' (the log), the processors' (their own line).
+    for line in stderr.splitlines():
+        assert OUT_OF_MEMORY in line, stderr
+        assert "Reservation failed: Redis refused it" in line or line.startswith("Redis error: "), stderr
 
 
 # The development server ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import importlib
 import socket
 import time
 
-from course import expected, web
+from course import expected, hosts, web
 
 import pytest
 import redis
@@ -204,7 +204,7 @@ def test_the_stock_of_the_other_products_is_served_still(stock_client, stock_db)
 
 @pytest.fixture
 def tiny_app() -> Flask:
-    app = web.create_app("tiny")
+    app = web.json_api(Flask("tiny", static_folder=None))
 
     @app.get("/ordered")
     def ordered():
@@ -249,15 +249,6 @@ def test_errors_are_json_even_in_debug_mode(tiny_app, debug):
     assert_json(client.get("/missing"), 404, NOT_FOUND)
 
 
-def test_json_response_sends_a_prepared_body():
-    response = web.json_response('{"status":"ok"}', status=201)
-    assert (response.status_code, response.content_type, response.get_data()) == (
-        201,
-        JSON,
-        b'{"status":"ok"}',
-    )
-
-
 def test_a_busy_port_is_a_one_line_error():
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
@@ -300,10 +291,10 @@ def test_a_foreign_host_is_a_json_400_that_reserves_nothing(stock_client, stock_
 @pytest.mark.parametrize(
     ("bind_host", "allowed"),
     [
-        ("127.0.0.1", web.LOOPBACK_HOST_NAMES),
-        ("localhost", web.LOOPBACK_HOST_NAMES),
-        ("::1", web.LOOPBACK_HOST_NAMES),
-        ("127.0.0.2", web.LOOPBACK_HOST_NAMES | {"127.0.0.2"}),
+        ("127.0.0.1", hosts.LOOPBACK_HOST_NAMES),
+        ("localhost", hosts.LOOPBACK_HOST_NAMES),
+        ("::1", hosts.LOOPBACK_HOST_NAMES),
+        ("127.0.0.2", hosts.LOOPBACK_HOST_NAMES | {"127.0.0.2"}),
         ("192.168.1.5", {"192.168.1.5"}),
         ("fe80::1", {"[fe80::1]"}),
         ("api.example", {"api.example"}),
@@ -312,11 +303,11 @@ def test_a_foreign_host_is_a_json_400_that_reserves_nothing(stock_client, stock_
     ],
 )
 def test_the_names_allowed_are_those_of_the_address_listened_on(bind_host, allowed):
-    assert web.allowed_host_names(bind_host) == allowed
+    assert hosts.allowed_host_names(bind_host) == allowed
 
 
 def plain_flask_app() -> Flask:
-    """Any Flask app, not made by create_app: the check still answers JSON."""
+    """Any Flask app, not made a JSON API: the check still answers JSON."""
     app = Flask("plain")
 
     @app.get("/")
