@@ -56,7 +56,7 @@ import sys
 from functools import cache
 
 from course.connection import run
-from course.events import JobEvent, event_line
+from course.events import JobEvent
 from course.keys import stored_number
 from course.settings import parse_command_line
 from course.web import (
@@ -226,7 +226,7 @@ def say(line: str) -> None:
 
 
 def print_job_event(event: JobEvent) -> None:
-    say(event_line("Seat reservation job", event))
+    say(event.line("Seat reservation job"))
 
 
 # This web process's listener and processor (course/web_jobs.py: one of each per web process).

@@ -21,10 +21,8 @@ import threading
 from collections.abc import Callable, Iterable
 
 from course.connection import client_from_env, run
-from course.events import JobEvent
-from course.jobs import JobListener
+from course.events import JobEvent, JobListener
 from course.settings import rq_logging_level
-from course.worker import CourseWorker
 
 import redis
 from rq import Queue
@@ -68,6 +66,9 @@ def process_queue(queue_name: str, job_functions: Iterable[str]) -> None:
     RQ's worker handles SIGINT and SIGTERM by finishing the job in hand, then stopping;
     it needs the main thread of a process for that, never a thread of the web server.
     """
+
+    # Imported here, in the processor's own process: importing course.worker sets its signal handlers.
+    from course.worker import CourseWorker
 
     def work() -> None:
         logging_level = rq_logging_level(verbose=False)

@@ -10,7 +10,7 @@ import json
 from html.parser import HTMLParser
 
 import course.dashboard
-from course.jobs import next_job_ids
+from course.events import next_job_ids
 from course.lessons import run_script
 
 import pytest

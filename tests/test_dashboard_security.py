@@ -9,7 +9,7 @@ credentials; and every answer to an action is JSON.
 from __future__ import annotations
 
 import course.dashboard
-from course.jobs import next_job_ids
+from course.events import next_job_ids
 
 import pytest
 from rq import Queue

@@ -13,8 +13,7 @@ import time
 from collections.abc import Iterator
 
 from course import expected
-from course.events import SERIALIZER
-from course.jobs import course_queue
+from course.events import SERIALIZER, course_queue
 
 import fakeredis
 import pytest

@@ -10,7 +10,8 @@ heartbeat kept, and the round trips counted by the server itself.
 
 from __future__ import annotations
 
-from course import expected, jobs, settings, worker
+from course import events as course_events
+from course import expected, settings, worker
 from course.events import SERIALIZER
 
 import fakeredis
@@ -37,10 +38,10 @@ USUAL_WORKER_KEY_TTL = worker.WORKER_TTL_SECONDS + 60
 
 
 def enqueue_task7_jobs(connection, count: int) -> list[str]:
-    queue = jobs.course_queue(TASK7_QUEUE, connection)
+    queue = course_events.course_queue(TASK7_QUEUE, connection)
     datas = [expected.TASK7_JOBS[index % len(expected.TASK7_JOBS)] for index in range(count)]
-    job_ids = jobs.next_job_ids(connection, count)
-    jobs.enqueue_jobs(queue, TASK7_FUNCTION, datas, job_ids)
+    job_ids = course_events.next_job_ids(connection, count)
+    course_events.enqueue_jobs(queue, TASK7_FUNCTION, datas, job_ids)
     return job_ids
 
 
@@ -87,7 +88,7 @@ def test_a_job_costs_few_round_trips_and_ends_as_rq_ends_it(rq_redis):
 
     # The difference leaves out what a worker sends once (its birth, maintenance, death).
     assert (more - few) / (count - len(expected.TASK7_JOBS)) <= MAX_ROUND_TRIPS_PER_JOB
-    queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
     datas = expected.TASK7_JOBS * 2
     failed = {
         job_id
@@ -115,7 +116,7 @@ def test_rq_suspend_still_stops_a_worker_between_two_jobs(rq_redis):
 
     run_burst(task7_worker(rq_redis, SuspendingWorker))
 
-    queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
     assert queue.get_job_ids() == job_ids[1:]
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import signal
 
-from course import expected, jobs, settings, worker
+from course import events as course_events
+from course import expected, settings, worker
 
 import pytest
 from rq import Worker
@@ -32,9 +33,9 @@ def signal_handlers_kept():
 @pytest.fixture
 def pool_and_worker(rq_redis, signal_handlers_kept):
     """One task 7 job queued, a pool, and a worker as RQ's run_worker makes it in a forked process."""
-    queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
-    [job_id] = jobs.next_job_ids(rq_redis)
-    jobs.enqueue_jobs(queue, TASK7_FUNCTION, [expected.TASK7_JOBS[2]], [job_id])
+    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    [job_id] = course_events.next_job_ids(rq_redis)
+    course_events.enqueue_jobs(queue, TASK7_FUNCTION, [expected.TASK7_JOBS[2]], [job_id])
     pool = worker.CoursePool(
         [TASK7_QUEUE], connection=rq_redis, num_workers=2, job_functions={TASK7_FUNCTION}
     )

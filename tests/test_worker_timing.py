@@ -8,7 +8,8 @@ is never taken for dead. Each of those promises rests on a relation between cons
 change to one of them that breaks a relation fails here, not in a slow fault test.
 """
 
-from course import connection, jobs, worker
+from course import connection, worker
+from course import events as course_events
 from course.events import JOB_TIMEOUT_SECONDS
 
 import fakeredis
@@ -39,7 +40,7 @@ def retry_budget_seconds() -> float:
 
 def course_job() -> Job:
     """A job as the creators make it: the queue's timeout, the course's job timeout."""
-    queue = jobs.course_queue("push_notification_code", fakeredis.FakeRedis())
+    queue = course_events.course_queue("push_notification_code", fakeredis.FakeRedis())
     return queue.enqueue("6_job_processor.send_notification_job", {}, job_id="1")
 
 
