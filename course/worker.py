@@ -235,6 +235,11 @@ class CourseWorker(SimpleWorker):
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_SECONDS)
         kwargs.setdefault("worker_ttl", WORKER_TTL_SECONDS)
         super().__init__(queues, *args, **kwargs)
+        # RQ's maintenance reads a queue's jobs (abandoned ones, to fail them) with the queue's own
+        # serializer and job class: a queue made without them (WorkerPool's) would unpickle meta.
+        for queue in self.queues:
+            queue.serializer = SERIALIZER
+            queue.job_class = WorkerJob
         if job_functions is not None:
             self.job_functions = frozenset(job_functions)
         self.stopping = False

@@ -185,35 +185,37 @@ FEED_BATCH = 5
 SEED = 20261201
 
 
-# The processor's first line, which makes a stop quiet from then on.
-QUIET_START_LINE = next(
+# The processor's lines before its first import of the course package, which makes an unhandled
+# Ctrl-C quiet from then on (course/__init__.py).
+BEFORE_THE_COURSE_PACKAGE = next(
     number
     for number, line in enumerate((ROOT / "7_job_processor.py").read_text().splitlines(), start=1)
-    if line.startswith("import course.quiet_start")
+    if line.startswith("from course")
 )
 
 
 def stopped_before_the_project_could_act(status: int, errors: str) -> bool:
-    """A stop that landed before the processor's first line had set its quiet handlers.
+    """A stop that landed before the course package was imported: CPython's own start-up.
 
     CPython turns SIGINT into KeyboardInterrupt from early in its start-up. One that lands
     while it imports ``site`` ends it with a fatal error, whatever the program; one that lands
-    while the processor's first line (``import course.quiet_start``) is being imported, about
-    a millisecond on a quiet machine, is a KeyboardInterrupt there. Nothing has run yet.
+    in the processor's lines up to its first import of the course package (the first
+    statement of which makes it quiet), a millisecond or so, is a KeyboardInterrupt there.
+    Nothing has run yet.
     """
     interrupted = errors.rstrip().endswith("KeyboardInterrupt")
     in_site = status == 1 and errors.startswith(
         "Fatal Python error: init_import_site: Failed to import the site module"
     )
-    frames = errors.splitlines()[1:3]
-    in_first_line = (
+    frames = errors.splitlines()[1:2]
+    line = re.search(r'7_job_processor.py", line (\d+), in <module>$', frames[0]) if frames else None
+    in_first_lines = (
         status == -signal.SIGINT
         and errors.startswith("Traceback (most recent call last):\n")
-        and len(frames) == 2
-        and frames[0].endswith(f'7_job_processor.py", line {QUIET_START_LINE}, in <module>')
-        and frames[1].strip().startswith("import course.quiet_start")
+        and line is not None
+        and int(line[1]) <= BEFORE_THE_COURSE_PACKAGE
     )
-    return interrupted and (in_site or in_first_line)
+    return interrupted and (in_site or in_first_lines)
 
 
 def planned_stops() -> list[tuple[str, float]]:
@@ -282,7 +284,7 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
         assert errors == "", (how, after, errors)
         unexpected = [line for line in output if not line.startswith("Sending notification to ")]
         assert unexpected == [], (how, after)
-    assert listener.watch.pending == set()
+    assert not listener.watch.pending
     for job_id, data in sent.items():
         assert lines_of(heard, job_id) == expected.task7_events(data, int(job_id)), job_id
     assert_nothing_queued_or_started(queue)

@@ -28,7 +28,7 @@ from course.worker import CourseWorker
 import fakeredis
 import pytest
 import redis
-from rq import Callback
+from rq import Callback, Queue
 from rq.job import Job, JobStatus
 from rq.webhook import Webhook
 
@@ -397,3 +397,17 @@ def test_a_worker_posts_to_no_webhook_a_job_hash_lists(burst_course_worker, monk
 
     assert job.get_status() == JobStatus.FINISHED
     assert sent == []
+
+
+def test_a_worker_reads_its_queues_jobs_as_json_even_from_queues_made_without(rq_redis, tmp_path):
+    """WorkerPool makes its workers' queues with RQ's defaults: RQ's maintenance would unpickle their meta."""
+    plain = Queue(TASK7_QUEUE, connection=rq_redis)
+    CourseWorker([plain], job_functions={TASK7_FUNCTION})
+    job = course_events.course_queue(TASK7_QUEUE, rq_redis).enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
+    marker = tmp_path / "from-meta"
+    rq_redis.hset(job.key, "meta", touching(marker))
+
+    read = plain.fetch_job(job.id)
+
+    assert not marker.exists()
+    assert read.meta == {"unserialized": touching(marker)}
