@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -67,6 +68,7 @@ from rq.utils import now, utcformat
 RETRY_BASE_SECONDS = 0.05
 RETRY_CAP_SECONDS = 1.0
 RETRIES = 14
+RETRY_SECONDS = 11.5
 # What a processor's commands ride out: Redis away, and Redis refusing writes (full, or a replica).
 RETRIED_ERRORS = (
     redis.ConnectionError,
@@ -97,6 +99,8 @@ def warn(line: str) -> None:
 
 # Stops before RQ's handlers ----------------------------------------------------------------
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
 
 def stop_quietly(signum: int, frame: object) -> None:
     """End now, and the worker processes forked so far: nothing has been taken from a queue yet."""
@@ -105,37 +109,62 @@ def stop_quietly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+def hold_stop_signals() -> None:
+    """Before a fork: a stop signal waits, pending, instead of reaching the child before CPython
+    can handle signals there (it drops those), where a pool's stop would be lost."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def release_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
 if threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGINT, stop_quietly)
     signal.signal(signal.SIGTERM, stop_quietly)
+    os.register_at_fork(
+        before=hold_stop_signals, after_in_parent=release_stop_signals, after_in_child=release_stop_signals
+    )
 
 
 # Redis lost and found ----------------------------------------------------------------------
 
 
 class RedisPresence:
-    """Whether this processor last found Redis there: one line when that changes, whichever worker sees it.
+    """Whether this processor last found Redis there and taking writes: one line when that changes.
 
-    Shared memory, made before a pool forks its workers, so that two workers say each thing once.
+    Shared memory, made before a pool forks its workers, so that its processes (workers,
+    RQ's scheduler) say each thing once. Redis is back when a command that failed goes
+    through, or when any does once Redis has been away longer than a command retries: a
+    server shutting down may still answer one process after it closed another's connection,
+    and Redis refusing writes still answers reads.
     """
 
+    HERE, AWAY, REFUSING = 0, 1, 2
+
     def __init__(self) -> None:
-        self.lost_flag = multiprocessing.Value("b", 0)
+        self.state = multiprocessing.Value("b", self.HERE)
+        self.since = multiprocessing.Value("d", 0.0)
 
     def lost(self, error: BaseException) -> None:
-        with self.lost_flag.get_lock():
-            if not self.lost_flag.value:
-                self.lost_flag.value = 1
-                refused = isinstance(error, WRITES_REFUSED)
-                print(f"Redis refuses writes: {error}" if refused else not_connected_line(error), flush=True)
+        refused = isinstance(error, WRITES_REFUSED)
+        with self.state.get_lock():
+            if self.state.value == self.HERE or (self.state.value == self.REFUSING and not refused):
+                self.state.value = self.REFUSING if refused else self.AWAY
+                self.since.value = time.monotonic()
+                # A pipeline's error names the command first: the reason is what follows.
+                reason = str(error).rpartition("caused error: ")[2]
+                print(f"Redis refuses writes: {reason}" if refused else not_connected_line(error), flush=True)
 
-    def back(self) -> None:
+    def back(self, failed_first: bool) -> None:
         # Read without the lock first: this runs after every successful command.
-        if self.lost_flag.value:
-            with self.lost_flag.get_lock():
-                if self.lost_flag.value:
-                    self.lost_flag.value = 0
-                    print(CONNECTED, flush=True)
+        if self.state.value == self.HERE:
+            return
+        with self.state.get_lock():
+            long_away = self.state.value == self.AWAY and time.monotonic() - self.since.value > RETRY_SECONDS
+            if self.state.value != self.HERE and (failed_first or long_away):
+                self.state.value = self.HERE
+                print(CONNECTED, flush=True)
 
 
 presence = RedisPresence()
@@ -145,7 +174,10 @@ class ReportingRetry(Retry):
     """redis-py's retries, reporting the first failure and the first success after one."""
 
     def call_with_retry(self, do, fail, *args, **kwargs):
+        failures: list[Exception] = []
+
         def failed(error: Exception, *count: int) -> object:
+            failures.append(error)
             presence.lost(error)
             return fail(error, *count)
 
@@ -156,7 +188,7 @@ class ReportingRetry(Retry):
             if multiprocessing.current_process().name == RQ_SCHEDULER_PROCESS:
                 raise SystemExit(0) from None
             raise
-        presence.back()
+        presence.back(failed_first=bool(failures))
         return result
 
 
