@@ -36,7 +36,7 @@ from course.text import printable, text_of
 
 import redis
 from rq import Callback, Queue
-from rq.exceptions import AbandonedJobError, NoSuchJobError
+from rq.exceptions import AbandonedJobError, DeserializationError, NoSuchJobError
 from rq.job import Job, JobStatus, get_current_job
 from rq.serializers import JSONSerializer
 
@@ -189,9 +189,7 @@ class CourseJob(Job):
     def fetch(cls, id: str, connection: redis.Redis | None = None, serializer=None) -> CourseJob:
         try:
             return super().fetch(id, connection=connection, serializer=serializer)
-        except NoSuchJobError:
-            raise
-        except Exception as error:
+        except (ValueError, TypeError, KeyError, AttributeError, DeserializationError) as error:
             status = text_of(connection.hget(cls.key_for(id), "status") or "") if connection else ""
             if status and status not in KNOWN_STATUSES:
                 raise UnreadableJobError(f"Job status {printable(status)}") from error

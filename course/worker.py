@@ -312,6 +312,18 @@ class CourseWorker(SimpleWorker):
         self.stopping = True
         super().request_stop(signum, frame)
 
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        """RQ's, read before each wait for a job, with nothing taken: where a stop that RQ lost takes effect.
+
+        RQ raises its stop from the signal handler wherever an idle worker is, and a few of
+        its own ``except Exception`` (reading a job's meta, say) swallow it: RQ alone then
+        runs on until a second signal forces it down.
+        """
+        if self.stopping:
+            raise StopRequested()
+        return super().should_run_maintenance_tasks
+
     def clean_registries(self) -> None:
         """RQ's maintenance, after putting back the jobs a stopped or killed worker took and never started."""
         for queue in self.queues:
