@@ -69,6 +69,7 @@ RETRY_BASE_SECONDS = 0.05
 RETRY_CAP_SECONDS = 1.0
 RETRIES = 14
 RETRY_SECONDS = 11.5
+REFUSAL_REPEAT_SECONDS = 60.0
 # What a processor's commands ride out: Redis away, and Redis refusing writes (full, or a replica).
 RETRIED_ERRORS = (
     redis.ConnectionError,
@@ -136,33 +137,38 @@ class RedisPresence:
     Shared memory, made before a pool forks its workers, so that its processes (workers,
     RQ's scheduler) say each thing once. Redis is back when a command that failed goes
     through, or when any does once Redis has been away longer than a command retries: a
-    server shutting down may still answer one process after it closed another's connection,
-    and Redis refusing writes still answers reads.
+    server shutting down may still answer one process after it closed another's connection.
+    Redis refusing writes is still connected: said once a minute at most (a full Redis
+    refuses one write and takes the next as its memory moves), and nothing when it is over.
     """
 
-    HERE, AWAY, REFUSING = 0, 1, 2
+    HERE, AWAY = 0, 1
 
     def __init__(self) -> None:
         self.state = multiprocessing.Value("b", self.HERE)
         self.since = multiprocessing.Value("d", 0.0)
+        self.refused_at = multiprocessing.Value("d", -REFUSAL_REPEAT_SECONDS)
 
     def lost(self, error: BaseException) -> None:
         refused = isinstance(error, WRITES_REFUSED)
         with self.state.get_lock():
-            if self.state.value == self.HERE or (self.state.value == self.REFUSING and not refused):
-                self.state.value = self.REFUSING if refused else self.AWAY
+            if refused and self.state.value == self.HERE:
+                if time.monotonic() - self.refused_at.value > REFUSAL_REPEAT_SECONDS:
+                    self.refused_at.value = time.monotonic()
+                    # A pipeline's error names the command first: the reason is what follows.
+                    print(f"Redis refuses writes: {str(error).rpartition('caused error: ')[2]}", flush=True)
+            elif not refused and self.state.value == self.HERE:
+                self.state.value = self.AWAY
                 self.since.value = time.monotonic()
-                # A pipeline's error names the command first: the reason is what follows.
-                reason = str(error).rpartition("caused error: ")[2]
-                print(f"Redis refuses writes: {reason}" if refused else not_connected_line(error), flush=True)
+                print(not_connected_line(error), flush=True)
 
     def back(self, failed_first: bool) -> None:
         # Read without the lock first: this runs after every successful command.
         if self.state.value == self.HERE:
             return
         with self.state.get_lock():
-            long_away = self.state.value == self.AWAY and time.monotonic() - self.since.value > RETRY_SECONDS
-            if self.state.value != self.HERE and (failed_first or long_away):
+            long_away = time.monotonic() - self.since.value > RETRY_SECONDS
+            if self.state.value == self.AWAY and (failed_first or long_away):
                 self.state.value = self.HERE
                 print(CONNECTED, flush=True)
 
