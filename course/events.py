@@ -1,23 +1,21 @@
 """Kue's job events and job ids on top of ordinary RQ jobs: both ends of a course job, in one place.
 
-Kue numbered jobs 1, 2, 3... and told the process that created a job about its progress,
-completion and failure over Redis pub/sub. RQ names jobs with UUIDs and publishes no job
-events, so this module adds both; the jobs stay ordinary RQ jobs (``rq info`` lists them,
-``rq worker --serializer rq.serializers.JSONSerializer`` runs them):
+RQ names jobs with UUIDs and publishes no job events; Kue numbered jobs 1, 2, 3... and told
+their creator about progress, completion and failure over pub/sub. The jobs stay ordinary
+RQ jobs (``rq info`` lists them, ``rq worker --serializer rq.serializers.JSONSerializer``
+runs them):
 
-- ids: ``next_job_ids`` reserves Kue-style integers with one INCRBY on ``JOB_IDS_KEY``;
-- the processor's side: ``report_progress`` from inside a job, ``publish_completed`` and
-  ``publish_failed`` as RQ's ``on_success`` and ``on_failure`` callbacks. Each writes what it
-  announces on the job's hash (``OUTCOME_FIELD``) and publishes it, in one round trip;
-- the creator's side: a ``JobWatch`` subscribes *before* the jobs exist (pub/sub keeps
-  nothing for a late subscriber), hands each event of its own jobs to a handler, and reads
-  RQ's status of a few pending jobs every second, so that an event lost on the way (Redis
-  restarted) never leaves a creator waiting. ``JobListener`` keeps one listening in a
-  thread, for a web server. One way of waiting for both: ``JobWatch.listen``.
+- ids: ``next_job_ids``, one INCRBY on ``JOB_IDS_KEY``;
+- the processor's side: ``report_progress`` inside a job, ``publish_completed`` and
+  ``publish_failed`` as RQ's ``on_success``/``on_failure`` callbacks; each writes what it
+  announces on the job's hash, then publishes it, in one round trip;
+- the creator's side: a ``JobWatch`` subscribes before the jobs exist, hands each event of
+  its own jobs to a handler, and reads RQ's status of a few pending jobs every second, so
+  that a lost event never leaves it waiting. ``JobListener`` keeps one listening in a thread.
 
-Everything read back from Redis is data, never code: jobs are JSON (``SERIALIZER``, where
-RQ's default, pickle, runs what a payload says), ``CourseJob`` imports no callback but these
-two and posts to no webhook, and a message is an event only once ``parse_event`` says so.
+Redis data is data, never code: jobs are JSON (RQ's default, pickle, runs what a payload
+says), ``CourseJob`` imports no callback but these two and posts to no webhook, and a
+message is an event only once ``parse_event`` says so.
 """
 
 from __future__ import annotations
@@ -31,16 +29,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from course.jobs import KNOWN_STATUSES, SERIALIZER, CourseJob, course_queue
 from course.keys import UnreadableStateError
 from course.text import printable, text_of
 
 import redis
 from rq import Callback, Queue
-from rq.exceptions import AbandonedJobError, DeserializationError, NoSuchJobError
+from rq.exceptions import AbandonedJobError, NoSuchJobError
 from rq.job import Job, JobStatus, get_current_job
-from rq.serializers import JSONSerializer
 
-SERIALIZER = JSONSerializer
 JOB_IDS_KEY = "course:job-ids"
 EVENTS_CHANNEL_PREFIX = "course:job-events:"
 
@@ -56,15 +53,12 @@ OUTCOME_FIELD = "course_outcome"
 # RQ names an abandoned job's error AbandonedJobError and gives it no message.
 ABANDONED_MESSAGE = "Job abandoned: its processor stopped while running it"
 
-KNOWN_STATUSES = frozenset(status.value for status in JobStatus)
 ENDED_STATUSES = frozenset(
     status.value for status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
 )
-CALLBACK_FIELDS = ("success_callback_name", "failure_callback_name", "stopped_callback_name")
 
 POLL_INTERVAL_SECONDS = 1.0
-# Each poll reads RQ's status of at most this many pending jobs, in turn: a lost event is
-# noticed within (pending jobs / POLL_BATCH) seconds, at a cost that does not grow with them.
+# Statuses read per poll, in turn: a lost event is noticed within (pending / POLL_BATCH) s.
 POLL_BATCH = 16
 SUBSCRIBE_TIMEOUT_SECONDS = 10.0
 # A restarted Redis is away for a second or two: a waiting creator rides out this long.
@@ -164,61 +158,6 @@ def next_job_ids(connection: redis.Redis, count: int = 1) -> list[str]:
     return [str(job_id) for job_id in range(last - count + 1, last + 1)]
 
 
-# The job format -------------------------------------------------------------------------------
-
-
-def course_queue(name: str, connection: redis.Redis) -> Queue:
-    """RQ's Queue as every course program makes it: JSON jobs, read as ``CourseJob``s."""
-    return Queue(name, connection=connection, serializer=SERIALIZER, job_class=CourseJob)
-
-
-class UnreadableJobError(NoSuchJobError):
-    """A job hash RQ cannot make a job of (its message says why): to RQ, no job at all."""
-
-
-class CourseJob(Job):
-    """An RQ job that imports no callback but the course's own and posts to no webhook.
-
-    RQ imports a callback by the name the job's hash holds when it is about to call it, even
-    for a job it fails as abandoned, and posts a job's end to the URLs its hash lists. The
-    names are read through RQ's ``to_dict()``. A hash RQ cannot read at all (an unknown
-    status, say) is ``UnreadableJobError``, which RQ takes for a job that does not exist.
-    """
-
-    @classmethod
-    def fetch(cls, id: str, connection: redis.Redis | None = None, serializer=None) -> CourseJob:
-        try:
-            return super().fetch(id, connection=connection, serializer=serializer)
-        except (ValueError, TypeError, KeyError, AttributeError, DeserializationError) as error:
-            status = text_of(connection.hget(cls.key_for(id), "status") or "") if connection else ""
-            if status and status not in KNOWN_STATUSES:
-                raise UnreadableJobError(f"Job status {printable(status)}") from error
-            raise UnreadableJobError(f"Job could not be read: {printable(str(error))}") from error
-
-    def callback_names(self) -> list[str]:
-        """The callbacks the job names, as stored in its hash."""
-        fields = self.to_dict(include_meta=False)
-        return [text_of(fields[name]) for name in CALLBACK_FIELDS if fields.get(name)]
-
-    def course_callback(self, field: str) -> Callable | None:
-        return COURSE_CALLBACKS.get(text_of(self.to_dict(include_meta=False).get(field) or ""))
-
-    @property
-    def success_callback(self):
-        return self.course_callback("success_callback_name")
-
-    @property
-    def failure_callback(self):
-        return self.course_callback("failure_callback_name")
-
-    @property
-    def stopped_callback(self):
-        return None
-
-    def send_webhooks(self, *args, **kwargs) -> None:
-        """No request goes wherever a job hash says: the course's jobs have no webhooks."""
-
-
 # The processor's side -----------------------------------------------------------------------
 
 
@@ -277,13 +216,6 @@ def publish_failure(connection: redis.Redis, job: Job, message: str) -> None:
     meta[ERROR_META_KEY] = message
     fields = {OUTCOME_FIELD: FAILED, "meta": SERIALIZER.dumps(meta)}
     write_and_publish(connection, job, fields, JobEvent(job.id, FAILED, error=message))
-
-
-def callback_name(function: Callable) -> str:
-    return f"{function.__module__}.{function.__qualname__}"
-
-
-COURSE_CALLBACKS = {callback_name(function): function for function in (publish_completed, publish_failed)}
 
 
 # The creator's side -------------------------------------------------------------------------

@@ -23,8 +23,8 @@ own loop, scheduler (``with_scheduler=True``), log lines, ``burst``, ``max_jobs`
   the course's lines when Redis goes and comes back.
 
 Importing this module (the processors do) makes Ctrl-C or SIGTERM end the program quietly,
-with the worker processes it forked so far, until RQ's worker or pool installs its own
-handlers: before that moment there is no job in hand.
+with the worker processes it forked so far, until RQ's worker or pool installs its handlers
+(there is no job in hand before), and keeps a stop sent during a fork pending for the child.
 """
 
 from __future__ import annotations
@@ -40,18 +40,8 @@ import time
 from datetime import timedelta
 
 from course.connection import CONNECTED, client_from_env, not_connected_line
-from course.events import (
-    COURSE_CALLBACKS,
-    ERROR_META_KEY,
-    FAILED,
-    OUTCOME_FIELD,
-    SERIALIZER,
-    CourseJob,
-    JobEvent,
-    UnreadableJobError,
-    publish_event,
-    publish_failure,
-)
+from course.events import ERROR_META_KEY, FAILED, OUTCOME_FIELD, JobEvent, publish_event, publish_failure
+from course.jobs import COURSE_CALLBACK_NAMES, SERIALIZER, CourseJob, UnreadableJobError
 from course.text import printable, text_of
 
 import redis
@@ -94,7 +84,6 @@ ABANDONED_GRACE_SECONDS = 15
 
 
 def warn(line: str) -> None:
-    """One line on stderr, with no control character a terminal would act on."""
     print(printable(line), file=sys.stderr, flush=True)
 
 
@@ -111,8 +100,7 @@ def stop_quietly(signum: int, frame: object) -> None:
 
 
 def hold_stop_signals() -> None:
-    """Before a fork: a stop signal waits, pending, instead of reaching the child before CPython
-    can handle signals there (it drops those), where a pool's stop would be lost."""
+    """Before a fork: CPython drops a signal reaching the child before it can handle them (a pool's stop)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 
@@ -292,7 +280,7 @@ class CourseWorker(SimpleWorker):
             return "Job data could not be read"
         if instance is not None or function not in self.job_functions:
             return f"Job function {function} is not one this processor runs"
-        foreign = [name for name in job.callback_names() if name not in COURSE_CALLBACKS]
+        foreign = [name for name in job.callback_names() if name not in COURSE_CALLBACK_NAMES]
         if foreign:
             return f"Job callback {foreign[0]} is not one this processor runs"
         return None
