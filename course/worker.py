@@ -1,26 +1,22 @@
 """The processors' RQ worker: RQ's SimpleWorker running the course's job functions and nothing else.
 
-``CourseWorker`` is an ordinary RQ worker class: ``worker.work()``, ``WorkerPool(...,
-worker_class=...)``, ``rq worker -w course.worker.CourseWorker`` all run it, with RQ's
-own loop, scheduler (``with_scheduler=True``), log lines, ``burst``, ``max_jobs`` and
-``max_idle_time``. On top of RQ, and nothing more:
+``CourseWorker`` (a subclass naming its ``job_functions``) is an ordinary RQ worker class:
+``worker.work()`` and ``WorkerPool(..., worker_class=...)`` run it with RQ's own loop,
+scheduler (``with_scheduler=True``), log lines, ``burst``, ``max_jobs``, ``max_idle_time``.
+On top of RQ, and nothing more:
 
-- an allow-list: it runs the functions named in ``job_functions`` and no other. A job
-  naming another function or callback fails unrun, with a message saying so, before RQ
-  imports anything (``perform_job``); its creator hears that failure. Jobs, meta and
-  results are JSON (RQ's default, pickle, runs what a job hash says when it is read), and a
-  job hash RQ cannot read at all is failed with a line saying why.
+- an allow-list: a job naming another function or callback fails unrun, with a message
+  saying so, before RQ imports anything (``perform_job``); its creator hears that failure.
+  Jobs are JSON (pickle runs what a job hash says), and a hash RQ cannot read is failed.
 - no job stranded by a stop: RQ stops an idle worker by raising from its signal handler,
-  wherever the worker is, so a stop that lands right after RQ took a job off the queue
-  (onto its intermediate list) and before it started it leaves the job there, and RQ's
-  maintenance fails it a minute later ("stuck in intermediate queue"), unrun. Here the
-  maintenance first puts such a job back at the front of its queue
-  (``put_back_stranded_jobs``, the one override for it: ``clean_registries``).
-- a processor that never dies of Redis: RQ's loop ends on a Redis error it does not expect
-  (a full Redis refusing the worker's writes, say), and a start-up with Redis away raises.
-  Here ``work()`` waits for Redis and starts RQ's loop again until the worker is stopped;
-  ``processor_connection()`` rides out a restart or a full Redis for a while, and prints
-  the course's lines when Redis goes and comes back.
+  wherever the worker is; a stop landing right after RQ took a job off the queue (onto its
+  intermediate list) leaves the job there, and RQ's maintenance fails it a minute later
+  ("stuck in intermediate queue"), unrun. Here maintenance first puts it back at the front
+  of its queue (the one override for it: ``clean_registries``). A stop that RQ's own code
+  swallowed takes effect before the next wait for a job.
+- a processor that never dies of Redis: ``work()`` waits for Redis and starts RQ's loop
+  again after an error it ended on; ``processor_connection()`` rides out a restart or a
+  full Redis for a while and prints the course's lines.
 
 Importing this module (the processors do) makes Ctrl-C or SIGTERM end the program quietly,
 with the worker processes it forked so far, until RQ's worker or pool installs its handlers
