@@ -57,14 +57,8 @@ RETRIES = 14
 RETRY_SECONDS = 11.5
 REFUSAL_REPEAT_SECONDS = 60.0
 # What a processor's commands ride out: Redis away, and Redis refusing writes (full, or a replica).
-RETRIED_ERRORS = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    socket.timeout,
-    redis.exceptions.OutOfMemoryError,
-    redis.exceptions.ReadOnlyError,
-)
 WRITES_REFUSED = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+RETRIED_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.timeout, *WRITES_REFUSED)
 # RQ's scheduler process ends with a traceback on a Redis error; the name RQ gives that process.
 RQ_SCHEDULER_PROCESS = "Scheduler"
 WAIT_SECONDS = 1.0
@@ -325,7 +319,7 @@ class CourseWorker(SimpleWorker):
 
         A job stays there for milliseconds between being taken and being started. RQ's
         maintenance marks when it first sees one there and fails it a minute later, unrun;
-        here one still there ``ABANDONED_GRACE_SECONDS`` after that mark goes back instead.
+        here one still there ``ABANDONED_GRACE_SECONDS`` after the mark goes back instead.
         An entry that is not a job id (RQ's maintenance cannot read it) is dropped.
         """
         intermediate = queue.intermediate_queue
@@ -336,6 +330,9 @@ class CourseWorker(SimpleWorker):
                 warn(f"Dropped a queue entry that is not a job id: {job_id!r}")
                 continue
             if job_id in queue.started_job_registry:
+                continue
+            # Marked here too: RQ marks it under its maintenance lock, which a stopped worker can keep 15 min.
+            if intermediate.set_first_seen(job_id):
                 continue
             first_seen = intermediate.get_first_seen(job_id)
             if first_seen is None or now() - first_seen < timedelta(seconds=ABANDONED_GRACE_SECONDS):
