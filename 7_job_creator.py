@@ -1,22 +1,22 @@
 """Task 7: create eleven jobs and follow each one's progress, completion or failure.
 
 Kue's ``queue.create(...).save()`` for each job becomes RQ's ``Queue.prepare_data`` for
-each and one ``queue.enqueue_many`` for all (one round trip), with the eleven ids reserved
-in one INCRBY. Kue's ``job.on('progress' | 'complete' | 'failed', ...)`` is a subscription
-to the jobs' events, made before the jobs exist; the processor publishes them from inside
-the job (progress) and from the job's success and failure callbacks. Lines of different
-jobs may interleave; each job's own lines come in order. The creator exits once every job
-completed or failed. With ``--verbose``, messages on the events channel that it ignores
-are shown on stderr.
+each and one ``queue.enqueue_many`` for all (one round trip), with the eleven Kue-style ids
+reserved in one INCRBY. Kue's ``job.on('progress' | 'complete' | 'failed', ...)`` is a
+``JobWatch``, subscribed to the queue's job events before the jobs exist; the processor
+publishes them from inside the job (progress) and from the job's RQ callbacks. Lines of
+different jobs may interleave; each job's own lines come in order. The creator exits once
+every job completed or failed. With ``--verbose``, messages on the events channel that it
+ignores are shown on stderr.
 """
 
 from course.connection import client_from_env, run
-from course.events import JobEvent, event_line, publish_completed, publish_failed
-from course.jobs import JOB_TTLS, course_queue, next_job_ids, subscribe_to_job_events
+from course.events import JobWatch, publish_completed, publish_failed
 from course.settings import verbose_from_args
 
 from rq import Callback, Queue
 from rq.job import Job
+from rq.serializers import JSONSerializer
 
 QUEUE_NAME = "push_notification_code_2"
 JOB_FUNCTION = "7_job_processor.send_notification_job"
@@ -35,9 +35,9 @@ JOBS = [
 ]
 
 
-def print_event(event: JobEvent) -> None:
+def print_event(event) -> None:
     """``Notification job ID 50% complete``, ``... completed``, ``... failed: ERROR``."""
-    print(event_line("Notification job", event), flush=True)
+    print(event.line("Notification job"), flush=True)
 
 
 def enqueue_notification_jobs(queue: Queue, datas: list[dict], job_ids: list[str]) -> list[Job]:
@@ -50,7 +50,6 @@ def enqueue_notification_jobs(queue: Queue, datas: list[dict], job_ids: list[str
                 job_id=job_id,
                 on_success=Callback(publish_completed),
                 on_failure=Callback(publish_failed),
-                **JOB_TTLS,
             )
             for data, job_id in zip(datas, job_ids, strict=True)
         ]
@@ -59,11 +58,11 @@ def enqueue_notification_jobs(queue: Queue, datas: list[dict], job_ids: list[str
 
 def main() -> None:
     verbose_from_args(__doc__)
-    # course_queue: RQ's Queue with JSON jobs (RQ's default, pickle, would run what a job hash says).
-    queue = course_queue(QUEUE_NAME, client_from_env(decode_responses=False))
-    # next_job_ids: Kue-style ids (from one INCRBY) instead of RQ's UUIDs.
-    job_ids = next_job_ids(queue.connection, len(JOBS))
-    with subscribe_to_job_events(queue, job_ids, on_event=print_event) as job_events:
+    # RQ needs bytes from Redis; JSON jobs, where RQ's default (pickle) runs what a job's data says.
+    queue = Queue(QUEUE_NAME, connection=client_from_env(decode_responses=False), serializer=JSONSerializer)
+    with JobWatch(queue, on_event=print_event) as job_events:
+        # Kue-style ids (from one INCRBY) instead of RQ's UUIDs, watched from now on.
+        job_ids = job_events.new_job_ids(len(JOBS))
         for job in enqueue_notification_jobs(queue, JOBS, job_ids):
             print(f"Notification job created: {job.id}", flush=True)
         job_events.wait()

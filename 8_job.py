@@ -2,19 +2,19 @@
 
 It checks its whole input before touching Redis: a list of notifications, each a dict with
 a string ``phoneNumber`` and a string ``message``; one bad item, and nothing is enqueued.
-It reserves Kue-style ids for the jobs, subscribes to their events (Kue's ``job.on(...)``
-handlers, attached before the jobs exist), creates one RQ job per notification on
-``push_notification_code_3`` as task 7 does (``enqueue_jobs``), prints each job's
-``created`` line, and hands back the subscription, which prints the jobs' event lines when
-those events happen: the caller decides how long to listen (``wait()``) and stops with
-``close()``.
+It subscribes to the jobs' events (Kue's ``job.on(...)`` handlers, attached before the jobs
+exist) with a ``JobWatch``, reserves their Kue-style ids, creates one RQ job per
+notification on ``push_notification_code_3`` in one ``enqueue_many`` (as task 7 does),
+prints each job's ``created`` line, and hands back the watch, which prints the jobs' event
+lines when those events happen: the caller decides how long to listen (``wait()``) and
+stops with ``close()``.
 """
 
-from course.events import JobEvent, event_line
-from course.jobs import JobWatch, course_queue, enqueue_jobs, next_job_ids, subscribe_to_job_events
+from course.events import JobWatch, publish_completed, publish_failed
 from course.settings import parse_command_line
 
-from rq import Queue
+from rq import Callback, Queue
+from rq.serializers import JSONSerializer
 
 QUEUE_NAME = "push_notification_code_3"
 # No processor serves this queue in the course; `rq worker --serializer
@@ -37,8 +37,8 @@ def is_notification(job: object) -> bool:
     return isinstance(job, dict) and all(isinstance(job.get(key), str) for key in NOTIFICATION_KEYS)
 
 
-def print_event(event: JobEvent) -> None:
-    print(event_line("Notification job", event), flush=True)
+def print_event(event) -> None:
+    print(event.line("Notification job"), flush=True)
 
 
 def create_push_notifications_jobs(jobs: list[dict], queue: Queue) -> JobWatch:
@@ -49,13 +49,24 @@ def create_push_notifications_jobs(jobs: list[dict], queue: Queue) -> JobWatch:
     for index, job in enumerate(jobs):
         if not is_notification(job):
             raise NotANotificationError(f"jobs[{index}] is not an object with phoneNumber and message")
-    notifications = course_queue(QUEUE_NAME, queue.connection)
-    job_ids = next_job_ids(notifications.connection, len(jobs))
-    job_events = subscribe_to_job_events(notifications, job_ids, on_event=print_event)
+    # JSON jobs, where RQ's default (pickle) runs what a job's data says.
+    notifications = Queue(QUEUE_NAME, connection=queue.connection, serializer=JSONSerializer)
+    job_events = JobWatch(notifications, on_event=print_event)
     try:
-        # enqueue_jobs: task 7's Queue.prepare_data for each job and one queue.enqueue_many, with
-        # the callbacks that publish the jobs' events.
-        created = enqueue_jobs(notifications, JOB_FUNCTION, jobs, job_ids)
+        # Kue-style ids (from one INCRBY) instead of RQ's UUIDs, watched from now on.
+        job_ids = job_events.new_job_ids(len(jobs))
+        created = notifications.enqueue_many(
+            [
+                Queue.prepare_data(
+                    JOB_FUNCTION,
+                    args=(job,),
+                    job_id=job_id,
+                    on_success=Callback(publish_completed),
+                    on_failure=Callback(publish_failed),
+                )
+                for job, job_id in zip(jobs, job_ids, strict=True)
+            ]
+        )
     except BaseException:
         job_events.close()
         raise

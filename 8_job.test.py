@@ -8,8 +8,7 @@ returns prints their lines.
 
 import importlib
 
-from course.events import SERIALIZER, publish_completed, publish_failed, report_progress
-from course.jobs import JOB_IDS_KEY
+from course.events import JOB_IDS_KEY, SERIALIZER, publish_completed, publish_failed, report_progress
 
 import fakeredis
 import pytest
@@ -51,7 +50,7 @@ def test_jobs_that_are_not_a_list_are_refused(jobs, queue):
 
 def test_an_empty_list_creates_no_job(queue, capsys):
     with create_push_notifications_jobs([], queue) as watch:
-        assert watch.pending == set()
+        assert not watch.is_pending()
 
     assert queue.count == 0
     assert capsys.readouterr().out == ""

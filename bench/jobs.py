@@ -46,8 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from course import expected  # noqa: E402
 from course.connection import client_from_env, redis_url, run  # noqa: E402
-from course.events import JobEvent  # noqa: E402
-from course.jobs import course_queue, enqueue_jobs, next_job_ids, subscribe_to_job_events  # noqa: E402
+from course.events import JobEvent, JobWatch, course_queue  # noqa: E402
 from course.settings import rq_logging_level  # noqa: E402
 from course.worker import CourseWorker  # noqa: E402
 
@@ -161,8 +160,8 @@ def create_and_process(queue: Queue, jobs: list[dict]) -> tuple[float, float, li
     with contextlib.redirect_stdout(io.StringIO()):
         counters_before = RedisCounters.read(queue.connection)
         started = time.perf_counter()
-        job_ids = next_job_ids(queue.connection, len(jobs))
-        with subscribe_to_job_events(queue, job_ids, on_event=on_event) as job_events:
+        with JobWatch(queue, on_event=on_event) as job_events:
+            job_ids = job_events.new_job_ids(len(jobs))
             for job in creator.enqueue_notification_jobs(queue, jobs, job_ids):
                 print(f"Notification job created: {job.id}", flush=True)
             created = time.perf_counter()
@@ -203,10 +202,9 @@ def report(count: int, creation_seconds: float, processing_seconds: float, get_o
 
 def profile_one_worker(queue: Queue, jobs: list[dict]) -> None:
     """One ``CourseWorker`` in burst mode on ``jobs`` (enqueued first), under cProfile: its top functions."""
-    enqueue_jobs(queue, creator.JOB_FUNCTION, jobs, next_job_ids(queue.connection, len(jobs)))
-    course_worker = CourseWorker(
-        [queue.name], connection=queue.connection, job_functions={creator.JOB_FUNCTION}
-    )
+    with JobWatch(queue, on_event=print) as watch:
+        watch.enqueue_many(creator.JOB_FUNCTION, jobs)
+    course_worker = CourseWorker([queue], job_functions={creator.JOB_FUNCTION})
     profile = cProfile.Profile()
     counters_before = RedisCounters.read(queue.connection)
     with contextlib.redirect_stdout(io.StringIO()):

@@ -1,7 +1,9 @@
-"""What several lessons share: the Redis connection, job events, the course's expected output.
+"""What the lessons share: the Redis connection and its lines, Kue's job events, the processors' worker.
 
 Every lesson imports this package first, so a Python without the project's dependencies is
-told here how to get them, instead of a bare ``ModuleNotFoundError`` traceback.
+told here how to get them, instead of a bare ``ModuleNotFoundError`` traceback. Importing it
+also makes a Ctrl-C that nothing handled (one during a program's start-up, while it imports
+its libraries) end the program without a traceback; Python still ends it as SIGINT does.
 """
 
 import importlib.machinery
@@ -9,12 +11,19 @@ import sys
 
 REQUIRED_MODULES = ("redis", "rq", "flask", "granian")
 
-# PathFinder, not importlib.util.find_spec: the processors import this package first of all, to
-# be stoppable quietly as soon as possible (course.quiet_start), and importlib.util takes 6 ms
-# to import, PathFinder well under one.
-_missing = [name for name in REQUIRED_MODULES if importlib.machinery.PathFinder.find_spec(name) is None]
-if _missing:
+
+def quiet_keyboard_interrupt(kind, error, traceback) -> None:
+    """``sys.excepthook``: an unhandled Ctrl-C prints nothing (a learner stopped it, nothing broke)."""
+    if not issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, traceback)
+
+
+sys.excepthook = quiet_keyboard_interrupt
+
+# PathFinder, not importlib.util.find_spec: importlib.util takes 6 ms to import, PathFinder well under one.
+missing = [name for name in REQUIRED_MODULES if importlib.machinery.PathFinder.find_spec(name) is None]
+if missing:
     sys.exit(
-        f"{', '.join(_missing)} not installed for {sys.executable}: run `make install` in the project, "
+        f"{', '.join(missing)} not installed for {sys.executable}: run `make install` in the project, "
         "then `source .venv/bin/activate` (or run the script with .venv/bin/python)"
     )

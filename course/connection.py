@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
+from course.keys import RESET_HINT, UnreadableStateError
 from course.settings import USAGE_ERROR, SettingError, redis_url
 
 import redis
@@ -119,7 +120,9 @@ def run(main: Callable[[], object]) -> None:
     A malformed setting (``REDIS_URL``, ``HOST``, ``PORT``) is one line on stderr and status 2,
     before anything started. A server that cannot start is one line on stderr and status 1.
     A server never reached (``connect()``), lost or timing out mid-lesson gets the course's
-    failed-connection line and status 1; any other Redis error its message on stderr and
+    failed-connection line and status 1; a key of the course's state holding what it cannot
+    read (``UnreadableStateError``) one line naming it and what restores it, status 1; any
+    other Redis error its message on stderr and
     status 1; Ctrl-C ends quietly with status 130, as a shell expects, and so does a reader of
     the output that went away (``| head``), with status 141 (a shell's SIGPIPE). None shows a
     traceback.
@@ -134,6 +137,9 @@ def run(main: Callable[[], object]) -> None:
         sys.exit(1)
     except (redis.ConnectionError, redis.TimeoutError) as error:
         print(not_connected_line(error), flush=True)
+        sys.exit(1)
+    except UnreadableStateError as error:
+        print(f"{error} ({RESET_HINT})", file=sys.stderr, flush=True)
         sys.exit(1)
     except redis.RedisError as error:
         print(f"Redis error: {error}", file=sys.stderr, flush=True)

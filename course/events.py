@@ -1,62 +1,76 @@
-"""What both ends of a course job share: the job format in Redis and Kue's job events.
+"""Kue's job events and job ids on top of ordinary RQ jobs: both ends of a course job, in one place.
 
-Everything here is read back from Redis by another process, so it is data, never code:
+RQ names jobs with UUIDs and publishes no job events; Kue numbered jobs 1, 2, 3... and told
+their creator about progress, completion and failure over pub/sub. The jobs stay ordinary
+RQ jobs (``rq info`` lists them, ``rq worker --serializer rq.serializers.JSONSerializer``
+runs them):
 
-- ``SERIALIZER``: job data, meta and results are JSON (RQ's ``JSONSerializer``), in every
-  program. RQ's default, pickle, runs whatever a payload says when it is read, so anyone
-  able to write a job's hash would run code in every processor and creator.
-- ``CourseJob``: an RQ job that imports no callback but the course's own two, posts to no
-  webhook, and says what is wrong with a job hash it cannot read (``UnreadableJobError``)
-  instead of failing somewhere inside RQ.
-- events: JSON messages on one channel per queue (``events_channel``), published from the
-  processor: ``report_progress`` inside a job, ``publish_completed`` and ``publish_failed``
-  as RQ's success and failure callbacks. Each records its outcome on the job's hash
-  (``OUTCOME_FIELD``) before it publishes it, so a creator believes a ``complete`` or
-  ``failed`` message only for a job whose hash says so. ``parse_event`` turns a message
-  into a ``JobEvent``, or into None for anything that is not one.
+- ids: ``next_job_ids``, one INCRBY on ``JOB_IDS_KEY``;
+- the processor's side: ``report_progress`` inside a job, ``publish_completed`` and
+  ``publish_failed`` as RQ's ``on_success``/``on_failure`` callbacks; each writes what it
+  announces on the job's hash, then publishes it, in one round trip;
+- the creator's side: a ``JobWatch`` subscribes before the jobs exist, hands each event of
+  its own jobs to a handler, and reads RQ's status of a few pending jobs every second, so
+  that a lost event never leaves it waiting. ``JobListener`` keeps one listening in a thread.
+
+Redis data is data, never code: jobs are JSON (RQ's default, pickle, runs what a payload
+says), ``CourseJob`` imports no callback but these two and posts to no webhook, and a
+message is an event only once ``parse_event`` says so.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from course.jobs import KNOWN_STATUSES, SERIALIZER, CourseJob, course_queue
+from course.keys import UnreadableStateError
 from course.text import printable, text_of
 
 import redis
-from rq.exceptions import AbandonedJobError
+from rq import Callback, Queue
+from rq.exceptions import AbandonedJobError, NoSuchJobError
 from rq.job import Job, JobStatus, get_current_job
-from rq.serializers import JSONSerializer
-from rq.utils import decode_redis_hash
 
-SERIALIZER = JSONSerializer
-
+JOB_IDS_KEY = "course:job-ids"
 EVENTS_CHANNEL_PREFIX = "course:job-events:"
 
 # Kue's event names.
 PROGRESS = "progress"
 COMPLETE = "complete"
 FAILED = "failed"
-ENDING_KINDS = (COMPLETE, FAILED)
 
 PROGRESS_META_KEY = "progress"
 ERROR_META_KEY = "error"
 # A field of the job's hash, set to COMPLETE or FAILED by whoever publishes that outcome.
 OUTCOME_FIELD = "course_outcome"
-
-# A notification takes milliseconds; a short timeout also bounds how long RQ waits before it
-# may declare a job of a dead worker abandoned (its started entry lasts timeout + ABANDONED_GRACE_SECONDS).
-JOB_TIMEOUT_SECONDS = 10
-# Long enough to look at jobs with `rq info` after a lesson, short enough not to pile up
-# (RQ keeps a failed job, and its result stream without any expiry, for a year by default).
-RESULT_TTL_SECONDS = 60 * 60
-FAILURE_TTL_SECONDS = 24 * 60 * 60
-
 # RQ names an abandoned job's error AbandonedJobError and gives it no message.
 ABANDONED_MESSAGE = "Job abandoned: its processor stopped while running it"
 
-KNOWN_STATUSES = frozenset(status.value for status in JobStatus)
+ENDED_STATUSES = frozenset(
+    status.value for status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
+)
+
+POLL_INTERVAL_SECONDS = 1.0
+# Statuses read per poll, in turn: a lost event is noticed within (pending / POLL_BATCH) s.
+POLL_BATCH = 16
+SUBSCRIBE_TIMEOUT_SECONDS = 10.0
+# A restarted Redis is away for a second or two: a waiting creator rides out this long.
+RECONNECT_SECONDS = 10.0
+RECONNECT_RETRY_SECONDS = 0.5
+
+log = logging.getLogger(__name__)
+# Nothing of the course's own log lines reaches the terminal unless asked for (--verbose).
+logging.getLogger("course").addHandler(logging.NullHandler())
+
+
+# The events ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -70,19 +84,20 @@ class JobEvent:
 
     @property
     def ended(self) -> bool:
-        return self.kind in ENDING_KINDS
+        return self.kind in (COMPLETE, FAILED)
+
+    def line(self, subject: str) -> str:
+        """The course's line, e.g. ``Notification job 7 50% complete`` for subject ``Notification job``."""
+        job_id = printable(self.job_id)
+        if self.kind == PROGRESS:
+            return f"{subject} {job_id} {self.percent}% complete"
+        if self.kind == COMPLETE:
+            return f"{subject} {job_id} completed"
+        return f"{subject} {job_id} failed: {printable(self.error or '')}"
 
     def to_json(self) -> str:
         fields = {"id": self.job_id, "event": self.kind, "percent": self.percent, "error": self.error}
         return json.dumps({key: value for key, value in fields.items() if value is not None})
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> JobEvent:
-        """The event ``raw`` carries; ValueError if it carries none (see ``parse_event``)."""
-        event = parse_event(raw)
-        if event is None:
-            raise ValueError(f"not a job event: {printable(repr(raw))[:200]}")
-        return event
 
 
 def parse_event(raw: str | bytes) -> JobEvent | None:
@@ -106,68 +121,6 @@ def parse_event(raw: str | bytes) -> JobEvent | None:
     return JobEvent(job_id, kind)
 
 
-def event_line(subject: str, event: JobEvent) -> str:
-    """The line the course prints for an event, e.g. ``Notification job 7 50% complete``."""
-    job_id = printable(event.job_id)
-    if event.kind == PROGRESS:
-        return f"{subject} {job_id} {event.percent}% complete"
-    if event.kind == COMPLETE:
-        return f"{subject} {job_id} completed"
-    return f"{subject} {job_id} failed: {printable(event.error or '')}"
-
-
-# The job format ----------------------------------------------------------------------------
-
-
-class UnreadableJobError(Exception):
-    """A job hash RQ cannot make a job of: its message says why, fit to show a learner."""
-
-
-class CourseJob(Job):
-    """An RQ job read safely: the course's callbacks or none, a status RQ knows, meta a dict.
-
-    RQ imports a callback by the name stored in the job's hash when it is about to call it,
-    even for a job it fails as abandoned; a name other than the course's callbacks is never
-    imported here (the worker refuses to run such a job at all).
-    """
-
-    def restore(self, raw_data: dict) -> None:
-        status = text_of(decode_redis_hash(raw_data).get("status") or b"")
-        if status and status not in KNOWN_STATUSES:
-            raise UnreadableJobError(f"Job status {printable(status)}")
-        try:
-            super().restore(raw_data)
-        except Exception as error:
-            raise UnreadableJobError(f"Job could not be read: {printable(str(error))}") from error
-        # Meta that is not a JSON object, or not JSON at all (RQ then keeps the raw bytes under
-        # "unserialized"), is no meta the course wrote: start afresh rather than carry it.
-        if not isinstance(self.meta, dict) or isinstance(self.meta.get("unserialized"), bytes):
-            self.meta = {}
-        # RQ posts a job's result to the URLs its hash lists when it ends: the course's jobs
-        # have none, and a worker must not send requests wherever a job hash says.
-        self.webhooks = []
-
-    @property
-    def success_callback(self):
-        return COURSE_CALLBACKS.get(self._success_callback_name)
-
-    @property
-    def failure_callback(self):
-        return COURSE_CALLBACKS.get(self._failure_callback_name)
-
-    @property
-    def stopped_callback(self):
-        return None
-
-    def callback_names(self) -> list[str]:
-        """The callbacks the job's hash names (RQ keeps the names until it calls them)."""
-        names = [self._success_callback_name, self._failure_callback_name, self._stopped_callback_name]
-        return [name for name in names if isinstance(name, str)]
-
-
-# The processor side ------------------------------------------------------------------------
-
-
 def events_channel(queue_name: str) -> str:
     return f"{EVENTS_CHANNEL_PREFIX}{queue_name}"
 
@@ -177,11 +130,42 @@ def publish_event(connection: redis.Redis, queue_name: str, event: JobEvent) -> 
     connection.publish(events_channel(queue_name), event.to_json())
 
 
+# Ids ------------------------------------------------------------------------------------------
+
+
+class JobIdsError(UnreadableStateError):
+    """``JOB_IDS_KEY`` holds what INCRBY cannot count on from: not a number, another type, or 2**63 - 1."""
+
+    def __init__(self) -> None:
+        Exception.__init__(self, f"{JOB_IDS_KEY} in Redis does not hold a job id counter that can grow")
+
+
+def next_job_ids(connection: redis.Redis, count: int = 1) -> list[str]:
+    """Reserve ``count`` consecutive Kue-style ids, as RQ job ids (strings of digits).
+
+    One counter per database, shared by every queue; INCRBY hands out a whole block at once
+    and never repeats, which matters: RQ silently overwrites a job whose id is reused.
+    """
+    if count == 0:
+        return []
+    try:
+        last = connection.incrby(JOB_IDS_KEY, count)
+    except (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError):
+        raise
+    except redis.ResponseError:
+        # Not an integer, a key of another type, or an increment past Redis's 64-bit range.
+        raise JobIdsError() from None
+    return [str(job_id) for job_id in range(last - count + 1, last + 1)]
+
+
+# The processor's side -----------------------------------------------------------------------
+
+
 def write_and_publish(connection: redis.Redis, job: Job, fields: dict[str, Any], event: JobEvent) -> None:
     """Write ``fields`` on the job's hash, then publish ``event``: one round trip.
 
     Redis runs one connection's commands in order, so a creator that hears the event finds
-    the fields written. No MULTI: nothing else needs to be kept from seeing the write alone.
+    the fields written. No MULTI: nothing needs to be kept from seeing the write alone.
     """
     with connection.pipeline(transaction=False) as pipeline:
         pipeline.hset(job.key, mapping=fields)
@@ -189,29 +173,25 @@ def write_and_publish(connection: redis.Redis, job: Job, fields: dict[str, Any],
         pipeline.execute()
 
 
-def report_progress(percent: int, job: Job | None = None) -> None:
-    """Kue's ``job.progress()``: record the percent on the job and tell its creator.
+def course_meta(job: Job) -> dict:
+    """The job's meta, or a fresh one for meta the course did not write (RQ keeps non-JSON as bytes)."""
+    meta = job.meta
+    if not isinstance(meta, dict) or isinstance(meta.get("unserialized"), bytes):
+        meta = job.meta = {}
+    return meta
 
-    Called from inside a job function; ``job`` defaults to the job being run. The meta is
-    written as RQ's ``save_meta`` writes it.
-    """
+
+def report_progress(percent: int, job: Job | None = None) -> None:
+    """Kue's ``job.progress()``: RQ's job meta (as ``save_meta`` writes it) and a ``progress`` event."""
     job = job or get_current_job()
-    job.meta[PROGRESS_META_KEY] = percent
+    course_meta(job)[PROGRESS_META_KEY] = percent
     event = JobEvent(job.id, PROGRESS, percent=percent)
     write_and_publish(job.connection, job, {"meta": job.serializer.dumps(job.meta)}, event)
 
 
-def record_outcome(connection: redis.Redis, job: Job, event: JobEvent, meta: dict[str, Any] | None = None):
-    """Write the outcome (and the meta, if given) on the job's hash, where a creator checks it; publish it."""
-    fields: dict[str, Any] = {OUTCOME_FIELD: event.kind}
-    if meta is not None:
-        fields["meta"] = SERIALIZER.dumps(meta)
-    write_and_publish(connection, job, fields, event)
-
-
 def publish_completed(job: Job, connection: redis.Redis, result: object) -> None:
     """RQ's success callback: Kue's ``complete`` event."""
-    record_outcome(connection, job, JobEvent(job.id, COMPLETE))
+    write_and_publish(connection, job, {OUTCOME_FIELD: COMPLETE}, JobEvent(job.id, COMPLETE))
 
 
 def failure_message(error: BaseException) -> str:
@@ -221,22 +201,272 @@ def failure_message(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def publish_failed(
-    job: Job, connection: redis.Redis, error_type: type, error: BaseException, traceback: object
-) -> None:
-    """RQ's failure callback, also run for an abandoned job: Kue's ``failed`` event.
+def publish_failed(job: Job, connection: redis.Redis, kind: type, error: BaseException, traceback: object):
+    """RQ's failure callback, also run for an abandoned job: Kue's ``failed`` event, once no retry is left.
 
-    The message is kept on the job too, so a creator that missed this event reads it there.
+    A job that RQ will run again (``Retry``) has not failed yet: its next run reports again.
     """
-    message = failure_message(error)
-    meta = job.meta if isinstance(job.meta, dict) else {}
+    if not job.retries_left:
+        publish_failure(connection, job, failure_message(error))
+
+
+def publish_failure(connection: redis.Redis, job: Job, message: str) -> None:
+    """Record the failure and its message on the job (for a creator that missed the event); publish it."""
+    meta = course_meta(job)
     meta[ERROR_META_KEY] = message
-    job.meta = meta
-    record_outcome(connection, job, JobEvent(job.id, FAILED, error=message), meta)
+    fields = {OUTCOME_FIELD: FAILED, "meta": SERIALIZER.dumps(meta)}
+    write_and_publish(connection, job, fields, JobEvent(job.id, FAILED, error=message))
 
 
-def callback_name(function: object) -> str:
-    return f"{function.__module__}.{function.__qualname__}"
+# The creator's side -------------------------------------------------------------------------
 
 
-COURSE_CALLBACKS = {callback_name(function): function for function in (publish_completed, publish_failed)}
+def has_ended(status: str | None) -> bool:
+    """Whether RQ's raw status says the job will not run any more (gone, or a status RQ does not know)."""
+    return status is None or status not in KNOWN_STATUSES or status in ENDED_STATUSES
+
+
+def ended_event(connection: redis.Redis, job_id: str, status: str | None) -> JobEvent:
+    """The event RQ's state stands for, for a job whose event went missing."""
+    if status == JobStatus.FINISHED.value:
+        return JobEvent(job_id, COMPLETE)
+    if status is None:
+        return JobEvent(job_id, FAILED, error="Job was deleted")
+    if status not in KNOWN_STATUSES:
+        return JobEvent(job_id, FAILED, error=f"Job status {status}")
+    try:
+        error = CourseJob.fetch(job_id, connection=connection, serializer=SERIALIZER).meta.get(ERROR_META_KEY)
+    except (NoSuchJobError, AttributeError):
+        error = None
+    return JobEvent(job_id, FAILED, error=error if isinstance(error, str) and error else f"Job {status}")
+
+
+def ignore(reason: str, what: object) -> None:
+    """A message the watch does not act on: one line on stderr with --verbose, nothing otherwise."""
+    log.info("Ignored %s: %s", reason, printable(repr(what))[:200])
+
+
+class JobWatch:
+    """The creator's end of Kue's job events: subscribe, reserve ids, enqueue, then hear about those jobs.
+
+    Subscribed (and the subscription confirmed) once made. ``new_job_ids`` reserves Kue-style
+    ids and watches them before the jobs exist; ``on_event`` then gets each event of those
+    jobs, in the order the processor sent them. A job's last event is ``complete`` or
+    ``failed``; an ending is believed only for a job whose hash records it. Anything else
+    on the channel is ignored.
+    """
+
+    def __init__(self, queue: Queue, on_event: Callable[[JobEvent], None]) -> None:
+        self.queue = queue
+        self.connection = queue.connection
+        self.on_event = on_event
+        self.lock = threading.Lock()
+        # Insertion order is id order; ``turns`` is the order in which polls read them.
+        self.pending: dict[str, None] = {}
+        self.turns: deque[str] = deque()
+        # Ended according to RQ at the last poll, with no event yet: reported at the next one.
+        self.ended_in_rq: dict[str, str | None] = {}
+        self.next_poll = time.monotonic() + POLL_INTERVAL_SECONDS
+        self.pubsub = self.connection.pubsub()
+        self.subscribe()
+
+    def subscribe(self) -> None:
+        """Subscribe and wait for the server's confirmation: only then may jobs be enqueued."""
+        self.pubsub.subscribe(events_channel(self.queue.name))
+        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            message = self.pubsub.get_message(timeout=deadline - time.monotonic())
+            if message is not None and message["type"] == "subscribe":
+                return
+        raise redis.ConnectionError(f"no confirmation of SUBSCRIBE within {SUBSCRIBE_TIMEOUT_SECONDS:.0f} s")
+
+    def new_job_ids(self, count: int = 1) -> list[str]:
+        """Kue-style ids for ``count`` jobs about to be enqueued (``next_job_ids``), watched from now on."""
+        job_ids = next_job_ids(self.connection, count)
+        with self.lock:
+            for job_id in job_ids:
+                self.pending[job_id] = None
+                self.turns.append(job_id)
+        return job_ids
+
+    def enqueue_many(self, function_name: str, datas: Sequence[dict], **options: Any) -> list[str]:
+        """Create one ordinary RQ job per data dict (its only argument), in one round trip, and watch them.
+
+        Each job gets the event callbacks; ``options`` are RQ's (``timeout``, ``retry``...).
+        Returns their ids.
+        """
+        job_ids = self.new_job_ids(len(datas))
+        jobs = [
+            Queue.prepare_data(
+                function_name,
+                args=(data,),
+                job_id=job_id,
+                on_success=Callback(publish_completed),
+                on_failure=Callback(publish_failed),
+                **options,
+            )
+            for data, job_id in zip(datas, job_ids, strict=True)
+        ]
+        try:
+            self.queue.enqueue_many(jobs)
+        except BaseException:
+            with self.lock:
+                for job_id in job_ids:
+                    self.pending.pop(job_id, None)
+            raise
+        return job_ids
+
+    def is_pending(self) -> bool:
+        with self.lock:
+            return bool(self.pending)
+
+    def listen(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for events, hand on those that arrived; poll RQ's state when due."""
+        deadline = time.monotonic() + timeout
+        while True:
+            wait = max(0.0, min(deadline, self.next_poll) - time.monotonic())
+            message = self.pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+            if message is not None:
+                self.handle_message(message)
+            if time.monotonic() >= self.next_poll:
+                self.check_rq_state()
+                self.next_poll = time.monotonic() + POLL_INTERVAL_SECONDS
+            if message is not None or time.monotonic() >= deadline:
+                return
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Listen until every watched job has ended; False if ``timeout`` ran out first.
+
+        A Redis away for up to ``RECONNECT_SECONDS`` (a restart) is waited for: redis-py
+        renews the subscription, and the polls report what was published meanwhile.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        lost_since = None
+        while self.is_pending():
+            left = POLL_INTERVAL_SECONDS if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                self.listen(min(left, POLL_INTERVAL_SECONDS))
+                lost_since = None
+            except (redis.ConnectionError, redis.TimeoutError):
+                lost_since = lost_since or time.monotonic()
+                if time.monotonic() - lost_since > RECONNECT_SECONDS:
+                    raise
+                time.sleep(RECONNECT_RETRY_SECONDS)
+        return True
+
+    def handle_message(self, message: dict) -> None:
+        event = parse_event(message["data"]) if message.get("type") == "message" else None
+        if event is None:
+            ignore("a message that is not a job event", message.get("data"))
+        elif event.job_id not in self.pending:
+            ignore("an event of a job this program did not create", message["data"])
+        elif event.ended and self.recorded_outcome(event.job_id) != event.kind:
+            ignore("an event its job's state does not bear out", message["data"])
+        else:
+            self.handle(event)
+
+    def recorded_outcome(self, job_id: str) -> str:
+        """The outcome the job's hash records (its processor writes it before it publishes it)."""
+        return text_of(self.connection.hget(Job.key_for(job_id), OUTCOME_FIELD) or "")
+
+    def handle(self, event: JobEvent) -> None:
+        with self.lock:
+            if event.job_id not in self.pending:
+                return
+            if event.ended:
+                del self.pending[event.job_id]
+        self.on_event(event)
+
+    def check_rq_state(self) -> None:
+        """Report the jobs RQ showed ended at the last poll with no event since; read a few more statuses.
+
+        The grace of one poll lets a late event arrive first: a worker publishes the event
+        *before* RQ saves the job's final status.
+        """
+        with self.lock:
+            overdue = [item for item in self.ended_in_rq.items() if item[0] in self.pending]
+            batch = self.poll_batch()
+        for job_id, status in overdue:
+            self.handle(ended_event(self.connection, job_id, status))
+        statuses = self.statuses(batch)
+        with self.lock:
+            self.ended_in_rq = {
+                job_id: status
+                for job_id, status in statuses.items()
+                if has_ended(status) and job_id in self.pending
+            }
+
+    def poll_batch(self) -> list[str]:
+        """The next POLL_BATCH pending jobs in turn (ids that ended drop out of the turns here)."""
+        batch: list[str] = []
+        for _ in range(len(self.turns)):
+            if len(batch) == POLL_BATCH:
+                break
+            job_id = self.turns.popleft()
+            if job_id in self.pending:
+                self.turns.append(job_id)
+                batch.append(job_id)
+        return batch
+
+    def statuses(self, job_ids: list[str]) -> dict[str, str | None]:
+        """Each job's raw RQ status (None for a job that no longer exists), in one round trip."""
+        if not job_ids:
+            return {}
+        with self.connection.pipeline(transaction=False) as pipeline:
+            for job_id in job_ids:
+                pipeline.hget(Job.key_for(job_id), "status")
+            raw_statuses = pipeline.execute()
+        pairs = zip(job_ids, raw_statuses, strict=True)
+        return {job_id: text_of(raw) if raw else None for job_id, raw in pairs}
+
+    def close(self) -> None:
+        self.pubsub.close()
+
+    def __enter__(self) -> JobWatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class JobListener:
+    """A ``JobWatch`` kept listening by a daemon thread, for a long-running process (a web server).
+
+    ``enqueue`` creates a job and watches it; ``on_event`` is called from the listener's
+    thread. Redis away, or any error, makes the thread try again a second later: the polls
+    catch up on what was missed, and nothing read from Redis ends the thread.
+    """
+
+    RETRY_SECONDS = 1.0
+
+    def __init__(self, queue: Queue, on_event: Callable[[JobEvent], None]) -> None:
+        # JSON jobs whatever the queue given (RQ's default serializer is pickle).
+        self.watch = JobWatch(course_queue(queue.name, queue.connection), on_event)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, name=f"job events of {queue.name}", daemon=True)
+
+    def start(self) -> JobListener:
+        self.thread.start()
+        return self
+
+    def enqueue(self, function_name: str, data: dict) -> str:
+        """Create one job with its data and watch it; returns its id."""
+        return self.watch.enqueue_many(function_name, [data])[0]
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.watch.listen(POLL_INTERVAL_SECONDS)
+            except (redis.ConnectionError, redis.TimeoutError):
+                self.stopping.wait(self.RETRY_SECONDS)
+            except Exception as error:
+                # A listener that died would leave its process deaf to its jobs for good.
+                log.warning("Job listener: %s", printable(f"{type(error).__name__}: {error}"))
+                self.stopping.wait(self.RETRY_SECONDS)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.watch.close()

@@ -8,7 +8,7 @@ several), and neither may outlive it::
     jobs.enqueue("100_seat.reserve_seat_job", {})   # a Kue-style id; its outcome printed later
     jobs.start_processor()                           # an RQ worker beside this web process
 
-- The listener (``course.jobs.JobListener``) starts at the first ``enqueue`` of each web
+- The listener (``course.events.JobListener``) starts at the first ``enqueue`` of each web
   process: threads do not survive a fork. Each outcome is one line, written whole.
 - The processor is an RQ worker (``CourseWorker``) in a process of its own, started from a
   fresh interpreter and kept until the web process stops; one that crashed (Redis out of
@@ -29,14 +29,10 @@ import time
 from collections.abc import Iterable
 
 from course.connection import client_from_env, run
-from course.events import JobEvent, event_line
-from course.jobs import JOB_IDS_KEY, JobListener
-from course.keys import UnreadableStateError
+from course.events import JobEvent, JobListener
 from course.settings import rq_logging_level
 from course.web import redis_client, write_line
-from course.worker import CourseWorker
 
-import redis
 from rq import Queue
 
 # A processor that ended with an error is started again this long after; one that fails again
@@ -46,8 +42,6 @@ RESTART_MAX_SECONDS = 8.0
 # How a processor ends when it is asked to stop: by itself, or by the signal (SIGTERM, from
 # its web process as it stops) that came before RQ's handlers; None: reaped by another thread.
 STOPPED = frozenset({0, -signal.SIGTERM, -signal.SIGINT, None})
-# What Redis says when INCRBY finds no integer it can add to (the job id counter changed by hand).
-COUNTER_REFUSALS = ("not an integer", "would overflow")
 
 
 def process_queue(queue_name: str, job_functions: Iterable[str]) -> None:
@@ -57,6 +51,8 @@ def process_queue(queue_name: str, job_functions: Iterable[str]) -> None:
     needs the main thread of a process for that.
     """
     one_write_per_line()
+    # Imported here, in the processor's own process: importing course.worker sets its signal handlers.
+    from course.worker import CourseWorker
 
     def work() -> None:
         logging_level = rq_logging_level(verbose=False)
@@ -102,25 +98,20 @@ class WebJobs:
 
     def print_outcome(self, event: JobEvent) -> None:
         """Its line in one write: the web processes share one output, and no line may be cut."""
-        sys.stdout.write(f"{event_line(self.subject, event)}\n")
+        sys.stdout.write(f"{event.line(self.subject)}\n")
         sys.stdout.flush()
 
     def enqueue(self, function_name: str, data: dict) -> str:
         """Queue one job with a Kue-style id; its outcome is printed when it ends.
 
-        A job id counter that holds no integer is ``UnreadableStateError`` (a JSON 500 naming it).
+        A job id counter that holds no integer is ``JobIdsError`` (a JSON 500 naming it).
         """
         with self.lock:
             if self.listener is None:
                 connection = redis_client(decode_responses=False)
                 self.listener = JobListener(Queue(self.queue_name, connection=connection), self.print_outcome)
                 self.listener.start()
-        try:
-            return self.listener.enqueue(function_name, data)
-        except redis.ResponseError as error:
-            if any(refusal in str(error) for refusal in COUNTER_REFUSALS):
-                raise UnreadableStateError(JOB_IDS_KEY) from None
-            raise
+        return self.listener.enqueue(function_name, data)
 
     def stop_listener(self) -> None:
         """Stop the listener if it was started; the next ``enqueue`` starts a new one."""

@@ -6,22 +6,15 @@ a processor mid-job need a job that lasts, so this adds one function to the allo
 nothing else changes: signals, output and Redis handling are the processor's own.
 
 With ``ABANDON_SOON=1`` in its environment, its workers also call a dead worker's job abandoned
-sooner: ``SOON_GRACE_SECONDS`` after the job's timeout instead of the course's
-ABANDONED_GRACE_SECONDS, found by a maintenance about every second instead of every 8 to 10.
-A test that kills a processor mid-job then waits for the detection, not for the course's
-timers (tests/test_worker_timing.py checks those and how they relate).
+sooner: ``SOON_GRACE_SECONDS`` after the job's timeout instead of RQ's 60 s, found by a
+maintenance about every second. A test that kills a processor mid-job then waits for the
+detection, not for RQ's timers.
 """
 
-# As the processors do: a stop during start-up ends the program quietly.
-import course.quiet_start  # noqa: F401
-
-# isort: split
 import importlib
 import os
 import sys
 from pathlib import Path
-
-from course import worker
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOW_JOB_FUNCTION = "time.sleep"
@@ -31,25 +24,21 @@ SOON_MAINTENANCE_SECONDS = 1
 SOON_WORKER_TTL_SECONDS = 16
 
 
-class SoonAbandoningPool(worker.CoursePool):
-    """Task 7's pool, whose workers call a dead worker's job abandoned soon (ABANDON_SOON=1)."""
+def soon_abandoning(worker_class: type) -> type:
+    """The processor's worker class, calling a dead worker's job abandoned soon."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        course_worker = self.worker_class
+    class SoonAbandoningWorker(worker_class):
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs.setdefault("maintenance_interval", SOON_MAINTENANCE_SECONDS)
+            kwargs.setdefault("worker_ttl", SOON_WORKER_TTL_SECONDS)
+            super().__init__(*args, **kwargs)
 
-        class SoonAbandoningWorker(course_worker):
-            def __init__(self, *args, **kwargs) -> None:
-                kwargs.setdefault("maintenance_interval", SOON_MAINTENANCE_SECONDS)
-                kwargs.setdefault("worker_ttl", SOON_WORKER_TTL_SECONDS)
-                super().__init__(*args, **kwargs)
+        def get_heartbeat_ttl(self, job) -> int:
+            if job.timeout and job.timeout > 0:
+                return job.timeout + SOON_GRACE_SECONDS
+            return super().get_heartbeat_ttl(job)
 
-            def get_heartbeat_ttl(self, job) -> int:
-                if job.timeout and job.timeout > 0:
-                    return job.timeout + SOON_GRACE_SECONDS
-                return super().get_heartbeat_ttl(job)
-
-        self.worker_class = SoonAbandoningWorker
+    return SoonAbandoningWorker
 
 
 def main() -> None:
@@ -57,9 +46,10 @@ def main() -> None:
     # The processor's worker imports the job functions from the project root, as when run from there.
     sys.path.insert(0, str(ROOT))
     processor = importlib.import_module(Path(script).stem)
-    processor.JOB_FUNCTIONS = {*processor.JOB_FUNCTIONS, SLOW_JOB_FUNCTION}
+    worker_class = processor.NotificationWorker
+    worker_class.job_functions = {*worker_class.job_functions, SLOW_JOB_FUNCTION}
     if os.environ.get("ABANDON_SOON") == "1":
-        processor.CoursePool = SoonAbandoningPool
+        processor.NotificationWorker = soon_abandoning(worker_class)
     processor.run(processor.main)
 
 

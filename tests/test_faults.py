@@ -20,8 +20,9 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
-from course import expected, jobs
-from course.events import ABANDONED_MESSAGE, COMPLETE, FAILED, JobEvent, event_line
+from course import events as course_events
+from course import expected
+from course.events import ABANDONED_MESSAGE, COMPLETE, FAILED, JobEvent
 
 import pytest
 import redis
@@ -99,7 +100,7 @@ def stop_by(process: subprocess.Popen[str], how: str) -> tuple[int, list[str], s
 
 def lines_of(events: list[JobEvent], job_id: str) -> list[str]:
     """The lines a task 7 creator prints for one job's events."""
-    return [event_line("Notification job", event) for event in events if event.job_id == job_id]
+    return [event.line("Notification job") for event in events if event.job_id == job_id]
 
 
 def statuses(connection: redis.Redis, job_ids: list[str]) -> list[JobStatus | None]:
@@ -132,13 +133,13 @@ def assert_nothing_queued_or_started(queue: Queue) -> None:
 def test_a_processor_killed_mid_batch_and_restarted_settles_every_job(
     rq_redis, launch, processors, record_property
 ):
-    queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
     # Both processors call a dead worker's job abandoned soon: the killed one set the running
     # jobs' deadline, the restarted one's maintenance finds it passed.
     processor = processors("7_job_processor.py", slow_jobs=True, **ABANDON_SOON)
     events: list[JobEvent] = []
 
-    with jobs.JobWatch(queue, on_event=events.append) as watch:
+    with course_events.JobWatch(queue, on_event=events.append) as watch:
         # This watch is a creator whose batch is half done when the processor dies: two slow
         # jobs running, two queued; the course's creator waits with its 11 jobs queued behind.
         slow_ids = watch.enqueue_many("time.sleep", [SLOW_JOB_SECONDS] * 4, timeout=SLOW_JOB_TIMEOUT_SECONDS)
@@ -184,35 +185,37 @@ FEED_BATCH = 5
 SEED = 20261201
 
 
-# The processor's first line, which makes a stop quiet from then on.
-QUIET_START_LINE = next(
+# The processor's lines before its first import of the course package, which makes an unhandled
+# Ctrl-C quiet from then on (course/__init__.py).
+BEFORE_THE_COURSE_PACKAGE = next(
     number
     for number, line in enumerate((ROOT / "7_job_processor.py").read_text().splitlines(), start=1)
-    if line.startswith("import course.quiet_start")
+    if line.startswith("from course")
 )
 
 
 def stopped_before_the_project_could_act(status: int, errors: str) -> bool:
-    """A stop that landed before the processor's first line had set its quiet handlers.
+    """A stop that landed before the course package was imported: CPython's own start-up.
 
     CPython turns SIGINT into KeyboardInterrupt from early in its start-up. One that lands
     while it imports ``site`` ends it with a fatal error, whatever the program; one that lands
-    while the processor's first line (``import course.quiet_start``) is being imported, about
-    a millisecond on a quiet machine, is a KeyboardInterrupt there. Nothing has run yet.
+    in the processor's lines up to its first import of the course package (the first
+    statement of which makes it quiet), a millisecond or so, is a KeyboardInterrupt there.
+    Nothing has run yet.
     """
     interrupted = errors.rstrip().endswith("KeyboardInterrupt")
     in_site = status == 1 and errors.startswith(
         "Fatal Python error: init_import_site: Failed to import the site module"
     )
-    frames = errors.splitlines()[1:3]
-    in_first_line = (
+    frames = errors.splitlines()[1:2]
+    line = re.search(r'7_job_processor.py", line (\d+), in <module>$', frames[0]) if frames else None
+    in_first_lines = (
         status == -signal.SIGINT
         and errors.startswith("Traceback (most recent call last):\n")
-        and len(frames) == 2
-        and frames[0].endswith(f'7_job_processor.py", line {QUIET_START_LINE}, in <module>')
-        and frames[1].strip().startswith("import course.quiet_start")
+        and line is not None
+        and int(line[1]) <= BEFORE_THE_COURSE_PACKAGE
     )
-    return interrupted and (in_site or in_first_line)
+    return interrupted and (in_site or in_first_lines)
 
 
 def planned_stops() -> list[tuple[str, float]]:
@@ -230,12 +233,12 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
     shard, rq_redis, launch, processors, record_property
 ):
     """Each stop: nothing left taken and not started, every job run once and reported, no traceback."""
-    queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
     heard: list[JobEvent] = []
     sent: dict[str, dict] = {}
     feeding = threading.Event()
     feeding.set()
-    listener = jobs.JobListener(queue, heard.append).start()
+    listener = course_events.JobListener(queue, heard.append).start()
 
     def feed() -> None:
         """A creator's steady supply: a few task-7 jobs (some blacklisted) ten times a second."""
@@ -281,7 +284,7 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
         assert errors == "", (how, after, errors)
         unexpected = [line for line in output if not line.startswith("Sending notification to ")]
         assert unexpected == [], (how, after)
-    assert listener.watch.pending == set()
+    assert not listener.watch.pending
     for job_id, data in sent.items():
         assert lines_of(heard, job_id) == expected.task7_events(data, int(job_id)), job_id
     assert_nothing_queued_or_started(queue)
@@ -295,7 +298,7 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
 def test_after_a_redis_restart_everything_reconnects_and_no_job_is_lost(
     own_redis, rq_redis, launch, processors, start_server
 ):
-    queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
     processor = processors("7_job_processor.py", slow_jobs=True)
     stock = start_server("9_stock.py", own_redis.url, own_session=True)
     seat = start_server("100_seat.py", own_redis.url, own_session=True)
@@ -340,7 +343,7 @@ def test_after_a_redis_restart_everything_reconnects_and_no_job_is_lost(
     # The processor rode it out: the jobs it had in hand finished, nothing is left behind.
     assert statuses(rq_redis, [job.id for job in busy]) == [JobStatus.FINISHED] * 2
     assert_nothing_queued_or_started(queue)
-    assert_nothing_queued_or_started(jobs.course_queue("reserve_seat", rq_redis))
+    assert_nothing_queued_or_started(course_events.course_queue("reserve_seat", rq_redis))
 
     status, processor_lines, processor_errors = stop_by(processor, "ctrl-c")
     course_lines, redis_lines = split_redis_lines(processor_lines)
@@ -424,7 +427,7 @@ def test_programs_whose_redis_goes_for_good_say_so_and_exit_1(own_redis, launch)
     subscriber = launch("5_subscriber.py")
     assert wait_for_line(subscriber, expected.CONNECTED) == [expected.CONNECTED]
     # Creators waiting for jobs that no processor serves: they wait out a restart's absence
-    # (jobs.RECONNECT_SECONDS), not this one.
+    # (course_events.RECONNECT_SECONDS), not this one.
     creators = {"6_job_creator.py": 1, "7_job_creator.py": len(expected.TASK7_JOBS)}
     waiting = {script: launch(script) for script in creators}
     for script, process in waiting.items():

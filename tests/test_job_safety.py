@@ -19,14 +19,15 @@ import threading
 import time
 from pathlib import Path
 
-from course import expected, jobs
-from course.events import COMPLETE, ERROR_META_KEY, FAILED, JobEvent, event_line, events_channel
+from course import events as course_events
+from course import expected
+from course.events import COMPLETE, ERROR_META_KEY, FAILED, JobEvent, events_channel
 from course.worker import CourseWorker
 
 import fakeredis
 import pytest
 import redis
-from rq import Callback
+from rq import Callback, Queue
 from rq.job import Job, JobStatus
 from rq.webhook import Webhook
 
@@ -85,11 +86,11 @@ def assert_no_traceback(errors: str) -> None:
 
 def test_a_job_naming_another_function_fails_unrun_and_its_creator_hears_why(processors, rq_redis, tmp_path):
     processor = processors("7_job_processor.py")
-    queue = jobs.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
     marker = tmp_path / "shell-ran"
     heard: list[JobEvent] = []
 
-    with jobs.JobWatch(queue, on_event=heard.append) as watch:
+    with course_events.JobWatch(queue, on_event=heard.append) as watch:
         [job_id] = watch.enqueue_many("os.system", [f"touch {marker}"])
         assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
     output, errors = stopped_output(processor)
@@ -118,7 +119,7 @@ def burst_course_worker():
 
 def test_a_job_naming_another_callback_fails_unrun(burst_course_worker):
     """RQ imports a job's callbacks by the names its hash holds: those are checked too."""
-    queue = jobs.course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
+    queue = course_events.course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
     job = queue.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2], on_success=Callback("os.system"))
 
     burst_course_worker(queue, {TASK7_FUNCTION})
@@ -130,7 +131,7 @@ def test_a_job_naming_another_callback_fails_unrun(burst_course_worker):
 
 def test_every_job_goes_through_the_check_before_rq_runs_it(monkeypatch, burst_course_worker):
     """The check overrides RQ's BaseWorker.perform_job: if a new RQ stopped calling it, this fails."""
-    queue = jobs.course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
+    queue = course_events.course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
     checked: list[str] = []
     original = CourseWorker.refusal
 
@@ -204,7 +205,7 @@ def test_a_malformed_event_is_ignored_by_a_waiting_creator(message, redis_url, r
     creator, created, _ = start_creator("6_job_creator.py", redis_url, "--verbose")
 
     assert rq_redis.publish(events_channel(TASK6_QUEUE), message) == 1
-    run_worker_here(jobs.course_queue(TASK6_QUEUE, rq_redis))
+    run_worker_here(course_events.course_queue(TASK6_QUEUE, rq_redis))
     output, errors, status = finish(creator)
 
     assert expected.check_task6_creator(created + output) == []
@@ -217,7 +218,7 @@ def test_without_verbose_an_ignored_event_prints_nothing(redis_url, rq_redis, ru
     creator, created, _ = start_creator("6_job_creator.py", redis_url)
 
     rq_redis.publish(events_channel(TASK6_QUEUE), "hello")
-    run_worker_here(jobs.course_queue(TASK6_QUEUE, rq_redis))
+    run_worker_here(course_events.course_queue(TASK6_QUEUE, rq_redis))
     output, errors, status = finish(creator)
 
     assert expected.check_task6_creator(created + output) == []
@@ -231,9 +232,9 @@ def test_a_forged_ending_of_a_queued_job_is_not_believed(kind, redis_url, rq_red
     forged = JobEvent(job_ids[2], kind, error="forged" if kind == FAILED else None)
     assert rq_redis.publish(events_channel(TASK7_QUEUE), forged.to_json()) == 1
     # Two polls of RQ's state: the job is still queued, the creator still waits.
-    time.sleep(2.5 * jobs.POLL_INTERVAL_SECONDS)
+    time.sleep(2.5 * course_events.POLL_INTERVAL_SECONDS)
     assert creator.poll() is None
-    run_worker_here(jobs.course_queue(TASK7_QUEUE, rq_redis))
+    run_worker_here(course_events.course_queue(TASK7_QUEUE, rq_redis))
     output, errors, status = finish(creator)
 
     assert expected.check_task7_creator(created + output) == []
@@ -248,7 +249,7 @@ def test_error_texts_reach_the_terminal_without_control_characters(redis_url, rq
     rq_redis.lrem(f"rq:queue:{TASK7_QUEUE}", 1, first)
     meta = json.dumps({ERROR_META_KEY: hostile})
     rq_redis.hset(Job.key_for(first), mapping={"status": "failed", "meta": meta})
-    run_worker_here(jobs.course_queue(TASK7_QUEUE, rq_redis))
+    run_worker_here(course_events.course_queue(TASK7_QUEUE, rq_redis))
     output, errors, status = finish(creator)
 
     assert all(not CONTROL.search(line) for line in output), output
@@ -291,7 +292,7 @@ def test_a_processor_fails_a_job_of_unknown_status_and_goes_on(processors, redis
 
 
 def test_the_listener_of_a_server_outlives_forged_events(rq_redis, run_worker_here):
-    queue = jobs.course_queue("reserve_seat", rq_redis)
+    queue = course_events.course_queue("reserve_seat", rq_redis)
     heard: list[JobEvent] = []
     ended = threading.Event()
 
@@ -300,35 +301,35 @@ def test_the_listener_of_a_server_outlives_forged_events(rq_redis, run_worker_he
         if event.ended:
             ended.set()
 
-    listener = jobs.JobListener(queue, on_event).start()
+    listener = course_events.JobListener(queue, on_event).start()
     try:
         job_id = listener.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
         forgeries = [*MALFORMED.values(), JobEvent(job_id, COMPLETE).to_json()]
         for message in forgeries:
             rq_redis.publish(events_channel(queue.name), message)
         # Two polls: the listener has met every forgery before the job runs.
-        time.sleep(2.5 * jobs.POLL_INTERVAL_SECONDS)
+        time.sleep(2.5 * course_events.POLL_INTERVAL_SECONDS)
         assert heard == []
         run_worker_here(queue)
         assert ended.wait(EVENTS_TIMEOUT_SECONDS)
     finally:
         listener.stop()
 
-    lines_heard = [event_line("Notification job", event) for event in heard]
+    lines_heard = [event.line("Notification job") for event in heard]
     assert lines_heard == expected.task7_events(expected.TASK7_JOBS[2], int(job_id))
 
 
 def test_the_listener_outlives_a_redis_error_other_than_a_lost_connection(monkeypatch):
-    queue = jobs.course_queue("reserve_seat", fakeredis.FakeRedis())
-    listener = jobs.JobListener(queue, lambda event: None)
+    queue = course_events.course_queue("reserve_seat", fakeredis.FakeRedis())
+    listener = course_events.JobListener(queue, lambda event: None)
     calls = []
 
     def failing_dispatch(timeout: float) -> None:
         calls.append(timeout)
         raise redis.ResponseError("OOM command not allowed")
 
-    monkeypatch.setattr(jobs, "LISTENER_RETRY_SECONDS", 0.01)
-    monkeypatch.setattr(listener.watch, "dispatch", failing_dispatch)
+    monkeypatch.setattr(course_events.JobListener, "RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(listener.watch, "listen", failing_dispatch)
     listener.start()
     deadline = time.monotonic() + EVENTS_TIMEOUT_SECONDS
     while len(calls) < 3 and time.monotonic() < deadline:
@@ -341,44 +342,51 @@ def test_the_listener_outlives_a_redis_error_other_than_a_lost_connection(monkey
 # Anything else in a queue or a job hash ------------------------------------------------------
 
 
-def test_a_worker_drops_what_is_not_a_job_and_fails_what_it_cannot_read(burst_course_worker, capsys):
-    connection = fakeredis.FakeRedis()
-    queue = jobs.course_queue(TASK7_QUEUE, connection)
+def test_a_worker_drops_what_is_not_a_job_and_fails_what_it_cannot_read(
+    burst_course_worker, rq_redis, capsys
+):
+    """On a real Redis: RQ takes a job with LMOVE onto its intermediate list there (fakeredis: LPOP)."""
+    connection = rq_redis
+    queue = course_events.course_queue(TASK7_QUEUE, connection)
     connection.rpush(queue.key, b"\xff not an id")
     no_data = queue.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
     connection.hdel(no_data.key, "data")
     good = queue.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
 
+    # RQ's loop ends on the entry it cannot decode (a processor starts it again); the next
+    # start's maintenance drops it from RQ's intermediate list.
+    burst_course_worker(queue, {TASK7_FUNCTION})
     burst_course_worker(queue, {TASK7_FUNCTION})
 
     assert good.get_status() == JobStatus.FINISHED
     assert no_data.get_status() == JobStatus.FAILED
     assert queue.intermediate_queue.get_job_ids() == []
     assert queue.job_ids == []
-    errors = capsys.readouterr().err.splitlines()
-    assert errors[0] == "Dropped a queue entry that is not a job id: '\ufffd not an id'"
-    assert errors[1].startswith(f"Job {no_data.id} failed without running: Job could not be read: ")
+    assert sorted(capsys.readouterr().err.splitlines()) == [
+        "Dropped a queue entry that is not a job id: '\ufffd not an id'",
+        f"Job {no_data.id} failed without running: Job could not be read: it holds no data",
+    ]
 
 
 def test_a_status_that_is_not_text_is_reported_not_a_crash():
     connection = fakeredis.FakeRedis()
-    queue = jobs.course_queue(TASK7_QUEUE, connection)
+    queue = course_events.course_queue(TASK7_QUEUE, connection)
     heard: list[JobEvent] = []
 
-    with jobs.JobWatch(queue, on_event=heard.append) as watch:
-        job_id = watch.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
+    with course_events.JobWatch(queue, on_event=heard.append) as watch:
+        job_id = watch.enqueue_many(TASK7_FUNCTION, [expected.TASK7_JOBS[2]])[0]
         connection.hset(Job.key_for(job_id), "status", b"\xff\x1b")
         watch.check_rq_state()
         watch.check_rq_state()
 
-    assert [event_line("Notification job", event) for event in heard] == [
+    assert [event.line("Notification job") for event in heard] == [
         f"Notification job {job_id} failed: Job status \ufffd\\x1b"
     ]
 
 
 def test_a_worker_posts_to_no_webhook_a_job_hash_lists(burst_course_worker, monkeypatch):
     """RQ posts a job's outcome to the URLs in its hash: a worker must not send requests where Redis says."""
-    queue = jobs.course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
+    queue = course_events.course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
     job = queue.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
     hook = {"url": "http://127.0.0.1:9/", "job_status": "finished"}
     queue.connection.hset(job.key, "webhooks", json.dumps([hook]))
@@ -389,3 +397,17 @@ def test_a_worker_posts_to_no_webhook_a_job_hash_lists(burst_course_worker, monk
 
     assert job.get_status() == JobStatus.FINISHED
     assert sent == []
+
+
+def test_a_worker_reads_its_queues_jobs_as_json_even_from_queues_made_without(rq_redis, tmp_path):
+    """WorkerPool makes its workers' queues with RQ's defaults: RQ's maintenance would unpickle their meta."""
+    plain = Queue(TASK7_QUEUE, connection=rq_redis)
+    CourseWorker([plain], job_functions={TASK7_FUNCTION})
+    job = course_events.course_queue(TASK7_QUEUE, rq_redis).enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
+    marker = tmp_path / "from-meta"
+    rq_redis.hset(job.key, "meta", touching(marker))
+
+    read = plain.fetch_job(job.id)
+
+    assert not marker.exists()
+    assert read.meta == {"unserialized": touching(marker)}

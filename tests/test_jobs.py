@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from course import expected, jobs
-from course.events import ABANDONED_MESSAGE, FAILED, JOB_TIMEOUT_SECONDS, SERIALIZER, JobEvent, event_line
+from course import events as course_events
+from course import expected
+from course.events import ABANDONED_MESSAGE, FAILED, SERIALIZER, JobEvent
 
 import pytest
 from rq import Worker
@@ -32,7 +33,7 @@ EVENTS_TIMEOUT_SECONDS = 60
 
 def lines_of(events: list[JobEvent], job_id: str) -> list[str]:
     """The lines a task 7 creator prints for one job's events."""
-    return [event_line("Notification job", event) for event in events if event.job_id == job_id]
+    return [event.line("Notification job") for event in events if event.job_id == job_id]
 
 
 # The course's runs ---------------------------------------------------------------------------
@@ -101,12 +102,12 @@ def test_task7_creator_started_before_its_processor_still_hears_everything(proce
 def test_a_processor_faster_than_its_creator_loses_no_event(processors, rq_redis):
     """Each job is picked up while the creator is still creating the next ones."""
     processors("7_job_processor.py")
-    queue = jobs.course_queue("push_notification_code_2", rq_redis)
+    queue = course_events.course_queue("push_notification_code_2", rq_redis)
     data = expected.TASK7_JOBS[2]
     events: list[JobEvent] = []
 
-    with jobs.JobWatch(queue, on_event=events.append) as watch:
-        job_ids = [watch.enqueue("7_job_processor.send_notification_job", data) for _ in range(100)]
+    with course_events.JobWatch(queue, on_event=events.append) as watch:
+        job_ids = [watch.enqueue_many("7_job_processor.send_notification_job", [data])[0] for _ in range(100)]
         assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
 
     for job_id in job_ids:
@@ -118,7 +119,7 @@ def test_task8_main_creates_one_job_and_does_not_wait(redis_url, rq_redis):
 
     assert expected.check_task8_main(lines(result.stdout)) == []
     assert (result.stderr, result.returncode) == ("", 0)
-    queue = jobs.course_queue(expected.TASK8_QUEUE, rq_redis)
+    queue = course_events.course_queue(expected.TASK8_QUEUE, rq_redis)
     assert [job.args[0] for job in queue.jobs] == [expected.TASK8_JOB]
     assert queue.job_ids == [str(job_id) for job_id in expected.created_ids(lines(result.stdout))]
 
@@ -145,7 +146,7 @@ def test_an_idle_processor_stops_cleanly(script, stop, processors, rq_redis):
 @pytest.mark.parametrize("script", PROCESSORS)
 def test_a_busy_processor_finishes_its_job_then_stops_cleanly(script, stop, processors, rq_redis):
     processor = processors(script, slow_jobs=True)
-    queue = jobs.course_queue(PROCESSORS[script][0], rq_redis)
+    queue = course_events.course_queue(PROCESSORS[script][0], rq_redis)
     job = queue.enqueue("time.sleep", 2)
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while job.get_status() != JobStatus.STARTED and time.monotonic() < deadline:
@@ -176,7 +177,7 @@ def test_a_creator_whose_events_were_lost_ends_from_rqs_state(
     created = wait_for_line(creator, expected.CREATED)
     monkeypatch.setattr("course.events.publish_event", lambda *args: None)
 
-    run_worker_here(jobs.course_queue("push_notification_code", rq_redis))
+    run_worker_here(course_events.course_queue("push_notification_code", rq_redis))
     output, errors = creator.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
 
     assert expected.check_task6_creator(created + lines(output)) == []
@@ -186,12 +187,12 @@ def test_a_creator_whose_events_were_lost_ends_from_rqs_state(
 def test_a_lost_failure_event_still_reaches_the_creator_with_its_message(
     rq_redis, run_worker_here, monkeypatch
 ):
-    queue = jobs.course_queue("push_notification_code_2", rq_redis)
+    queue = course_events.course_queue("push_notification_code_2", rq_redis)
     events: list[JobEvent] = []
     monkeypatch.setattr("course.events.publish_event", lambda *args: None)
 
-    with jobs.JobWatch(queue, on_event=events.append) as watch:
-        job_id = watch.enqueue("7_job_processor.send_notification_job", expected.TASK7_JOBS[0])
+    with course_events.JobWatch(queue, on_event=events.append) as watch:
+        job_id = watch.enqueue_many("7_job_processor.send_notification_job", [expected.TASK7_JOBS[0]])[0]
         run_worker_here(queue)
         assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
 
@@ -200,18 +201,18 @@ def test_a_lost_failure_event_still_reaches_the_creator_with_its_message(
 
 def test_a_job_abandoned_by_a_killed_processor_fails_and_its_creator_hears_it(processors, rq_redis):
     processor = processors("7_job_processor.py", slow_jobs=True)
-    queue = jobs.course_queue("push_notification_code_2", rq_redis)
+    queue = course_events.course_queue("push_notification_code_2", rq_redis)
     events: list[JobEvent] = []
 
-    with jobs.JobWatch(queue, on_event=events.append) as watch:
+    with course_events.JobWatch(queue, on_event=events.append) as watch:
         # A job slow enough to be killed in the middle: time.sleep(30), with the event callbacks.
-        job = queue.fetch_job(watch.enqueue("time.sleep", 30))
+        job = queue.fetch_job(watch.enqueue_many("time.sleep", [30])[0])
         while job.get_status() != JobStatus.STARTED:
             time.sleep(0.02)
         os.killpg(processor.pid, signal.SIGKILL)
         processor.communicate()
         # What the next processor's maintenance does once the job's started entry has expired.
-        queue.started_job_registry.cleanup(timestamp=time.time() + JOB_TIMEOUT_SECONDS + 61)
+        queue.started_job_registry.cleanup(timestamp=time.time() + 1000)
         assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
 
     assert events == [JobEvent(job.id, FAILED, error=ABANDONED_MESSAGE)]
@@ -229,10 +230,10 @@ def rq_command(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_plain_rq_worker_runs_the_course_jobs_and_rq_info_lists_them(redis_url, rq_redis):
-    queue = jobs.course_queue("push_notification_code_2", rq_redis)
+    queue = course_events.course_queue("push_notification_code_2", rq_redis)
     events: list[JobEvent] = []
 
-    with jobs.JobWatch(queue, on_event=events.append) as watch:
+    with course_events.JobWatch(queue, on_event=events.append) as watch:
         job_ids = watch.enqueue_many("7_job_processor.send_notification_job", expected.TASK7_JOBS)
         info = rq_command("info", "--url", redis_url)
         worker = rq_command(
@@ -245,7 +246,7 @@ def test_a_plain_rq_worker_runs_the_course_jobs_and_rq_info_lists_them(redis_url
     assert f"{SERIALIZER.__module__}.{SERIALIZER.__qualname__}" == SERIALIZER_PATH
     for data, job_id in zip(expected.TASK7_JOBS, job_ids, strict=True):
         wanted = expected.task7_events(data, int(job_id))
-        assert [event_line("Notification job", event) for event in events if event.job_id == job_id] == wanted
+        assert [event.line("Notification job") for event in events if event.job_id == job_id] == wanted
 
 
 # No Redis ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""course/jobs.py on its own: Kue-style ids, events published and heard, RQ's state as the fallback.
+"""course/events.py on its own: Kue-style ids, events published and heard, RQ's state as the fallback.
 
 Most tests run on fakeredis with an in-process SimpleWorker; the ones about key expiry
 need a real server.
@@ -9,19 +9,17 @@ from __future__ import annotations
 import threading
 import time
 
-from course import expected, jobs
+from course import events as course_events
+from course import expected
 from course.events import (
     COMPLETE,
     FAILED,
-    FAILURE_TTL_SECONDS,
-    JOB_TIMEOUT_SECONDS,
     PROGRESS,
     PROGRESS_META_KEY,
-    RESULT_TTL_SECONDS,
     JobEvent,
-    event_line,
     events_channel,
     failure_message,
+    parse_event,
     publish_completed,
     publish_failed,
     report_progress,
@@ -31,10 +29,9 @@ from course.worker import CourseWorker
 import fakeredis
 import pytest
 import redis
-from rq import Queue
+from rq import Callback, Queue
 from rq.exceptions import AbandonedJobError
 from rq.job import JobStatus
-from rq.results import Result
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,19 +42,19 @@ EVENTS_TIMEOUT_SECONDS = 10
 
 @pytest.fixture
 def queue() -> Queue:
-    return jobs.course_queue("push_notification_code_2", fakeredis.FakeRedis())
+    return course_events.course_queue("push_notification_code_2", fakeredis.FakeRedis())
 
 
 def lines_of(events: list[JobEvent], job_id: str) -> list[str]:
-    return [event_line("Notification job", event) for event in events if event.job_id == job_id]
+    return [event.line("Notification job") for event in events if event.job_id == job_id]
 
 
 def test_ids_count_up_from_1_across_queues_and_blocks(queue):
-    other = jobs.course_queue("push_notification_code", queue.connection)
+    other = course_events.course_queue("push_notification_code", queue.connection)
 
-    assert jobs.next_job_ids(queue.connection) == ["1"]
-    assert jobs.next_job_ids(other.connection, 3) == ["2", "3", "4"]
-    assert jobs.next_job_ids(queue.connection) == ["5"]
+    assert course_events.next_job_ids(queue.connection) == ["1"]
+    assert course_events.next_job_ids(other.connection, 3) == ["2", "3", "4"]
+    assert course_events.next_job_ids(queue.connection) == ["5"]
 
 
 def test_an_event_survives_its_trip_as_json():
@@ -66,22 +63,37 @@ def test_an_event_survives_its_trip_as_json():
         JobEvent("7", COMPLETE),
         JobEvent("7", FAILED, error="Phone number 4153518780 is blacklisted"),
     ]:
-        assert JobEvent.from_json(event.to_json().encode()) == event
+        assert parse_event(event.to_json().encode()) == event
 
 
-def test_enqueued_jobs_are_ordinary_rq_jobs_with_short_lives(queue):
-    [job] = jobs.enqueue_jobs(queue, JOB_FUNCTION, [expected.TASK7_JOBS[0]], ["12"])
+def test_watched_jobs_are_ordinary_rq_jobs_with_the_event_callbacks(queue):
+    with course_events.JobWatch(queue, on_event=print) as watch:
+        [job_id] = watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[0]], timeout=30)
 
-    assert queue.job_ids == ["12"]
-    assert (job.func_name, job.args, job.kwargs) == (JOB_FUNCTION, (expected.TASK7_JOBS[0],), {})
-    assert job.timeout == JOB_TIMEOUT_SECONDS
-    assert (job.result_ttl, job.failure_ttl) == (RESULT_TTL_SECONDS, FAILURE_TTL_SECONDS)
+    job = queue.fetch_job(job_id)
+    assert queue.job_ids == [job_id] == ["1"]
+    assert (job.func_name, job.args, job.kwargs) == (JOB_FUNCTION, [expected.TASK7_JOBS[0]], {})
+    assert job.timeout == 30
     assert job.success_callback is publish_completed
     assert job.failure_callback is publish_failed
 
 
+def test_a_job_naming_other_callbacks_has_none_to_run(queue):
+    """A CourseJob imports no callback but the course's two, whatever its hash names."""
+    names = {
+        "on_success": Callback("os.getcwd"),
+        "on_failure": Callback("os.system"),
+        "on_stopped": Callback("os.abort"),
+    }
+    job = queue.enqueue(JOB_FUNCTION, {}, **names)
+    job = queue.fetch_job(job.id)
+
+    assert (job.success_callback, job.failure_callback, job.stopped_callback) == (None, None, None)
+    assert job.callback_names() == ["os.getcwd", "os.system", "os.abort"]
+
+
 def test_progress_is_kept_on_the_job_and_published(queue):
-    [job] = jobs.enqueue_jobs(queue, JOB_FUNCTION, [expected.TASK7_JOBS[2]], ["1"])
+    job = queue.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[2], job_id="1")
     with queue.connection.pubsub() as pubsub:
         pubsub.subscribe(events_channel(queue.name))
         pubsub.get_message(timeout=1)
@@ -89,7 +101,7 @@ def test_progress_is_kept_on_the_job_and_published(queue):
         report_progress(50, job)
 
         message = pubsub.get_message(timeout=1)
-    assert JobEvent.from_json(message["data"]) == JobEvent("1", PROGRESS, percent=50)
+    assert parse_event(message["data"]) == JobEvent("1", PROGRESS, percent=50)
     assert queue.fetch_job("1").meta[PROGRESS_META_KEY] == 50
 
 
@@ -102,14 +114,14 @@ def test_a_failure_without_a_message_is_named_by_its_error():
 def test_task7_jobs_run_by_a_worker_reach_their_creator_in_order(queue, run_worker_here):
     events: list[JobEvent] = []
 
-    with jobs.JobWatch(queue, on_event=events.append) as watch:
+    with course_events.JobWatch(queue, on_event=events.append) as watch:
         job_ids = watch.enqueue_many(JOB_FUNCTION, expected.TASK7_JOBS)
         run_worker_here(queue)
         assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
 
     for data, job_id in zip(expected.TASK7_JOBS, job_ids, strict=True):
         assert lines_of(events, job_id) == expected.task7_events(data, int(job_id))
-    assert watch.pending == set()
+    assert not watch.pending
 
 
 def test_without_events_a_job_is_reported_from_rqs_state_one_poll_late(queue, run_worker_here, monkeypatch):
@@ -117,8 +129,8 @@ def test_without_events_a_job_is_reported_from_rqs_state_one_poll_late(queue, ru
     events: list[JobEvent] = []
     monkeypatch.setattr("course.events.publish_event", lambda *args: None)
 
-    with jobs.JobWatch(queue, on_event=events.append) as watch:
-        job_id = watch.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[2])
+    with course_events.JobWatch(queue, on_event=events.append) as watch:
+        [job_id] = watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[2]])
         run_worker_here(queue)
         assert queue.fetch_job(job_id).get_status() == JobStatus.FINISHED
 
@@ -132,8 +144,8 @@ def test_without_events_a_job_is_reported_from_rqs_state_one_poll_late(queue, ru
 def test_an_event_that_arrives_within_the_grace_keeps_the_jobs_order(queue, run_worker_here, monkeypatch):
     events: list[JobEvent] = []
 
-    with jobs.JobWatch(queue, on_event=events.append) as watch:
-        job_id = watch.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[2])
+    with course_events.JobWatch(queue, on_event=events.append) as watch:
+        [job_id] = watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[2]])
         run_worker_here(queue)
 
         watch.check_rq_state()
@@ -145,8 +157,8 @@ def test_an_event_that_arrives_within_the_grace_keeps_the_jobs_order(queue, run_
 def test_a_deleted_job_counts_as_failed(queue):
     events: list[JobEvent] = []
 
-    with jobs.JobWatch(queue, on_event=events.append) as watch:
-        job_id = watch.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[2])
+    with course_events.JobWatch(queue, on_event=events.append) as watch:
+        [job_id] = watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[2]])
         queue.fetch_job(job_id).delete()
         assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
 
@@ -162,7 +174,7 @@ def test_a_listener_thread_hears_the_jobs_its_process_enqueued(queue, run_worker
         if sum(event.ended for event in heard) == 2:
             all_ended.set()
 
-    listener = jobs.JobListener(queue, on_event).start()
+    listener = course_events.JobListener(queue, on_event).start()
     try:
         job_ids = [listener.enqueue(JOB_FUNCTION, data) for data in expected.TASK7_JOBS[1:3]]
         stranger = queue.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[3])
@@ -176,25 +188,10 @@ def test_a_listener_thread_hears_the_jobs_its_process_enqueued(queue, run_worker
     assert lines_of(heard, job_ids[0]) == expected.task7_events(expected.TASK7_JOBS[1], int(job_ids[0]))
 
 
-def test_finished_and_failed_jobs_expire(redis_url, run_worker_here):
-    """RQ keeps a failed job's result stream forever unless failure_ttl is passed."""
-    connection = redis.Redis.from_url(redis_url)
-    queue = jobs.course_queue("push_notification_code_2", connection)
-    failed, finished = jobs.enqueue_jobs(queue, JOB_FUNCTION, expected.TASK7_JOBS[:3:2], ["1", "2"])
-
-    run_worker_here(queue)
-
-    assert failed.get_status() == JobStatus.FAILED
-    assert finished.get_status() == JobStatus.FINISHED
-    for job, ttl in [(failed, FAILURE_TTL_SECONDS), (finished, RESULT_TTL_SECONDS)]:
-        for key in (job.key, Result.get_key(job.id)):
-            assert 0 < connection.ttl(key) <= ttl, key
-
-
 # The cost of a poll ----------------------------------------------------------------------------
 
 
-def commands_of_one_poll(connection: redis.Redis, watch: jobs.JobWatch) -> int:
+def commands_of_one_poll(connection: redis.Redis, watch: course_events.JobWatch) -> int:
     """Commands the server ran for one poll of RQ's state (INFO commandstats, reset just before)."""
     connection.config_resetstat()
     watch.check_rq_state()
@@ -207,11 +204,11 @@ def commands_of_one_poll(connection: redis.Redis, watch: jobs.JobWatch) -> int:
 def test_a_poll_costs_no_more_with_2000_pending_jobs_than_with_10(redis_url):
     """A seat server flooded with reservations once spent 13-15% CPU polling every pending job each second."""
     connection = redis.Redis.from_url(redis_url)
-    few = jobs.course_queue("few", connection)
-    many = jobs.course_queue("many", connection)
+    few = course_events.course_queue("few", connection)
+    many = course_events.course_queue("many", connection)
     with (
-        jobs.JobWatch(few, on_event=print) as few_watch,
-        jobs.JobWatch(many, on_event=print) as many_watch,
+        course_events.JobWatch(few, on_event=print) as few_watch,
+        course_events.JobWatch(many, on_event=print) as many_watch,
     ):
         few_watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[2]] * 10)
         many_watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[2]] * 2000)
@@ -219,22 +216,22 @@ def test_a_poll_costs_no_more_with_2000_pending_jobs_than_with_10(redis_url):
         with_few = [commands_of_one_poll(connection, few_watch) for _ in range(3)]
         with_many = [commands_of_one_poll(connection, many_watch) for _ in range(3)]
 
-    assert max(with_many) <= max(with_few) + jobs.POLL_OLDEST + jobs.POLL_IN_TURN, (with_few, with_many)
+    assert max(with_many) <= max(with_few) + course_events.POLL_BATCH, (with_few, with_many)
 
 
 def test_with_2000_pending_a_job_that_ended_unheard_is_still_reported(redis_url):
     """The polls take the pending jobs in turn: any lost event is made up for, however many are pending."""
     connection = redis.Redis.from_url(redis_url)
-    queue = jobs.course_queue("many", connection)
+    queue = course_events.course_queue("many", connection)
     heard: list[JobEvent] = []
 
-    with jobs.JobWatch(queue, on_event=heard.append) as watch:
+    with course_events.JobWatch(queue, on_event=heard.append) as watch:
         job_ids = watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[2]] * 2000)
         # One job in the middle is deleted; nobody publishes anything about it.
         lost = job_ids[1234]
         queue.fetch_job(lost).delete()
         polls = 0
-        while not heard and polls < len(job_ids) // jobs.POLL_IN_TURN + 3:
+        while not heard and polls < len(job_ids) // course_events.POLL_BATCH + 3:
             watch.check_rq_state()
             polls += 1
 
@@ -246,7 +243,7 @@ def test_with_2000_pending_a_job_that_ended_unheard_is_still_reported(redis_url)
 
 def test_a_job_taken_and_never_started_goes_back_to_its_queue_not_to_failed(queue):
     """Its worker was killed between taking it and starting it: RQ would fail it as "stuck"; it never ran."""
-    [job] = jobs.enqueue_jobs(queue, JOB_FUNCTION, [expected.TASK7_JOBS[2]], ["7"])
+    job = queue.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[2], job_id="7")
     queue.connection.lmove(queue.key, queue.intermediate_queue_key)
     worker = CourseWorker([queue.name], connection=queue.connection, job_functions={JOB_FUNCTION})
 

@@ -7,11 +7,14 @@ import subprocess
 import sys
 
 from course import expected
+from course.events import JOB_IDS_KEY, course_queue
+from course.keys import RESET_HINT
 
+import pytest
 import redis
 
-from checker.lessons import ROOT, lines, run_script
-from tests.support import learner_env, running, snapshot
+from checker.lessons import ROOT, lines, run_script, start_script, wait_for_line
+from tests.support import end_for_good, learner_env, running, snapshot
 
 
 def reset(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -78,3 +81,57 @@ def test_reset_without_redis_says_so_in_the_course_words(dead_redis_url):
     assert len(lines(result.stdout)) == 1
     assert result.stdout.startswith(expected.NOT_CONNECTED_PREFIX)
     assert "Traceback" not in result.stdout + result.stderr
+
+
+# The job id counter (issue: a poisoned counter) -------------------------------------------------
+
+POISONS = {"not-a-number": "abc", "at-its-end": str(2**63 - 1)}
+
+
+@pytest.mark.parametrize("poison", POISONS.values(), ids=POISONS.keys())
+def test_a_poisoned_job_id_counter_is_one_line_naming_it_and_make_reset_repairs_it(
+    poison, redis_url, rq_redis
+):
+    queue = course_queue("push_notification_code", rq_redis)
+    kept = queue.enqueue("6_job_processor.send_notification_job", {}, job_id="41")
+    rq_redis.set(JOB_IDS_KEY, poison)
+
+    creators = [run_script(script, redis_url) for script in ("6_job_creator.py", "7_job_creator.py")]
+    repaired = reset({**os.environ, "REDIS_URL": redis_url})
+    after = start_script("6_job_creator.py", redis_url)
+    created = wait_for_line(after, expected.CREATED)
+    end_for_good(after, own_session=False)
+
+    for creator in creators:
+        assert (creator.stdout, creator.returncode) == ("", 1)
+        assert creator.stderr == (
+            f"{JOB_IDS_KEY} in Redis does not hold a job id counter that can grow ({RESET_HINT})\n"
+        )
+    assert repaired.returncode == 0
+    assert lines(repaired.stdout)[-1] == (
+        f"{JOB_IDS_KEY} (the job id counter) could not grow: set to 41, the highest job id RQ keeps"
+    )
+    # The next id is past every job RQ keeps: none is overwritten.
+    assert created == ["Notification job created: 42"]
+    assert queue.fetch_job(kept.id).args == [{}]
+
+
+def test_reset_removes_a_counter_of_another_type_when_no_job_is_left(redis_url, rq_redis):
+    rq_redis.hset(JOB_IDS_KEY, "n", 1)
+
+    result = reset({**os.environ, "REDIS_URL": redis_url})
+
+    assert (
+        lines(result.stdout)[-1]
+        == f"{JOB_IDS_KEY} (the job id counter) could not grow: removed, no job is left"
+    )
+    assert not rq_redis.exists(JOB_IDS_KEY)
+
+
+def test_reset_leaves_a_valid_counter_alone(redis_url, rq_redis):
+    rq_redis.set(JOB_IDS_KEY, 7)
+
+    result = reset({**os.environ, "REDIS_URL": redis_url})
+
+    assert len(lines(result.stdout)) == 2
+    assert rq_redis.get(JOB_IDS_KEY) == b"7"

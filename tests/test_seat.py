@@ -17,8 +17,7 @@ from collections.abc import Iterator
 
 from course import expected
 from course.connection import CONNECTED
-from course.events import SERIALIZER
-from course.jobs import course_queue
+from course.events import SERIALIZER, course_queue
 
 import fakeredis
 import pytest

@@ -562,7 +562,8 @@ SEATS_NOT_A_COUNT = (
     '{"error":"available_seats in Redis does not hold a number (make reset restores the course\'s state)"}'
 )
 JOB_IDS_NOT_A_COUNT = (
-    '{"error":"course:job-ids in Redis does not hold a number (make reset restores the course\'s state)"}'
+    '{"error":"course:job-ids in Redis does not hold a job id counter that can grow '
+    "(make reset restores the course's state)\"}"
 )
 
 

@@ -1,0 +1,224 @@
+"""The course's worker is an ordinary RQ worker: RQ's own features work with the processors as started.
+
+Each test runs on a real redis-server; the ones that say "the processor" start the lesson as
+a learner does (``python 7_job_processor.py``). Also: RQ still calls the few methods the
+course's worker overrides (if a newer RQ stopped calling one, its test here fails).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import timedelta
+
+from course import events as course_events
+from course import expected, settings
+from course.events import JobEvent
+from course.worker import ABANDONED_GRACE_SECONDS, CourseWorker
+
+import pytest
+from rq import Queue, Retry, SimpleWorker
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+from rq.worker_pool import WorkerPool
+
+from tests.support import stopped_output
+
+pytestmark = pytest.mark.timeout(120)
+
+TASK7_QUEUE = "push_notification_code_2"
+TASK7_FUNCTION = "7_job_processor.send_notification_job"
+ALLOWED = expected.TASK7_JOBS[2]
+BLACKLISTED = expected.TASK7_JOBS[0]
+# Bounds for a broken run, not expectations of speed.
+EVENTS_TIMEOUT_SECONDS = 60
+
+
+class Task7Worker(CourseWorker):
+    job_functions = {TASK7_FUNCTION}
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_kept():
+    """A worker's ``work()`` installs its signal handlers: put the test process's back."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+def quiet() -> int:
+    return settings.rq_logging_level(False)
+
+
+# RQ's features, with the course's processors as they are started ------------------------------
+
+
+def test_a_job_enqueued_in_two_seconds_is_run_by_the_plain_processor_about_then(processors, rq_redis):
+    processor = processors("7_job_processor.py")
+    queue = Queue(TASK7_QUEUE, connection=rq_redis, serializer=JSONSerializer)
+
+    enqueued_at = time.monotonic()
+    job = queue.enqueue_in(timedelta(seconds=2), TASK7_FUNCTION, ALLOWED)
+    assert job.get_status() == JobStatus.SCHEDULED
+    while job.get_status() != JobStatus.FINISHED and time.monotonic() - enqueued_at < EVENTS_TIMEOUT_SECONDS:
+        time.sleep(0.05)
+    ran_after = time.monotonic() - enqueued_at
+    output, errors = stopped_output(processor)
+
+    assert job.get_status() == JobStatus.FINISHED
+    # RQ keeps the time to the second, its scheduler looks every second; the upper bound: a broken run.
+    assert 1.5 <= ran_after < 10, ran_after
+    assert output == [expected.sending_line(ALLOWED["phoneNumber"], ALLOWED["message"])]
+    assert (errors, processor.returncode) == ("", 0)
+
+
+def test_a_retried_blacklisted_job_fails_three_times_then_for_good(processors, rq_redis):
+    """Retry(max=2, interval=1): Kue's attempts and backoff. Each run reports 0%; the end is one failure."""
+    processor = processors("7_job_processor.py")
+    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    heard: list[JobEvent] = []
+
+    with course_events.JobWatch(queue, on_event=heard.append) as watch:
+        [job_id] = watch.enqueue_many(TASK7_FUNCTION, [BLACKLISTED], retry=Retry(max=2, interval=1))
+        assert watch.wait(timeout=EVENTS_TIMEOUT_SECONDS)
+    output, errors = stopped_output(processor)
+
+    error = expected.blacklisted_error(BLACKLISTED["phoneNumber"])
+    assert [event.line("Notification job") for event in heard] == [
+        *[f"Notification job {job_id} 0% complete"] * 3,
+        f"Notification job {job_id} failed: {error}",
+    ]
+    job = queue.fetch_job(job_id)
+    assert job.get_status() == JobStatus.FAILED
+    assert job.retries_left == 0
+    assert (output, errors) == ([], "")
+
+
+def test_max_idle_time_ends_an_idle_worker(rq_redis):
+    worker = Task7Worker([Queue(TASK7_QUEUE, connection=rq_redis)])
+    started = time.monotonic()
+
+    worked = worker.work(max_idle_time=2, logging_level=quiet())
+
+    assert worked is False
+    assert 2 <= time.monotonic() - started < 10
+    assert worker.death_date is not None
+
+
+def test_a_worker_built_from_queue_objects_takes_their_connection_and_works(rq_redis):
+    queue = Queue(TASK7_QUEUE, connection=rq_redis, serializer=JSONSerializer)
+    job = queue.enqueue(TASK7_FUNCTION, ALLOWED)
+
+    Task7Worker([queue]).work(burst=True, logging_level=quiet())
+
+    assert job.get_status() == JobStatus.FINISHED
+
+
+def test_job_timeout_depends_on_cancel_and_max_jobs(rq_redis):
+    queue = Queue(TASK7_QUEUE, connection=rq_redis, serializer=JSONSerializer)
+
+    class SleepingWorker(CourseWorker):
+        job_functions = {TASK7_FUNCTION, "time.sleep"}
+
+    timed_out = queue.enqueue("time.sleep", 5, job_timeout=1)
+    first = queue.enqueue(TASK7_FUNCTION, ALLOWED)
+    after_first = queue.enqueue(TASK7_FUNCTION, ALLOWED, depends_on=first)
+    canceled = queue.enqueue(TASK7_FUNCTION, ALLOWED)
+    canceled.cancel()
+
+    assert SleepingWorker([queue]).work(max_jobs=1, logging_level=quiet()) is True
+    assert timed_out.get_status() == JobStatus.FAILED
+    assert first.get_status() == JobStatus.QUEUED
+    SleepingWorker([queue]).work(burst=True, logging_level=quiet())
+
+    assert "JobTimeoutException" in timed_out.latest_result().exc_string
+    assert (first.get_status(), after_first.get_status()) == (JobStatus.FINISHED, JobStatus.FINISHED)
+    assert canceled.get_status() == JobStatus.CANCELED
+
+
+def test_a_worker_pool_of_course_workers_runs_jobs_and_the_allow_list(rq_redis):
+    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    allowed = queue.enqueue(TASK7_FUNCTION, ALLOWED)
+    refused = queue.enqueue("os.getcwd")
+    pool = WorkerPool([TASK7_QUEUE], connection=rq_redis, num_workers=2, worker_class=Task7Worker)
+
+    pool.start(burst=True, logging_level=quiet())
+
+    assert allowed.get_status() == JobStatus.FINISHED
+    assert refused.get_status() == JobStatus.FAILED
+    assert (
+        queue.fetch_job(refused.id).meta["error"] == "Job function os.getcwd is not one this processor runs"
+    )
+
+
+def test_verbose_shows_rqs_job_lines(processors, rq_redis):
+    processor = processors("6_job_processor.py", "--verbose")
+    queue = Queue("push_notification_code", connection=rq_redis, serializer=JSONSerializer)
+    job = queue.enqueue("6_job_processor.send_notification_job", expected.TASK6_JOB)
+    while job.get_status() != JobStatus.FINISHED:
+        time.sleep(0.05)
+
+    output, _ = stopped_output(processor)
+
+    # RQ's own lines (on stdout, as `rq worker` prints them): the job taken, and its end.
+    assert any(f"({job.id})" in line and "push_notification_code" in line for line in output), output
+    assert any("Job OK" in line for line in output), output
+
+
+# The overrides RQ must still call -----------------------------------------------------------
+
+
+def test_a_job_taken_and_never_started_goes_back_to_its_queue_when_rq_runs_maintenance(rq_redis):
+    """A worker stopped between RQ's LMOVE and the job's start left it in RQ's intermediate list.
+
+    RQ alone fails such a job a minute after its maintenance first sees it ("stuck in
+    intermediate queue"). The course's worker puts it back at the front of its queue; this
+    runs RQ's own loop, so it fails if RQ stopped calling ``clean_registries``.
+    """
+    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    stranded = queue.enqueue(TASK7_FUNCTION, ALLOWED)
+    rq_redis.lmove(queue.key, queue.intermediate_queue_key)
+    # As if RQ's maintenance had first seen it there longer ago than the grace, and a minute ago.
+    seen = time.time() - max(ABANDONED_GRACE_SECONDS, 60) - 1
+    rq_redis.set(queue.intermediate_queue.get_first_seen_key(stranded.id), seen)
+
+    Task7Worker([queue]).work(burst=True, logging_level=quiet())
+
+    assert stranded.get_status() == JobStatus.FINISHED
+    assert queue.intermediate_queue.get_job_ids() == []
+    assert queue.failed_job_registry.get_job_ids() == []
+
+
+def test_rq_alone_would_fail_that_job_unrun(rq_redis):
+    """What the override is for: the same job, a plain RQ SimpleWorker."""
+    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    stranded = queue.enqueue(TASK7_FUNCTION, ALLOWED)
+    rq_redis.lmove(queue.key, queue.intermediate_queue_key)
+    rq_redis.set(queue.intermediate_queue.get_first_seen_key(stranded.id), time.time() - 61)
+
+    SimpleWorker([queue], serializer=JSONSerializer).work(burst=True, logging_level=quiet())
+
+    assert stranded.get_status() == JobStatus.FAILED
+    assert "stuck in intermediate queue" in stranded.latest_result().exc_string
+
+
+def test_rq_calls_the_methods_the_course_worker_overrides(rq_redis):
+    """``perform_job`` (the allow-list) and ``clean_registries`` (the put-back), from RQ's own loop."""
+    called: set[str] = set()
+    overrides = ("perform_job", "clean_registries")
+
+    def recording(name: str):
+        def method(self, *args, **kwargs):
+            called.add(name)
+            return getattr(Task7Worker, name)(self, *args, **kwargs)
+
+        return method
+
+    spy = type("SpyWorker", (Task7Worker,), {name: recording(name) for name in overrides})
+    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    queue.enqueue(TASK7_FUNCTION, ALLOWED)
+
+    spy([queue]).work(burst=True, logging_level=quiet())
+
+    assert called == set(overrides)
