@@ -84,6 +84,11 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 def stop_quietly(signum: int, frame: object) -> None:
     """End now, and the worker processes forked so far: nothing has been taken from a queue yet."""
+    if frame is not None and frame.f_code is release_stop_signals.__code__:
+        # A stop held during a fork lands in the fork hook, where CPython prints and ignores an
+        # exception: sent again from a thread, it lands once the hook has returned.
+        threading.Timer(0, os.kill, (os.getpid(), signum)).start()
+        return
     for child in multiprocessing.active_children():
         child.terminate()
     raise SystemExit(0)

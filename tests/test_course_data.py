@@ -52,8 +52,10 @@ def test_the_job_lessons_use_the_course_queues(lesson, queue):
 
 
 def test_task_4_writes_the_course_hash(monkeypatch, capsys):
-    client = fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr(advanced_op, "connect", lambda: client)
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server, decode_responses=True)
+    fake_redis = type("FakeRedisFromUrl", (), {"from_url": staticmethod(lambda url, **options: client)})
+    monkeypatch.setattr(advanced_op, "Redis", fake_redis)
 
     advanced_op.main()
 

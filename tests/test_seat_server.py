@@ -600,7 +600,7 @@ def test_a_poisoned_job_id_counter_is_a_json_500_naming_the_key(start_seat_serve
     assert (status, stdout) == (0, "")
     [logged] = stderr.splitlines()
     assert logged.endswith(
-        "GET /reserve_seat: course:job-ids in Redis does not hold a number "
+        "GET /reserve_seat: course:job-ids in Redis does not hold a job id counter that can grow "
         "(make reset restores the course's state)"
     )
 
