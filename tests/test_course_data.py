@@ -60,7 +60,7 @@ def test_task_4_writes_the_course_hash(monkeypatch, capsys):
     advanced_op.main()
 
     assert client.hgetall(expected.SCHOOLS_HASH_KEY) == advanced_op.HOLBERTON_SCHOOLS
-    assert capsys.readouterr().out.splitlines() == expected.REDIS_ADVANCED_OP[1:]
+    assert capsys.readouterr().out.splitlines() == expected.REDIS_ADVANCED_OP
 
 
 def imported_names(tree: ast.AST) -> list[str]:
