@@ -24,6 +24,7 @@ import contextlib
 import os
 import shutil
 import signal
+import stat
 import sys
 import time
 from pathlib import Path
@@ -107,6 +108,21 @@ def exposed_again(hidden: list[str], paths: list[Path]) -> list[str]:
     )
 
 
+def mounted_readable(path: Path) -> list[str]:
+    """bwrap arguments that mount ``path`` read-only where the solution's uid can reach it.
+
+    A bind mount keeps the mode of the folder it mounts: a project cloned into a folder of
+    mode 0700 (``mktemp -d``) would hide the project's Python packages from the solution. Such
+    a folder is made anew, 0755, and each thing in it mounted one by one.
+    """
+    if not path.is_dir() or path.stat().st_mode & stat.S_IXOTH:
+        return ["--ro-bind", str(path), str(path)]
+    arguments = ["--perms", "0755", "--dir", str(path)]
+    for child in sorted(path.iterdir()):
+        arguments += ["--ro-bind", str(child), str(child)]
+    return arguments
+
+
 def bwrap_command(
     staged: Path, result: Path, redis_bin: Path, inner: list[str], env: dict[str, str]
 ) -> list[str]:
@@ -124,12 +140,14 @@ def bwrap_command(
     ]  # fmt: skip
     for directory in hidden:
         command += ["--tmpfs", directory]
-    for path in exposed_again(hidden, needed):
+    # The private /tmp hides whatever the machine keeps there too: a project cloned under /tmp, say.
+    covered = [*hidden, "/tmp"]
+    for path in exposed_again(covered, needed):
         # bwrap would make the folders leading to it 0700: the solution's uid could not reach it.
         for parent in reversed(Path(path).parents):
-            if any(parent.is_relative_to(directory) and str(parent) != directory for directory in hidden):
+            if any(parent.is_relative_to(directory) and str(parent) != directory for directory in covered):
                 command += ["--perms", "0755", "--dir", str(parent)]
-        command += ["--ro-bind", path, path]
+        command += mounted_readable(Path(path))
     command += [
         "--ro-bind", str(staged), SUBMITTED,
         "--bind", str(result), RESULT,
