@@ -123,8 +123,7 @@ def serving(
     finally:
         ran = lessons.stop(f"{script} (server)", server, server_lines)
         outcome.show(ran.program, ran.shown)
-        if ran.stderr:
-            outcome.show(f"{script} (stderr, last lines)", ran.stderr[-10:])
+        outcome.show_stderr(script, ran.stderr)
         outcome.errors.extend(ran.errors)
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from course.text import printable
 
 MAX_DIFF_LINES = 20
+# What is shown of a program's stderr: its last lines, where a traceback ends.
+STDERR_TAIL_LINES = 10
 MATCH, DIFFERS, MISSING, ERROR = "match", "differs", "missing", "error"
 TASK_COUNT = 11
 
@@ -38,6 +40,11 @@ class Outcome:
 
     def show(self, program: str, output: list[str]) -> None:
         self.blocks.append((program, [printable(line) for line in output]))
+
+    def show_stderr(self, program: str, stderr: list[str]) -> None:
+        """The last lines ``program`` wrote to stderr, if it wrote any."""
+        if stderr:
+            self.show(f"{program} (stderr, last lines)", stderr[-STDERR_TAIL_LINES:])
 
     def compare(
         self, program: str, output: list[str], wanted: list[str], shown: list[str] | None = None

@@ -40,16 +40,14 @@ def free_port() -> int:
 def show_run(outcome: Outcome, ran: Ran) -> None:
     """Show what a program printed (and its stderr, if any); what went wrong running it is an error."""
     outcome.show(ran.program, ran.shown)
-    if ran.stderr:
-        outcome.show(f"{ran.program} (stderr, last lines)", ran.stderr[-10:])
+    outcome.show_stderr(ran.program, ran.stderr)
     outcome.errors.extend(ran.errors)
 
 
 def run_and_compare(outcome: Outcome, script: str, url: str, wanted: list[str], lessons: Lessons) -> Ran:
     ran = lessons.run(script, url)
     outcome.compare(script, ran.compared, wanted, shown=ran.shown)
-    if ran.stderr:
-        outcome.show(f"{script} (stderr, last lines)", ran.stderr[-10:])
+    outcome.show_stderr(script, ran.stderr)
     outcome.errors.extend(ran.errors)
     return ran
 
@@ -100,8 +98,7 @@ def task_pubsub(url: str, lessons: Lessons = PROJECT) -> Outcome:
     finally:
         ran = lessons.stop("5_subscriber.py", subscriber, ready)
     outcome.compare("5_subscriber.py", ran.compared, expected.SUBSCRIBER, shown=ran.shown)
-    if ran.stderr:
-        outcome.show("5_subscriber.py (stderr, last lines)", ran.stderr[-10:])
+    outcome.show_stderr("5_subscriber.py", ran.stderr)
     outcome.errors.extend(ran.errors)
     return outcome
 
@@ -147,8 +144,7 @@ def run_creator_with_processor(outcome: Outcome, url: str, programs: JobPrograms
             programs.creator_arranged(output),
             shown=creator.shown,
         )
-        if creator.stderr:
-            outcome.show(f"{programs.creator} (stderr, last lines)", creator.stderr[-10:])
+        outcome.show_stderr(programs.creator, creator.stderr)
     finally:
         processor = lessons.stop(programs.processor, worker)
     output = job_lines(processor)
@@ -160,8 +156,7 @@ def run_creator_with_processor(outcome: Outcome, url: str, programs: JobPrograms
         programs.processor_arranged(output),
         shown=processor.shown,
     )
-    if processor.stderr:
-        outcome.show(f"{programs.processor} (stderr, last lines)", processor.stderr[-10:])
+    outcome.show_stderr(programs.processor, processor.stderr)
     # The processor's first: a processor that crashed explains a creator left waiting.
     outcome.errors.extend(processor.errors + creator.errors)
 
@@ -221,8 +216,7 @@ def task_job_function(url: str, lessons: Lessons = PROJECT) -> Outcome:
         expected.task8_main_wanted(output),
         shown=main.shown,
     )
-    if main.stderr:
-        outcome.show("8_job_main.py (stderr, last lines)", main.stderr[-10:])
+    outcome.show_stderr("8_job_main.py", main.stderr)
     outcome.errors.extend(main.errors)
     outcome.add(interface_test(url, lessons))
     outcome.add(own_tests(url, lessons))
