@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 from datetime import timedelta
+from types import FrameType
 
 from course.connection import CONNECTED, client_from_env, not_connected_line
 from course.events import ERROR_META_KEY, FAILED, OUTCOME_FIELD, JobEvent, publish_event, publish_failure
@@ -82,9 +83,9 @@ def warn(line: str) -> None:
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def stop_quietly(signum: int, frame: object) -> None:
+def stop_quietly(signum: int, frame: FrameType | None) -> None:
     """End now, and the worker processes forked so far: nothing has been taken from a queue yet."""
-    if frame is not None and frame.f_code is release_stop_signals.__code__:
+    if in_fork_hook(frame):
         # A stop held during a fork lands in the fork hook, where CPython prints and ignores an
         # exception: sent again from a thread, it lands once the hook has returned.
         threading.Timer(0, os.kill, (os.getpid(), signum)).start()
@@ -92,6 +93,15 @@ def stop_quietly(signum: int, frame: object) -> None:
     for child in multiprocessing.active_children():
         child.terminate()
     raise SystemExit(0)
+
+
+def in_fork_hook(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs inside ``release_stop_signals`` (in it, or in signal's code it calls)."""
+    while frame is not None:
+        if frame.f_code is release_stop_signals.__code__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def hold_stop_signals() -> None:
