@@ -25,6 +25,7 @@ with the worker processes it forked so far, until RQ's worker or pool installs i
 
 from __future__ import annotations
 
+import _signal
 import inspect
 import multiprocessing
 import os
@@ -34,7 +35,7 @@ import sys
 import threading
 import time
 from datetime import timedelta
-from types import FrameType
+from functools import partial
 
 from course.connection import CONNECTED, client_from_env, not_connected_line
 from course.events import ERROR_META_KEY, FAILED, OUTCOME_FIELD, JobEvent, publish_event, publish_failure
@@ -81,43 +82,27 @@ def warn(line: str) -> None:
 # Stops before RQ's handlers ----------------------------------------------------------------
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+# Held during each fork (CPython drops a signal reaching the child before it can handle them:
+# a pool's stop), released after it. The hooks are C functions, with no Python frame of their own:
+# a handler run inside a Python fork hook (its exception, or RQ's StopRequested) is printed and
+# ignored by CPython, and the stop lost; so the held signal's handler runs once fork() returned.
+# _signal: signal's C half (signal.pthread_sigmask is a Python wrapper around it).
+HOLD_STOP_SIGNALS = partial(_signal.pthread_sigmask, signal.SIG_BLOCK, STOP_SIGNALS)
+RELEASE_STOP_SIGNALS = partial(_signal.pthread_sigmask, signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
-def stop_quietly(signum: int, frame: FrameType | None) -> None:
+def stop_quietly(signum: int, frame: object) -> None:
     """End now, and the worker processes forked so far: nothing has been taken from a queue yet."""
-    if in_fork_hook(frame):
-        # A stop held during a fork lands in the fork hook, where CPython prints and ignores an
-        # exception: sent again from a thread, it lands once the hook has returned.
-        threading.Timer(0, os.kill, (os.getpid(), signum)).start()
-        return
     for child in multiprocessing.active_children():
         child.terminate()
     raise SystemExit(0)
-
-
-def in_fork_hook(frame: FrameType | None) -> bool:
-    """Whether ``frame`` runs inside ``release_stop_signals`` (in it, or in signal's code it calls)."""
-    while frame is not None:
-        if frame.f_code is release_stop_signals.__code__:
-            return True
-        frame = frame.f_back
-    return False
-
-
-def hold_stop_signals() -> None:
-    """Before a fork: CPython drops a signal reaching the child before it can handle them (a pool's stop)."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-
-
-def release_stop_signals() -> None:
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 if threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGINT, stop_quietly)
     signal.signal(signal.SIGTERM, stop_quietly)
     os.register_at_fork(
-        before=hold_stop_signals, after_in_parent=release_stop_signals, after_in_child=release_stop_signals
+        before=HOLD_STOP_SIGNALS, after_in_parent=RELEASE_STOP_SIGNALS, after_in_child=RELEASE_STOP_SIGNALS
     )
 
 
