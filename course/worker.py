@@ -25,7 +25,6 @@ with the worker processes it forked so far, until RQ's worker or pool installs i
 
 from __future__ import annotations
 
-import _signal
 import inspect
 import multiprocessing
 import os
@@ -35,7 +34,6 @@ import sys
 import threading
 import time
 from datetime import timedelta
-from functools import partial
 
 from course.connection import CONNECTED, client_from_env, not_connected_line
 from course.events import ERROR_META_KEY, FAILED, OUTCOME_FIELD, JobEvent, publish_event, publish_failure
@@ -82,13 +80,34 @@ def warn(line: str) -> None:
 # Stops before RQ's handlers ----------------------------------------------------------------
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-# Held during each fork (CPython drops a signal reaching the child before it can handle them:
-# a pool's stop), released after it. The hooks are C functions, with no Python frame of their own:
-# a handler run inside a Python fork hook (its exception, or RQ's StopRequested) is printed and
-# ignored by CPython, and the stop lost; so the held signal's handler runs once fork() returned.
-# _signal: signal's C half (signal.pthread_sigmask is a Python wrapper around it).
-HOLD_STOP_SIGNALS = partial(_signal.pthread_sigmask, signal.SIG_BLOCK, STOP_SIGNALS)
-RELEASE_STOP_SIGNALS = partial(_signal.pthread_sigmask, signal.SIG_UNBLOCK, STOP_SIGNALS)
+# How long after a fork a stop that came during it is sent again.
+RESEND_STOP_SECONDS = 0.05
+
+
+def hold_stop_signals() -> None:
+    """Before a fork: CPython drops a signal reaching the child before it can handle them (a pool's stop)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def release_stop_signals() -> None:
+    """After a fork: release the held stop signals, and send again a moment later any that came meanwhile.
+
+    A handler run inside a fork hook (the course's SystemExit, RQ's StopRequested) has its
+    exception printed and ignored by CPython, and the stop was lost: here a held signal is only
+    noted, and sent again once the hook has returned.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        return
+    noted: list[int] = []
+    handlers = {
+        stop: signal.signal(stop, lambda signum, frame: noted.append(signum)) for stop in STOP_SIGNALS
+    }
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    for stop, handler in handlers.items():
+        signal.signal(stop, signal.SIG_DFL if handler is None else handler)
+    for signum in noted:
+        threading.Timer(RESEND_STOP_SECONDS, os.kill, (os.getpid(), signum)).start()
 
 
 def stop_quietly(signum: int, frame: object) -> None:
@@ -102,7 +121,7 @@ if threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGINT, stop_quietly)
     signal.signal(signal.SIGTERM, stop_quietly)
     os.register_at_fork(
-        before=HOLD_STOP_SIGNALS, after_in_parent=RELEASE_STOP_SIGNALS, after_in_child=RELEASE_STOP_SIGNALS
+        before=hold_stop_signals, after_in_parent=release_stop_signals, after_in_child=release_stop_signals
     )
 
 
