@@ -12,8 +12,10 @@ On top of RQ, and nothing more:
   wherever the worker is; a stop landing right after RQ took a job off the queue (onto its
   intermediate list) leaves the job there, and RQ's maintenance fails it a minute later
   ("stuck in intermediate queue"), unrun. Here maintenance first puts it back at the front
-  of its queue (the one override for it: ``clean_registries``). A stop that RQ's own code
-  swallowed takes effect before the next wait for a job.
+  of its queue (the one override for it: ``clean_registries``).
+- a stop that is never lost: RQ raises it from the signal handler wherever an idle worker
+  is, where Python may print and drop it (a ``__del__``, a fork hook); the course's worker
+  raises it only out of a wait, and otherwise stops before its next wait for a job.
 - a processor that never dies of Redis: ``work()`` waits for Redis and starts RQ's loop
   again after an error it ended on; ``processor_connection()`` rides out a restart or a
   full Redis for a while and prints the course's lines.
@@ -34,6 +36,7 @@ import sys
 import threading
 import time
 from datetime import timedelta
+from types import FrameType
 
 from course.connection import CONNECTED, client_from_env, not_connected_line
 from course.events import ERROR_META_KEY, FAILED, OUTCOME_FIELD, JobEvent, publish_event, publish_failure
@@ -84,34 +87,65 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 RESEND_STOP_SECONDS = 0.05
 
 
+# From the first fork hook to the last (the course's are registered after those of the modules
+# it imports): a stop's exception raised in any of them would be lost.
+forking = False
+
+
 def hold_stop_signals() -> None:
     """Before a fork: CPython drops a signal reaching the child before it can handle them (a pool's stop)."""
+    global forking
+    forking = True
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 
 def release_stop_signals() -> None:
-    """After a fork: release the held stop signals, and send again a moment later any that came meanwhile.
+    """After a fork: release the held stop signals; one that came meanwhile is sent again a moment later.
 
     A handler run inside a fork hook (the course's SystemExit, RQ's StopRequested) has its
-    exception printed and ignored by CPython, and the stop was lost: here a held signal is only
-    noted, and sent again once the hook has returned.
+    exception printed and ignored by CPython, and the stop was lost. signal's C
+    ``pthread_sigmask`` runs the handlers of the signals it releases before it returns, so
+    they meet ``send_again_later`` here; one that comes in another module's hook, or after
+    the handlers are back, is sent again by the course's handlers (``stopping_here_breaks``).
     """
-    if threading.current_thread() is not threading.main_thread():
+    global forking
+    if threading.current_thread() is threading.main_thread():
+        handlers = {stop: signal.signal(stop, send_again_later) for stop in STOP_SIGNALS}
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        return
-    noted: list[int] = []
-    handlers = {
-        stop: signal.signal(stop, lambda signum, frame: noted.append(signum)) for stop in STOP_SIGNALS
-    }
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    for stop, handler in handlers.items():
-        signal.signal(stop, signal.SIG_DFL if handler is None else handler)
-    for signum in noted:
-        threading.Timer(RESEND_STOP_SECONDS, os.kill, (os.getpid(), signum)).start()
+        for stop, handler in handlers.items():
+            signal.signal(stop, signal.SIG_DFL if handler is None else handler)
+    else:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    forking = False
 
 
-def stop_quietly(signum: int, frame: object) -> None:
+def send_again_later(signum: int, frame: FrameType | None) -> None:
+    """A stop that came where it cannot be acted on (a fork hook): sent again a moment later."""
+    threading.Timer(RESEND_STOP_SECONDS, os.kill, (os.getpid(), signum)).start()
+
+
+def stopping_here_breaks(frame: FrameType | None) -> bool:
+    """Whether a stop's exception, raised from its handler in ``frame``, would be lost or break something.
+
+    Inside a fork hook CPython prints and ignores it (a thread that does not hold the signals,
+    RQ's pubsub thread, lets them in during logging's hook, say). Inside ``Thread.start``
+    (RQ's worker starts that thread as it begins) the new thread finds itself already
+    forgotten and prints a traceback.
+    """
+    if forking:
+        return True
+    while frame is not None:
+        if frame.f_code in (release_stop_signals.__code__, threading.Thread.start.__code__):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def stop_quietly(signum: int, frame: FrameType | None) -> None:
     """End now, and the worker processes forked so far: nothing has been taken from a queue yet."""
+    if stopping_here_breaks(frame):
+        send_again_later(signum, frame)
+        return
     for child in multiprocessing.active_children():
         child.terminate()
     raise SystemExit(0)
@@ -278,6 +312,7 @@ class CourseWorker(SimpleWorker):
         if job_functions is not None:
             self.job_functions = frozenset(job_functions)
         self.stopping = False
+        self.process_id = os.getpid()
 
     # Which jobs it runs ---------------------------------------------------------------------
 
@@ -310,19 +345,39 @@ class CourseWorker(SimpleWorker):
 
     # Stops ----------------------------------------------------------------------------------
 
-    def request_stop(self, signum, frame) -> None:
-        """RQ's warm stop (the job in hand is finished first), remembered: ``work()`` does not start again."""
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """RQ's warm stop (the job in hand is finished first), remembered: ``work()`` does not start again.
+
+        RQ raises ``StopRequested`` from the handler wherever an idle worker is. Out of its wait
+        for a job (or the course's wait for Redis) that ends the worker at once; elsewhere it
+        can land where it is lost (an object's ``__del__``, one of RQ's ``except Exception``)
+        or breaks something: there the worker stops before its next wait instead
+        (``should_run_maintenance_tasks``). A process forked from this worker (RQ's
+        scheduler) that has not set its own handlers yet gets the stop again a moment later.
+        """
+        if os.getpid() != self.process_id or stopping_here_breaks(frame):
+            send_again_later(signum, frame)
+            return
         self.stopping = True
-        super().request_stop(signum, frame)
+        try:
+            super().request_stop(signum, frame)
+        except StopRequested:
+            if self.waiting(frame):
+                raise
+
+    def waiting(self, frame: FrameType | None) -> bool:
+        """Whether ``frame`` waits, for a job (RQ) or for Redis (the course): a stop there loses nothing."""
+        if frame is not None and frame.f_code is CourseWorker.work.__code__:
+            return True
+        while frame is not None:
+            if frame.f_code in (self.queue_class.dequeue_any.__code__, CourseWorker.wait_for_redis.__code__):
+                return True
+            frame = frame.f_back
+        return False
 
     @property
     def should_run_maintenance_tasks(self) -> bool:
-        """RQ's, read before each wait for a job, with nothing taken: where a stop that RQ lost takes effect.
-
-        RQ raises its stop from the signal handler wherever an idle worker is, and a few of
-        its own ``except Exception`` (reading a job's meta, say) swallow it: RQ alone then
-        runs on until a second signal forces it down.
-        """
+        """RQ's, read before each wait for a job, with nothing taken: where a stop held back takes effect."""
         if self.stopping:
             raise StopRequested()
         return super().should_run_maintenance_tasks

@@ -8,6 +8,7 @@ The server binary comes from ``REDIS_BIN_DIR`` (``make test`` sets it from
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import subprocess
 import sys
@@ -33,9 +34,11 @@ from tests.support import (
     OwnRedis,
     Server,
     clear_stock_caches,
+    descendants,
     end_for_good,
     fill_like_a_learner,
     free_port,
+    kill_every,
     project_redis_files_held,
     serve_own_redis,
     serving,
@@ -67,6 +70,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # tests/solutions holds other people's course folders, which the checker's tests run as
 # programs: their own test files are not this project's tests.
 collect_ignore = ["solutions"]
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_running() -> Iterator[None]:
+    """Whatever a test started and left running (it failed half-way) is killed, with all it started.
+
+    Left, a processor would go on, forking new workers, through every later test on the machine.
+    The session's own servers were started before (higher-scoped fixtures first).
+    """
+    before = set(descendants(os.getpid()))
+    yield
+    kill_every([pid for pid in descendants(os.getpid()) if pid not in before])
+
 
 redis_proc = factories.redis_proc(executable=str(REDIS_BIN / "redis-server"), port=None)
 

@@ -593,13 +593,17 @@ class Server:
         end_for_good(self.process, own_session=self.own_session)
 
 
+def kill_every(pids: list[int]) -> None:
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def kill_all(process: subprocess.Popen[str], *, own_session: bool) -> None:
     """Kill a program that still runs, every process it started and, if it has one of its own,
     its process group."""
     if process.poll() is None:
-        for pid in [process.pid, *descendants(process.pid)]:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_every([process.pid, *descendants(process.pid)])
         if own_session:
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)

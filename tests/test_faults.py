@@ -29,7 +29,7 @@ import redis
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
 
-from checker.lessons import ROOT, lines, run_script, wait_for_line
+from checker.lessons import ROOT, Output, lines, run_script, wait_for_line
 from tests.support import PROCESSORS, STARTUP_TIMEOUT_SECONDS, OwnRedis, read_until, serve_own_redis
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
@@ -88,13 +88,23 @@ def rq_redis(own_redis) -> Iterator[redis.Redis]:
 # The programs ---------------------------------------------------------------------------------
 
 
-def stop_by(process: subprocess.Popen[str], how: str) -> tuple[int, list[str], str]:
-    """Ctrl-C in its terminal (SIGINT to the group) or SIGTERM to it: (status, stdout lines, stderr)."""
+def stop_by(
+    process: subprocess.Popen[str], how: str, read: Output | None = None
+) -> tuple[int, list[str], str]:
+    """Ctrl-C in its terminal (SIGINT to the group) or SIGTERM to it: (status, stdout lines, stderr).
+
+    ``read``: its output, read all along (a processor that prints more than a pipe holds, 64 KB,
+    would block writing and stop taking jobs); else read from now on.
+    """
     if how == "ctrl-c":
         os.killpg(process.pid, signal.SIGINT)
     else:
         process.send_signal(signal.SIGTERM)
-    output, errors = process.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
+    if read is None:
+        output, errors = process.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
+    else:
+        process.wait(timeout=EVENTS_TIMEOUT_SECONDS)
+        output, errors = read.text(EVENTS_TIMEOUT_SECONDS)
     return process.returncode, lines(output), errors
 
 
@@ -194,6 +204,21 @@ BEFORE_THE_COURSE_PACKAGE = next(
 )
 
 
+def where_jobs_are(queue: Queue, job_ids: list[str]) -> dict[str, object]:
+    """For a failure's message: how many jobs are pending, the first few, their statuses, the lists."""
+    if not job_ids:
+        return {}
+    return {
+        "pending": len(job_ids),
+        "first": job_ids[:5],
+        "statuses": Counter(str(status) for status in statuses(queue.connection, job_ids)),
+        "queued": queue.count,
+        "intermediate": queue.intermediate_queue.get_job_ids()[:5],
+        "started": queue.started_job_registry.get_job_ids()[:5],
+        "workers": [(worker.name, worker.get_state()) for worker in Worker.all(queue=queue)],
+    }
+
+
 def stopped_before_the_project_could_act(status: int, errors: str) -> bool:
     """A stop that landed before the course package was imported: CPython's own start-up.
 
@@ -265,10 +290,14 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
         feeding.clear()
         feeder.join()
         last = processors("7_job_processor.py")
-        deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
-        while listener.watch.pending and time.monotonic() < deadline:
+        # Hundreds of jobs, a line each: more than a pipe holds.
+        last_output = Output(last)
+        settle_started_at = time.monotonic()
+        while listener.watch.pending and time.monotonic() < settle_started_at + SETTLE_TIMEOUT_SECONDS:
             time.sleep(0.1)
-        stops.append(("last", 0.0, *stop_by(last, "ctrl-c")))
+        record_property("settle_seconds", round(time.monotonic() - settle_started_at, 1))
+        left = where_jobs_are(queue, list(listener.watch.pending))
+        stops.append(("last", 0.0, *stop_by(last, "ctrl-c", last_output)))
     finally:
         feeding.clear()
         listener.stop()
@@ -284,7 +313,7 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
         assert errors == "", (how, after, errors)
         unexpected = [line for line in output if not line.startswith("Sending notification to ")]
         assert unexpected == [], (how, after)
-    assert not listener.watch.pending
+    assert not left, left
     for job_id, data in sent.items():
         assert lines_of(heard, job_id) == expected.task7_events(data, int(job_id)), job_id
     assert_nothing_queued_or_started(queue)

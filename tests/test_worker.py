@@ -8,6 +8,8 @@ course's worker overrides (if a newer RQ stopped calling one, its test here fail
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
@@ -22,6 +24,7 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
 
+from checker.lessons import ROOT
 from tests.support import stopped_output
 
 pytestmark = pytest.mark.timeout(120)
@@ -222,3 +225,103 @@ def test_rq_calls_the_methods_the_course_worker_overrides(rq_redis):
     spy([queue]).work(burst=True, logging_level=quiet())
 
     assert called == set(overrides)
+
+
+# A stop during a fork, in a process of its own: the child must end quietly, the stop not lost.
+FORKED_CHILD = """
+import os, signal, sys, threading, time  # threading first: its fork hook before the test's, as in a program
+{before_import}
+import course.worker
+
+real_signal = signal.signal
+parent = os.getpid()
+
+
+def stopped_as_handlers_come_back(signum, handler):
+    # In the child only: SIGTERM arrives just after its handler is back, inside the fork hook.
+    previous = real_signal(signum, handler)
+    if {after_restore} and os.getpid() != parent and signum == signal.SIGTERM:
+        if handler is not course.worker.send_again_later:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return previous
+
+
+signal.signal = stopped_as_handlers_come_back
+child = os.fork()
+if child == 0:
+    time.sleep(5)
+    os._exit(3)
+print(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+"""
+STOPPED_WHILE_HELD = "os.register_at_fork(after_in_child=lambda: os.kill(os.getpid(), signal.SIGTERM))"
+# As when another thread, which does not hold the signals, takes the stop during logging's hook.
+STOPPED_IN_ANOTHER_HOOK = """
+def let_in_and_stopped():
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    os.kill(os.getpid(), signal.SIGTERM)
+os.register_at_fork(after_in_child=let_in_and_stopped)
+"""
+
+
+@pytest.mark.parametrize(
+    "before_import, after_restore",
+    [(STOPPED_WHILE_HELD, False), (STOPPED_IN_ANOTHER_HOOK, False), ("", True)],
+    ids=["while-held", "in-another-hook", "as-the-handler-comes-back"],
+)
+def test_a_stop_during_a_fork_ends_the_child_quietly(before_import, after_restore):
+    """Run inside the fork hook, a handler's SystemExit was printed and ignored: the child ran on."""
+    program = FORKED_CHILD.format(before_import=before_import, after_restore=after_restore)
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert (result.stdout, result.stderr) == ("0\n", "")
+
+
+# RQ raises its stop from the handler wherever an idle worker is: here, where that broke.
+STOPPED_IDLE = """
+import gc, os, signal, threading, time
+import fakeredis
+from course.worker import CourseWorker
+
+worker = CourseWorker(["q"], connection=fakeredis.FakeRedis())
+signal.signal(signal.SIGTERM, worker.request_stop)
+{stop}
+time.sleep(0.5)
+print(f"stopping: {{worker.stopping}}")
+"""
+# Thread.start: the new thread, forgotten by the start that raised, printed a traceback.
+AS_A_THREAD_STARTS = """
+start_new_thread = threading._start_new_thread
+
+
+def stopped_as_it_starts(*args):
+    # The first thread only: the stop's own handling may start one.
+    threading._start_new_thread = start_new_thread
+    ident = start_new_thread(*args)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return ident
+
+
+threading._start_new_thread = stopped_as_it_starts
+threading.Thread(target=time.sleep, args=(0.2,)).start()
+"""
+# An object's __del__ (redis-py's ConnectionPool's, say): Python printed the exception and dropped it.
+IN_A_DEL = """
+class Stopped:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        sum(range(1000))
+
+
+Stopped()
+gc.collect()
+"""
+
+
+@pytest.mark.parametrize("stop", [AS_A_THREAD_STARTS, IN_A_DEL], ids=["as-a-thread-starts", "in-a-del"])
+def test_a_stop_of_an_idle_worker_is_kept_for_its_next_wait(stop):
+    program = STOPPED_IDLE.format(stop=stop)
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert (result.stdout, result.stderr) == ("stopping: True\n", "")
