@@ -127,15 +127,18 @@ def send_again_later(signum: int, frame: FrameType | None) -> None:
 def stopping_here_breaks(frame: FrameType | None) -> bool:
     """Whether a stop's exception, raised from its handler in ``frame``, would be lost or break something.
 
-    Inside a fork hook CPython prints and ignores it (a thread that does not hold the signals,
-    RQ's pubsub thread, lets them in during logging's hook, say). Inside ``Thread.start``
-    (RQ's worker starts that thread as it begins) the new thread finds itself already
-    forgotten and prints a traceback.
+    Inside a fork hook or an object's ``__del__`` (run by the garbage collector anywhere)
+    CPython prints and ignores it: a thread that does not hold the signals (RQ's pubsub
+    thread) lets them in during logging's fork hook, say. Inside ``Thread.start`` (RQ's
+    worker starts that thread as it begins) the new thread finds itself already forgotten
+    and prints a traceback.
     """
     if forking:
         return True
     while frame is not None:
         if frame.f_code in (release_stop_signals.__code__, threading.Thread.start.__code__):
+            return True
+        if frame.f_code.co_name == "__del__":
             return True
         frame = frame.f_back
     return False

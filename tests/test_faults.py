@@ -93,6 +93,9 @@ def stop_by(
 ) -> tuple[int, list[str], str]:
     """Ctrl-C in its terminal (SIGINT to the group) or SIGTERM to it: (status, stdout lines, stderr).
 
+    One that does not stop fails the test with the Python stack of each of its processes (when
+    started with PYTHONFAULTHANDLER set).
+
     ``read``: its output, read all along (a processor that prints more than a pipe holds, 64 KB,
     would block writing and stop taking jobs); else read from now on.
     """
@@ -100,12 +103,24 @@ def stop_by(
         os.killpg(process.pid, signal.SIGINT)
     else:
         process.send_signal(signal.SIGTERM)
-    if read is None:
-        output, errors = process.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
-    else:
+    read = read or Output(process)
+    try:
         process.wait(timeout=EVENTS_TIMEOUT_SECONDS)
-        output, errors = read.text(EVENTS_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{process.args} did not stop after {how}: {where_it_hangs(process, read)}")
+    output, errors = read.text(EVENTS_TIMEOUT_SECONDS)
     return process.returncode, lines(output), errors
+
+
+def where_it_hangs(process: subprocess.Popen[str], read: Output) -> str:
+    """A program that did not stop: its processes, and the Python stack of each (faulthandler's)."""
+    tree = subprocess.run(
+        ["ps", "-o", "pid,ppid,stat,args", "-g", str(process.pid)], capture_output=True, text=True
+    )
+    os.killpg(process.pid, signal.SIGABRT)
+    process.wait()
+    output, errors = read.text(EVENTS_TIMEOUT_SECONDS)
+    return f"{tree.stdout}\n{errors[-6000:]}"
 
 
 def lines_of(events: list[JobEvent], job_id: str) -> list[str]:
@@ -284,12 +299,12 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
     started_at = time.monotonic()
     try:
         for how, after in planned_stops()[shard::STOP_SHARDS]:
-            processor = launch("7_job_processor.py")
+            processor = launch("7_job_processor.py", PYTHONFAULTHANDLER="1")
             time.sleep(after)
             stops.append((how, round(after, 3), *stop_by(processor, how)))
         feeding.clear()
         feeder.join()
-        last = processors("7_job_processor.py")
+        last = processors("7_job_processor.py", PYTHONFAULTHANDLER="1")
         # Hundreds of jobs, a line each: more than a pipe holds.
         last_output = Output(last)
         settle_started_at = time.monotonic()
