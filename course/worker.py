@@ -355,11 +355,9 @@ class CourseWorker(SimpleWorker):
         for a job (or the course's wait for Redis) that ends the worker at once; elsewhere it
         can land where it is lost (an object's ``__del__``, one of RQ's ``except Exception``)
         or breaks something: there the worker stops before its next wait instead
-        (``should_run_maintenance_tasks``). A process forked from this worker (RQ's
-        scheduler) that has not set its own handlers yet gets the stop again a moment later.
+        (``should_run_maintenance_tasks``).
         """
-        if os.getpid() != self.process_id or stopping_here_breaks(frame):
-            send_again_later(signum, frame)
+        if self.not_now(signum, frame):
             return
         self.stopping = True
         try:
@@ -367,6 +365,24 @@ class CourseWorker(SimpleWorker):
         except StopRequested:
             if self.waiting(frame):
                 raise
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        """RQ's cold stop (its handler after a first stop), in this worker's process only.
+
+        RQ's scheduler, forked after a first stop that the worker held for its next wait,
+        starts with this handler, which ignores a second signal within a second: RQ's SIGTERM
+        to it was dropped and the worker waited for it for ever.
+        """
+        if not self.not_now(signum, frame):
+            super().request_force_stop(signum, frame)
+
+    def not_now(self, signum: int, frame: FrameType | None) -> bool:
+        """A stop to send again in a moment: in a process forked from this worker (RQ's scheduler)
+        before it sets its own handlers, or where its exception would break (``stopping_here_breaks``)."""
+        if os.getpid() != self.process_id or stopping_here_breaks(frame):
+            send_again_later(signum, frame)
+            return True
+        return False
 
     def waiting(self, frame: FrameType | None) -> bool:
         """Whether ``frame`` waits, for a job (RQ) or for Redis (the course): a stop there loses nothing."""

@@ -325,3 +325,37 @@ def test_a_stop_of_an_idle_worker_is_kept_for_its_next_wait(stop):
         [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=30
     )
     assert (result.stdout, result.stderr) == ("stopping: True\n", "")
+
+
+FORKED_AFTER_A_FIRST_STOP = """
+import os, signal, time
+import fakeredis
+from course.worker import CourseWorker
+
+worker = CourseWorker(["q"], connection=fakeredis.FakeRedis())
+signal.signal(signal.SIGTERM, worker.request_stop)
+os.kill(os.getpid(), signal.SIGTERM)  # held for the next wait; RQ's cold-stop handler from now on
+time.sleep(0.1)
+child = os.fork()
+if child == 0:
+    # As RQ's scheduler: stopped by its worker before it sets its own handler.
+    os.kill(os.getpid(), signal.SIGTERM)
+    stopped = []
+    time.sleep(0.2)
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopped.append(signum))
+    time.sleep(1)
+    os._exit(0 if stopped else 3)
+print(f"stopping: {worker.stopping}, child: {os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])}")
+"""
+
+
+def test_a_process_forked_after_a_first_stop_gets_its_own_stop_once_it_can_act():
+    """RQ's scheduler, forked then, ignored its worker's SIGTERM as a duplicate: the worker waited."""
+    result = subprocess.run(
+        [sys.executable, "-c", FORKED_AFTER_A_FIRST_STOP],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (result.stdout, result.stderr) == ("stopping: True, child: 0\n", "")
