@@ -164,10 +164,11 @@ def next_job_ids(connection: redis.Redis, count: int = 1) -> list[str]:
 def write_and_publish(connection: redis.Redis, job: Job, fields: dict[str, Any], event: JobEvent) -> None:
     """Write ``fields`` on the job's hash, then publish ``event``: one round trip.
 
-    Redis runs one connection's commands in order, so a creator that hears the event finds
-    the fields written. No MULTI: nothing needs to be kept from seeing the write alone.
+    A creator that hears the event finds the fields written. In one transaction: a Redis that
+    refuses the write (full) refuses the publish with it, and the processor's retry publishes
+    the event once, where a plain pipeline published it at every try.
     """
-    with connection.pipeline(transaction=False) as pipeline:
+    with connection.pipeline(transaction=True) as pipeline:
         pipeline.hset(job.key, mapping=fields)
         publish_event(pipeline, job.origin, event)
         pipeline.execute()

@@ -45,6 +45,7 @@ from course.text import printable, text_of
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ExecAbortError
 from redis.retry import Retry
 from rq import Queue, SimpleWorker
 from rq.defaults import DEFAULT_FAILURE_TTL
@@ -61,7 +62,11 @@ RETRY_SECONDS = 11.5
 REFUSAL_REPEAT_SECONDS = 60.0
 # What a processor's commands ride out: Redis away, and Redis refusing writes (full, or a replica).
 WRITES_REFUSED = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
-RETRIED_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.timeout, *WRITES_REFUSED)
+# A transaction (RQ's, as it starts a job) that Redis found over its memory at EXEC is discarded
+# whole: "Transaction discarded because of: OOM ...". Retried like a refused write; others are not.
+RETRIED_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.timeout, *WRITES_REFUSED, ExecAbortError)
+REFUSED_TRANSACTION = "Transaction discarded because of: "
+REFUSAL_CODES = ("OOM", "READONLY")
 # RQ's scheduler process ends with a traceback on a Redis error; the name RQ gives that process.
 RQ_SCHEDULER_PROCESS = "Scheduler"
 WAIT_SECONDS = 1.0
@@ -184,14 +189,13 @@ class RedisPresence:
         self.refused_at = multiprocessing.Value("d", -REFUSAL_REPEAT_SECONDS)
 
     def lost(self, error: BaseException) -> None:
-        refused = isinstance(error, WRITES_REFUSED)
+        refused = write_refusal(error)
         with self.state.get_lock():
-            if refused and self.state.value == self.HERE:
+            if refused is not None and self.state.value == self.HERE:
                 if time.monotonic() - self.refused_at.value > REFUSAL_REPEAT_SECONDS:
                     self.refused_at.value = time.monotonic()
-                    # A pipeline's error names the command first: the reason is what follows.
-                    print(f"Redis refuses writes: {str(error).rpartition('caused error: ')[2]}", flush=True)
-            elif not refused and self.state.value == self.HERE:
+                    print(f"Redis refuses writes: {refused}", flush=True)
+            elif refused is None and self.state.value == self.HERE:
                 self.state.value = self.AWAY
                 self.since.value = time.monotonic()
                 print(not_connected_line(error), flush=True)
@@ -210,6 +214,17 @@ class RedisPresence:
 presence = RedisPresence()
 
 
+def write_refusal(error: BaseException) -> str | None:
+    """Why Redis refused a write (full, or a read-only replica), or None for any other error."""
+    if isinstance(error, WRITES_REFUSED):
+        # A pipeline's error names the command first: the reason is what follows.
+        return str(error).rpartition("caused error: ")[2]
+    if isinstance(error, ExecAbortError):
+        code, _, reason = str(error).removeprefix(REFUSED_TRANSACTION).partition(" ")
+        return reason if code in REFUSAL_CODES else None
+    return None
+
+
 class ReportingRetry(Retry):
     """redis-py's retries, reporting the first failure and the first success after one."""
 
@@ -217,6 +232,8 @@ class ReportingRetry(Retry):
         failures: list[Exception] = []
 
         def failed(error: Exception, *count: int) -> object:
+            if isinstance(error, ExecAbortError) and write_refusal(error) is None:
+                raise error
             failures.append(error)
             presence.lost(error)
             return fail(error, *count)

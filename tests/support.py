@@ -28,13 +28,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from course import expected
-from course.events import next_job_ids
+from course.events import JobWatch, next_job_ids
 
 import pytest
 import redis
@@ -457,6 +458,53 @@ def descendants(pid: int) -> list[int]:
         frontier = [child for child, parent in parents.items() if parent in frontier]
         found += frontier
     return found
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, parent, ...), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+TASK7_FUNCTION = "7_job_processor.send_notification_job"
+FEED_EVERY_SECONDS = 0.1
+
+
+class Task7Feeder(threading.Thread):
+    """A creator's steady supply: ``batch`` task-7 jobs (some blacklisted) ten times a second, until
+    ``stop()``; ``sent`` maps each job id to its data. A batch Redis refuses (``refused``) is skipped."""
+
+    def __init__(self, watch: JobWatch, batch: int, refused: tuple[type[Exception], ...] = ()) -> None:
+        super().__init__(daemon=True)
+        self.watch, self.batch, self.refused = watch, batch, refused
+        self.sent: dict[str, dict] = {}
+        self.feeding = threading.Event()
+        self.feeding.set()
+
+    def run(self) -> None:
+        turn = 0
+        while self.feeding.is_set():
+            datas = [
+                expected.TASK7_JOBS[(turn + number) % len(expected.TASK7_JOBS)]
+                for number in range(self.batch)
+            ]
+            with suppress(*self.refused):
+                self.sent.update(zip(self.watch.enqueue_many(TASK7_FUNCTION, datas), datas, strict=True))
+            turn += self.batch
+            time.sleep(FEED_EVERY_SECONDS)
+
+    def stop(self) -> None:
+        self.feeding.clear()
+        if self.is_alive():
+            self.join()
+
+
+def defunct_below(pid: int) -> list[int]:
+    """The processes below ``pid`` that ended and were never reaped."""
+    return [child for child in descendants(pid) if (proc_stat(child) or ["Z"])[0] == "Z"]
 
 
 def children(pid: int) -> list[int]:

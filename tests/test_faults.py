@@ -15,7 +15,6 @@ import random
 import re
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -30,7 +29,14 @@ from rq import Queue, Worker
 from rq.job import Job, JobStatus
 
 from checker.lessons import ROOT, Output, lines, run_script, wait_for_line
-from tests.support import PROCESSORS, STARTUP_TIMEOUT_SECONDS, OwnRedis, read_until, serve_own_redis
+from tests.support import (
+    PROCESSORS,
+    STARTUP_TIMEOUT_SECONDS,
+    OwnRedis,
+    Task7Feeder,
+    read_until,
+    serve_own_redis,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
@@ -205,7 +211,6 @@ STOP_SHARDS = 5
 # Each stop comes this long after the processor was started: a third of them within its first
 # half second (while Python imports RQ, or the pool forks its workers), most within 1.5 s.
 STOP_AFTER_SECONDS = (0.0, 1.5)
-FEED_EVERY_SECONDS = 0.1
 FEED_BATCH = 5
 SEED = 20261201
 
@@ -275,25 +280,8 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
     """Each stop: nothing left taken and not started, every job run once and reported, no traceback."""
     queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
     heard: list[JobEvent] = []
-    sent: dict[str, dict] = {}
-    feeding = threading.Event()
-    feeding.set()
     listener = course_events.JobListener(queue, heard.append).start()
-
-    def feed() -> None:
-        """A creator's steady supply: a few task-7 jobs (some blacklisted) ten times a second."""
-        turn = 0
-        while feeding.is_set():
-            datas = [
-                expected.TASK7_JOBS[(turn + offset) % len(expected.TASK7_JOBS)]
-                for offset in range(FEED_BATCH)
-            ]
-            for job_id, data in zip(listener.watch.enqueue_many(JOB_FUNCTION, datas), datas, strict=True):
-                sent[job_id] = data
-            turn += FEED_BATCH
-            time.sleep(FEED_EVERY_SECONDS)
-
-    feeder = threading.Thread(target=feed, daemon=True)
+    feeder = Task7Feeder(listener.watch, FEED_BATCH)
     feeder.start()
     stops: list[tuple[str, float, int, list[str], str]] = []
     started_at = time.monotonic()
@@ -302,8 +290,7 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
             processor = launch("7_job_processor.py", PYTHONFAULTHANDLER="1")
             time.sleep(after)
             stops.append((how, round(after, 3), *stop_by(processor, how)))
-        feeding.clear()
-        feeder.join()
+        feeder.stop()
         last = processors("7_job_processor.py", PYTHONFAULTHANDLER="1")
         # Hundreds of jobs, a line each: more than a pipe holds.
         last_output = Output(last)
@@ -314,10 +301,10 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
         left = where_jobs_are(queue, list(listener.watch.pending))
         stops.append(("last", 0.0, *stop_by(last, "ctrl-c", last_output)))
     finally:
-        feeding.clear()
+        feeder.stop()
         listener.stop()
     record_property("stops_seconds", round(time.monotonic() - started_at, 1))
-    record_property("jobs", len(sent))
+    record_property("jobs", len(feeder.sent))
 
     assert any(after < 1.0 for how, after, *_ in stops if how != "last"), "no stop within the first second"
     for how, after, status, output, errors in stops:
@@ -329,7 +316,7 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
         unexpected = [line for line in output if not line.startswith("Sending notification to ")]
         assert unexpected == [], (how, after)
     assert not left, left
-    for job_id, data in sent.items():
+    for job_id, data in feeder.sent.items():
         assert lines_of(heard, job_id) == expected.task7_events(data, int(job_id)), job_id
     assert_nothing_queued_or_started(queue)
     assert queue.intermediate_queue.get_job_ids() == []

@@ -1,25 +1,27 @@
 """Redis refusing writes (out of memory, with ``maxmemory`` and ``noeviction``) is a resource fault
 like Redis being away: task 7's processor started while Redis is full says so in one line and
 waits, with no traceback, no crash loop and no stale worker entry; once memory is freed it
-processes the course's jobs, and every job's recorded outcome is what happened.
+processes the course's jobs, and every job's recorded outcome is what happened. The same holds
+for a processor that runs while Redis is filled and freed in turns and jobs keep coming.
 
 The test's own redis-server, filled to its ``maxmemory`` and freed.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 
 from course import expected
-from course.events import course_queue
+from course.events import JobEvent, JobListener, course_queue
 
 import pytest
 import redis
 from rq import Worker
 from rq.job import JobStatus
 
-from checker.lessons import lines, run_script, wait_for_line
-from tests.support import stopped_output
+from checker.lessons import Output, lines, run_script, wait_for_line
+from tests.support import Task7Feeder, defunct_below, stopped_output
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
@@ -80,3 +82,62 @@ def test_a_processor_started_on_a_full_redis_says_so_once_waits_then_works(own_r
         blacklisted = data["phoneNumber"] in expected.BLACKLISTED
         wanted = JobStatus.FAILED if blacklisted else JobStatus.FINISHED
         assert queue.fetch_job(job_id).get_status() == wanted, job_id
+
+
+# Filled and freed in turns while a processor runs and a creator keeps enqueueing ---------------
+
+TURNS = 3
+FULL_SECONDS = 3.0
+FREE_SECONDS = 2.0
+FEED_BATCH = 3
+
+
+def test_a_processor_through_redis_filled_and_freed_in_turns_records_every_outcome_truly(
+    own_redis, rq_redis, processors
+):
+    """Jobs enqueued while writes come and go: each one run once, its outcome true, nothing left."""
+    processor = processors("7_job_processor.py")
+    output = Output(processor)
+    queue = course_queue("push_notification_code_2", rq_redis)
+    heard: list[JobEvent] = []
+    listener = JobListener(queue, heard.append).start()
+    feeder = Task7Feeder(
+        listener.watch,
+        FEED_BATCH,
+        refused=(redis.exceptions.OutOfMemoryError, redis.exceptions.ExecAbortError),
+    )
+    feeder.start()
+    seen_defunct: list[int] = []
+    try:
+        for _ in range(TURNS):
+            assert fill(rq_redis) > 0
+            time.sleep(FULL_SECONDS)
+            seen_defunct += defunct_below(processor.pid)
+            rq_redis.delete(*rq_redis.keys("filler:*"))
+            time.sleep(FREE_SECONDS)
+        feeder.stop()
+        deadline = time.monotonic() + EVENTS_TIMEOUT_SECONDS
+        while any(job_id in listener.watch.pending for job_id in feeder.sent) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = Worker.all(connection=rq_redis)
+        processor.send_signal(signal.SIGINT)
+        processor.wait(timeout=EVENTS_TIMEOUT_SECONDS)
+        printed, errors = output.text(EVENTS_TIMEOUT_SECONDS)
+    finally:
+        feeder.stop()
+        listener.stop()
+
+    assert len(feeder.sent) > TURNS * FEED_BATCH
+    assert seen_defunct == []
+    assert (errors, processor.returncode) == ("", 0)
+    assert {line for line in lines(printed) if not line.startswith("Sending notification to ")} <= {REFUSAL}
+    assert len(workers) == 2
+    assert Worker.all(connection=rq_redis) == []
+    for job_id, data in feeder.sent.items():
+        assert [event.line("Notification job") for event in heard if event.job_id == job_id] == (
+            expected.task7_events(data, int(job_id))
+        ), job_id
+        blacklisted = data["phoneNumber"] in expected.BLACKLISTED
+        wanted = JobStatus.FAILED if blacklisted else JobStatus.FINISHED
+        assert queue.fetch_job(job_id).get_status() == wanted, job_id
+    assert queue.job_ids == [] and queue.intermediate_queue.get_job_ids() == []

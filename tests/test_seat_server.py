@@ -35,7 +35,7 @@ import redis
 from rq import Queue, Worker
 from rq.registry import FinishedJobRegistry
 
-from tests.support import OwnRedis, Server, descendants, wait_for_workers
+from tests.support import OwnRedis, Server, defunct_below, proc_stat, wait_for_workers
 
 seat = importlib.import_module("100_seat")
 
@@ -83,15 +83,6 @@ def start_seat_server(start_server, redis_url) -> Callable[..., Server]:
 
 def processors(rq_redis: redis.Redis) -> list[Worker]:
     return Worker.all(queue=Queue(expected.SEAT_QUEUE, connection=rq_redis))
-
-
-def proc_stat(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name (state, parent, ...), or None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
 
 
 def running(pid: int) -> bool:
@@ -611,11 +602,6 @@ OUT_OF_MEMORY = "command not allowed when used memory > 'maxmemory'."
 RESERVED_AFTER = 3
 
 
-def web_process_children_defunct(server: Server) -> list[int]:
-    """The processes below the server's web processes that ended and were never reaped."""
-    return [pid for pid in descendants(server.process.pid) if (proc_stat(pid) or ["Z"])[0] == "Z"]
-
-
 def test_a_redis_out_of_memory_is_ridden_out_and_the_queue_processed_after(start_seat_server, own_redis):
     """The processors died on OOM, were left defunct, and the queue waited for a second /process."""
     server = start_seat_server(own_redis.url)
@@ -627,7 +613,7 @@ def test_a_redis_out_of_memory_is_ridden_out_and_the_queue_processed_after(start
             assert server.request("/process") == (200, JSON, expected.QUEUE_PROCESSING)
             assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_FAILED)
         time.sleep(3)  # the processors fail to register, and are started again, for a while
-        assert web_process_children_defunct(server) == []
+        assert defunct_below(server.process.pid) == []
         client.config_set("maxmemory", 0)
 
         for _ in range(RESERVED_AFTER):
