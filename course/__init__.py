@@ -3,7 +3,8 @@
 Every lesson imports this package first, so a Python without the project's dependencies is
 told here how to get them, instead of a bare ``ModuleNotFoundError`` traceback. Importing it
 also makes a Ctrl-C that nothing handled (one during a program's start-up, while it imports
-its libraries) end the program without a traceback; Python still ends it as SIGINT does.
+its libraries) end the program without a traceback; Python still ends it as SIGINT does. One
+that Python dropped (raised in a callback) is sent again.
 """
 
 import importlib.machinery
@@ -18,7 +19,25 @@ def quiet_keyboard_interrupt(kind, error, traceback) -> None:
         sys.__excepthook__(kind, error, traceback)
 
 
+def ctrl_c_sent_again(unraisable) -> None:
+    """``sys.unraisablehook``: a Ctrl-C that Python dropped is sent again a moment later.
+
+    Raised in a weakref callback or a ``__del__`` (importlib runs such callbacks during every
+    import), Python printed "Exception ignored" and the program ran on, its Ctrl-C lost.
+    """
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
+        return
+    import os
+    import signal
+    import threading
+
+    threading.Timer(CTRL_C_AGAIN_SECONDS, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+
+CTRL_C_AGAIN_SECONDS = 0.05
 sys.excepthook = quiet_keyboard_interrupt
+sys.unraisablehook = ctrl_c_sent_again
 
 # PathFinder, not importlib.util.find_spec: importlib.util takes 6 ms to import, PathFinder well under one.
 missing = [name for name in REQUIRED_MODULES if importlib.machinery.PathFinder.find_spec(name) is None]

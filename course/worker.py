@@ -107,8 +107,8 @@ def hold_stop_signals() -> None:
 def release_stop_signals() -> None:
     """After a fork: release the held stop signals; one that came meanwhile is sent again a moment later.
 
-    A handler run inside a fork hook (the course's SystemExit, RQ's StopRequested) has its
-    exception printed and ignored by CPython, and the stop was lost. signal's C
+    A handler run inside a fork hook (RQ's StopRequested) has its exception printed and
+    ignored by CPython, and the stop was lost. signal's C
     ``pthread_sigmask`` runs the handlers of the signals it releases before it returns, so
     they meet ``send_again_later`` here; one that comes in another module's hook, or after
     the handlers are back, is sent again by the course's handlers (``stopping_here_breaks``).
@@ -150,15 +150,20 @@ def stopping_here_breaks(frame: FrameType | None) -> bool:
 
 
 def stop_quietly(signum: int, frame: FrameType | None) -> None:
-    """End now, and the worker processes forked so far: nothing has been taken from a queue yet."""
-    if stopping_here_breaks(frame):
-        send_again_later(signum, frame)
-        return
-    for child in multiprocessing.active_children():
-        child.terminate()
-    raise SystemExit(0)
+    """End now, and the worker processes forked so far: nothing has been taken from a queue yet.
+
+    ``os._exit``: an exception raised here could land where Python drops it (a weakref
+    callback during an import, a fork hook) and the stop would be lost; there is nothing to
+    clean up yet. A process forked from the processor ends alone (its siblings are not its own).
+    """
+    if os.getpid() == PROCESSOR_PID:
+        for child in multiprocessing.active_children():
+            child.terminate()
+    sys.stdout.flush()
+    os._exit(0)
 
 
+PROCESSOR_PID = os.getpid()
 if threading.current_thread() is threading.main_thread():
     signal.signal(signal.SIGINT, stop_quietly)
     signal.signal(signal.SIGTERM, stop_quietly)

@@ -9,6 +9,7 @@ wants to go on (a test, a helper of the learner's) can catch them.
 """
 
 import asyncio
+import signal
 import socket
 import subprocess
 import sys
@@ -107,3 +108,29 @@ def test_a_reader_that_went_away_ends_the_script_quietly(redis_url):
 
     assert script.wait(timeout=30) == connection.BROKEN_PIPE
     assert errors == ""
+
+
+DROPPED_CTRL_C = """
+import course
+import os, signal, time, weakref
+
+
+class Thing:
+    pass
+
+
+thing = Thing()
+# importlib runs such callbacks during every import: a Ctrl-C raised in one is dropped by Python.
+watch = weakref.ref(thing, lambda ref: (os.kill(os.getpid(), signal.SIGINT), sum(range(1000))))
+del thing
+time.sleep(5)
+print("ran on")
+"""
+
+
+def test_a_ctrl_c_that_python_dropped_in_a_callback_still_stops_the_program_quietly():
+    """It printed "Exception ignored ... KeyboardInterrupt" and the program ran on (a processor for ever)."""
+    result = subprocess.run(
+        [sys.executable, "-c", DROPPED_CTRL_C], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (-signal.SIGINT, "", "")
