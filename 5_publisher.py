@@ -1,6 +1,7 @@
 """Task 5: publish four messages on a channel, each at its own time, as setTimeout did."""
 
-import threading
+import sched
+import time
 
 from course.connection import announce_connection, run
 from course.settings import parse_command_line, redis_url
@@ -16,28 +17,28 @@ MESSAGES = [
 ]
 
 
-def publish_message(client: Redis, message: str, time: int) -> threading.Timer:
-    """In ``time`` milliseconds, announce the message and publish it.
+def publish_message(timers: sched.scheduler, client: Redis, message: str, delay_ms: int) -> None:
+    """In ``delay_ms`` milliseconds, announce the message and publish it.
 
-    Like node's setTimeout, the timer starts now: the four messages go out 100 ms apart,
-    not each 100 ms after the one before.
+    Like node's setTimeout, the delay counts from now: the four messages go out 100 ms apart,
+    not each 100 ms after the one before, and in the order they fall due (one loop runs them
+    all, as node's did; a thread per message could run late and out of turn).
     """
 
     def send() -> None:
         print(f"About to send {message}", flush=True)
         client.publish(CHANNEL, message)
 
-    timer = threading.Timer(time / 1000, send)
-    timer.start()
-    return timer
+    timers.enter(delay_ms / 1000, 0, send)
 
 
 def main() -> None:
     with Redis.from_url(redis_url(), socket_connect_timeout=2) as client:
         announce_connection(client)
-        timers = [publish_message(client, message, time) for message, time in MESSAGES]
-        for timer in timers:
-            timer.join()
+        timers = sched.scheduler(time.monotonic, time.sleep)
+        for message, delay_ms in MESSAGES:
+            publish_message(timers, client, message, delay_ms)
+        timers.run()
 
 
 if __name__ == "__main__":

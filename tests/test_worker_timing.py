@@ -47,6 +47,8 @@ def test_the_processor_connection_retries_on_redis_away_and_on_refused_writes():
         socket.timeout,
         redis.exceptions.OutOfMemoryError,
         redis.exceptions.ReadOnlyError,
+        # A transaction discarded whole at EXEC; retried only when Redis refused it as full or read-only.
+        redis.exceptions.ExecAbortError,
     }
     backoff = ExponentialBackoff(cap=worker.RETRY_CAP_SECONDS, base=worker.RETRY_BASE_SECONDS)
     assert retry == worker.ReportingRetry(backoff, worker.RETRIES, worker.RETRIED_ERRORS)
