@@ -206,8 +206,10 @@ class RedisPresence:
                 print(not_connected_line(error), flush=True)
 
     def back(self, failed_first: bool) -> None:
-        # Read without the lock first: this runs after every successful command.
-        if self.state.value == self.HERE:
+        # Read without the lock first (the wrapped value: ``.value`` takes the lock): this runs after
+        # every command, and a worker stopped while holding the lock waits for RQ's scheduler, which
+        # took it after each of its commands too, and never stopped.
+        if self.state.get_obj().value == self.HERE:
             return
         with self.state.get_lock():
             long_away = time.monotonic() - self.since.value > RETRY_SECONDS

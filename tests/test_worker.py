@@ -10,13 +10,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 
 from course import events as course_events
 from course import expected, settings
 from course.events import JobEvent
-from course.worker import ABANDONED_GRACE_SECONDS, CourseWorker
+from course.worker import ABANDONED_GRACE_SECONDS, CourseWorker, RedisPresence
 
 import pytest
 from rq import Queue, Retry, SimpleWorker
@@ -359,3 +360,13 @@ def test_a_process_forked_after_a_first_stop_gets_its_own_stop_once_it_can_act()
         timeout=30,
     )
     assert (result.stdout, result.stderr) == ("stopping: True, child: 0\n", "")
+
+
+def test_a_command_that_went_through_takes_no_lock_shared_with_the_other_processes():
+    """A worker stopped while holding the lock waited for its scheduler, blocked on it after a command."""
+    presence = RedisPresence()
+    with presence.state.get_lock():
+        other = threading.Thread(target=presence.back, args=(False,), daemon=True)
+        other.start()
+        other.join(timeout=5)
+        assert not other.is_alive()
