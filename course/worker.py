@@ -27,6 +27,7 @@ with the worker processes it forked so far, until RQ's worker or pool installs i
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import multiprocessing
 import os
@@ -159,7 +160,8 @@ def stop_quietly(signum: int, frame: FrameType | None) -> None:
     if os.getpid() == PROCESSOR_PID:
         for child in multiprocessing.active_children():
             child.terminate()
-    sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError):  # a reader gone, or stdout closed
+        sys.stdout.flush()
     os._exit(0)
 
 
