@@ -533,6 +533,13 @@ def wait_for_exit(
     return process.returncode, stdout, stderr
 
 
+def run_python(program: str, *, timeout: float = 30, **options) -> subprocess.CompletedProcess[str]:
+    """``python -c PROGRAM`` from the project root, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=timeout, **options
+    )
+
+
 def start_program(command: list[str], env: dict[str, str], *, own_session: bool) -> subprocess.Popen[str]:
     """``command`` run from the project root, its output read as text; ``own_session``: in a
     session (a process group) of its own, as a terminal runs a program."""

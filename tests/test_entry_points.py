@@ -23,6 +23,7 @@ import redis
 import redis.asyncio
 
 from checker.lessons import ROOT, script_env
+from tests.support import run_python
 
 
 @pytest.fixture
@@ -130,7 +131,5 @@ print("ran on")
 
 def test_a_ctrl_c_that_python_dropped_in_a_callback_still_stops_the_program_quietly():
     """It printed "Exception ignored ... KeyboardInterrupt" and the program ran on (a processor for ever)."""
-    result = subprocess.run(
-        [sys.executable, "-c", DROPPED_CTRL_C], cwd=ROOT, capture_output=True, text=True, timeout=30
-    )
+    result = run_python(DROPPED_CTRL_C)
     assert (result.returncode, result.stdout, result.stderr) == (-signal.SIGINT, "", "")

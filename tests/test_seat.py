@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -24,6 +22,8 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 from rq import Queue, SimpleWorker
+
+from tests.support import run_python
 
 seat = importlib.import_module("100_seat")
 
@@ -315,12 +315,8 @@ for _ in range(5000):
 
 
 def test_lines_printed_at_once_by_two_processes_stay_whole():
-    printed = subprocess.run(
-        [sys.executable, "-c", TWO_PROCESSES_PRINTING],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    printed = run_python(
+        TWO_PROCESSES_PRINTING, env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=60
     ).stdout.splitlines()
 
     assert printed == [CONNECTED] * 10000

@@ -8,8 +8,6 @@ course's worker overrides (if a newer RQ stopped calling one, its test here fail
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
@@ -25,8 +23,7 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
 
-from checker.lessons import ROOT
-from tests.support import stopped_output
+from tests.support import run_python, stopped_output
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -272,9 +269,7 @@ os.register_at_fork(after_in_child=let_in_and_stopped)
 def test_a_stop_during_a_fork_ends_the_child_quietly(before_import, after_restore):
     """Run inside the fork hook, a handler's SystemExit was printed and ignored: the child ran on."""
     program = FORKED_CHILD.format(before_import=before_import, after_restore=after_restore)
-    result = subprocess.run(
-        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=30
-    )
+    result = run_python(program)
     assert (result.stdout, result.stderr) == ("0\n", "")
 
 
@@ -322,9 +317,7 @@ gc.collect()
 @pytest.mark.parametrize("stop", [AS_A_THREAD_STARTS, IN_A_DEL], ids=["as-a-thread-starts", "in-a-del"])
 def test_a_stop_of_an_idle_worker_is_kept_for_its_next_wait(stop):
     program = STOPPED_IDLE.format(stop=stop)
-    result = subprocess.run(
-        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=30
-    )
+    result = run_python(program)
     assert (result.stdout, result.stderr) == ("stopping: True\n", "")
 
 
@@ -352,13 +345,7 @@ print(f"stopping: {worker.stopping}, child: {os.waitstatus_to_exitcode(os.waitpi
 
 def test_a_process_forked_after_a_first_stop_gets_its_own_stop_once_it_can_act():
     """RQ's scheduler, forked then, ignored its worker's SIGTERM as a duplicate: the worker waited."""
-    result = subprocess.run(
-        [sys.executable, "-c", FORKED_AFTER_A_FIRST_STOP],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_python(FORKED_AFTER_A_FIRST_STOP)
     assert (result.stdout, result.stderr) == ("stopping: True, child: 0\n", "")
 
 
