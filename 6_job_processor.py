@@ -9,8 +9,9 @@ Ctrl-C or SIGTERM, finishing the job in hand first.
 """
 
 from course.connection import run
+from course.retry import processor_connection
 from course.settings import logging_level_from_args
-from course.worker import CourseWorker, processor_connection
+from course.worker import CourseWorker
 
 from rq import Queue
 from rq.serializers import JSONSerializer

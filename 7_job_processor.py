@@ -13,8 +13,9 @@ import sys
 
 from course.connection import run
 from course.events import report_progress
+from course.retry import processor_connection
 from course.settings import logging_level_from_args
-from course.worker import CourseWorker, processor_connection
+from course.worker import CourseWorker
 
 from rq.job import Job, get_current_job
 from rq.serializers import JSONSerializer

@@ -5,49 +5,34 @@
 scheduler (``with_scheduler=True``), log lines, ``burst``, ``max_jobs``, ``max_idle_time``.
 On top of RQ, and nothing more:
 
-- an allow-list: a job naming another function or callback fails unrun, with a message
-  saying so, before RQ imports anything (``perform_job``); its creator hears that failure.
-  Jobs are JSON (pickle runs what a job hash says), and a hash RQ cannot read is failed.
-- no job stranded by a stop: RQ stops an idle worker by raising from its signal handler,
-  wherever the worker is; a stop landing right after RQ took a job off the queue (onto its
-  intermediate list) leaves the job there, and RQ's maintenance fails it a minute later
-  ("stuck in intermediate queue"), unrun. Here maintenance first puts it back at the front
-  of its queue (the one override for it: ``clean_registries``).
-- a stop that is never lost: RQ raises it from the signal handler wherever an idle worker
-  is, where Python may print and drop it (a ``__del__``, a fork hook); the course's worker
-  raises it only out of a wait, and otherwise stops before its next wait for a job.
+- an allow-list: a job naming another function or callback fails unrun, before RQ imports
+  anything (``perform_job``), and its creator hears that failure. Jobs are JSON (pickle runs
+  what a job hash says); a hash RQ cannot read is failed.
+- no job stranded by a stop: a job RQ took off the queue (onto its intermediate list) and
+  never started is put back at the front of its queue by maintenance (``clean_registries``),
+  where RQ alone fails it a minute later, unrun.
+- a stop never lost: RQ raises it from its signal handler wherever an idle worker is; here
+  only out of a wait, and otherwise before the worker's next wait (``course.stops``).
 - a processor that never dies of Redis: ``work()`` waits for Redis and starts RQ's loop
-  again after an error it ended on; ``processor_connection()`` rides out a restart or a
-  full Redis for a while and prints the course's lines.
-
-Importing this module (the processors do) makes Ctrl-C or SIGTERM end the program quietly,
-with the worker processes it forked so far, until RQ's worker or pool installs its handlers
-(there is no job in hand before), and keeps a stop sent during a fork pending for the child.
+  again after an error it ended on (its client: ``course.retry.processor_connection``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import multiprocessing
 import os
 import signal
-import socket
 import sys
-import threading
 import time
 from datetime import timedelta
 from types import FrameType
 
-from course.connection import CONNECTED, client_from_env, not_connected_line
 from course.events import ERROR_META_KEY, FAILED, OUTCOME_FIELD, JobEvent, publish_event, publish_failure
 from course.jobs import COURSE_CALLBACK_NAMES, SERIALIZER, CourseJob, UnreadableJobError
+from course.stops import send_again_later, stopping_here_breaks
 from course.text import printable, text_of
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ExecAbortError
-from redis.retry import Retry
 from rq import Queue, SimpleWorker
 from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.exceptions import DeserializationError, NoSuchJobError, StopRequested
@@ -55,218 +40,19 @@ from rq.job import JOB_ID_PATTERN, Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.utils import now, utcformat
 
-# A processor's command is tried again after 0.1, 0.2, 0.4, 0.8 s, then every second: about 11.5 s.
-RETRY_BASE_SECONDS = 0.05
-RETRY_CAP_SECONDS = 1.0
-RETRIES = 14
-RETRY_SECONDS = 11.5
-REFUSAL_REPEAT_SECONDS = 60.0
-# What a processor's commands ride out: Redis away, and Redis refusing writes (full, or a replica).
-WRITES_REFUSED = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
-# A transaction (RQ's, as it starts a job) that Redis found over its memory at EXEC is discarded
-# whole: "Transaction discarded because of: OOM ...". Retried like a refused write; others are not.
-RETRIED_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.timeout, *WRITES_REFUSED, ExecAbortError)
-REFUSED_TRANSACTION = "Transaction discarded because of: "
-REFUSAL_CODES = ("OOM", "READONLY")
-# RQ's scheduler process ends with a traceback on a Redis error; the name RQ gives that process.
-RQ_SCHEDULER_PROCESS = "Scheduler"
 WAIT_SECONDS = 1.0
-
 # RQ's maintenance runs every 10 minutes, between dequeues that each block for 405 s; a job
 # found stranded is put back once it has been there ABANDONED_GRACE_SECONDS. These make that
 # happen within about half a minute: maintenance at every dequeue, each blocking 10 s.
 MAINTENANCE_INTERVAL_SECONDS = 8
 WORKER_TTL_SECONDS = 25
-# Longer than a worker retries a command: a worker that rode out a Redis restart between
+# Longer than a command retries (course.retry): a worker that rode out a Redis restart between
 # taking a job and starting it never has that job taken for stranded.
 ABANDONED_GRACE_SECONDS = 15
 
 
 def warn(line: str) -> None:
     print(printable(line), file=sys.stderr, flush=True)
-
-
-# Stops before RQ's handlers ----------------------------------------------------------------
-
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-# How long after a fork a stop that came during it is sent again.
-RESEND_STOP_SECONDS = 0.05
-
-
-# From the first fork hook to the last (the course's are registered after those of the modules
-# it imports): a stop's exception raised in any of them would be lost.
-forking = False
-
-
-def hold_stop_signals() -> None:
-    """Before a fork: CPython drops a signal reaching the child before it can handle them (a pool's stop)."""
-    global forking
-    forking = True
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-
-
-def release_stop_signals() -> None:
-    """After a fork: release the held stop signals; one that came meanwhile is sent again a moment later.
-
-    A handler run inside a fork hook (RQ's StopRequested) has its exception printed and
-    ignored by CPython, and the stop was lost. signal's C
-    ``pthread_sigmask`` runs the handlers of the signals it releases before it returns, so
-    they meet ``send_again_later`` here; one that comes in another module's hook, or after
-    the handlers are back, is sent again by the course's handlers (``stopping_here_breaks``).
-    """
-    global forking
-    if threading.current_thread() is threading.main_thread():
-        handlers = {stop: signal.signal(stop, send_again_later) for stop in STOP_SIGNALS}
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        for stop, handler in handlers.items():
-            signal.signal(stop, signal.SIG_DFL if handler is None else handler)
-    else:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    forking = False
-
-
-def send_again_later(signum: int, frame: FrameType | None) -> None:
-    """A stop that came where it cannot be acted on (a fork hook): sent again a moment later."""
-    threading.Timer(RESEND_STOP_SECONDS, os.kill, (os.getpid(), signum)).start()
-
-
-def stopping_here_breaks(frame: FrameType | None) -> bool:
-    """Whether a stop's exception, raised from its handler in ``frame``, would be lost or break something.
-
-    Inside a fork hook or an object's ``__del__`` (run by the garbage collector anywhere)
-    CPython prints and ignores it: a thread that does not hold the signals (RQ's pubsub
-    thread) lets them in during logging's fork hook, say. Inside ``Thread.start`` (RQ's
-    worker starts that thread as it begins) the new thread finds itself already forgotten
-    and prints a traceback.
-    """
-    if forking:
-        return True
-    while frame is not None:
-        if frame.f_code in (release_stop_signals.__code__, threading.Thread.start.__code__):
-            return True
-        if frame.f_code.co_name == "__del__":
-            return True
-        frame = frame.f_back
-    return False
-
-
-def stop_quietly(signum: int, frame: FrameType | None) -> None:
-    """End now, and the worker processes forked so far: nothing has been taken from a queue yet.
-
-    ``os._exit``: an exception raised here could land where Python drops it (a weakref
-    callback during an import, a fork hook) and the stop would be lost; there is nothing to
-    clean up yet. A process forked from the processor ends alone (its siblings are not its own).
-    """
-    if os.getpid() == PROCESSOR_PID:
-        for child in multiprocessing.active_children():
-            child.terminate()
-    with contextlib.suppress(OSError, ValueError):  # a reader gone, or stdout closed
-        sys.stdout.flush()
-    os._exit(0)
-
-
-PROCESSOR_PID = os.getpid()
-if threading.current_thread() is threading.main_thread():
-    signal.signal(signal.SIGINT, stop_quietly)
-    signal.signal(signal.SIGTERM, stop_quietly)
-    os.register_at_fork(
-        before=hold_stop_signals, after_in_parent=release_stop_signals, after_in_child=release_stop_signals
-    )
-
-
-# Redis lost and found ----------------------------------------------------------------------
-
-
-class RedisPresence:
-    """Whether this processor last found Redis there and taking writes: one line when that changes.
-
-    Shared memory, made before a pool forks its workers, so that its processes (workers,
-    RQ's scheduler) say each thing once. Redis is back when a command that failed goes
-    through, or when any does once Redis has been away longer than a command retries: a
-    server shutting down may still answer one process after it closed another's connection.
-    Redis refusing writes is still connected: said once a minute at most (a full Redis
-    refuses one write and takes the next as its memory moves), and nothing when it is over.
-    """
-
-    HERE, AWAY = 0, 1
-
-    def __init__(self) -> None:
-        self.state = multiprocessing.Value("b", self.HERE)
-        self.since = multiprocessing.Value("d", 0.0)
-        self.refused_at = multiprocessing.Value("d", -REFUSAL_REPEAT_SECONDS)
-
-    def lost(self, error: BaseException) -> None:
-        refused = write_refusal(error)
-        with self.state.get_lock():
-            if refused is not None and self.state.value == self.HERE:
-                if time.monotonic() - self.refused_at.value > REFUSAL_REPEAT_SECONDS:
-                    self.refused_at.value = time.monotonic()
-                    print(f"Redis refuses writes: {refused}", flush=True)
-            elif refused is None and self.state.value == self.HERE:
-                self.state.value = self.AWAY
-                self.since.value = time.monotonic()
-                print(not_connected_line(error), flush=True)
-
-    def back(self, failed_first: bool) -> None:
-        # Read without the lock first (the wrapped value: ``.value`` takes the lock): this runs after
-        # every command, and a worker stopped while holding the lock waits for RQ's scheduler, which
-        # took it after each of its commands too, and never stopped.
-        if self.state.get_obj().value == self.HERE:
-            return
-        with self.state.get_lock():
-            long_away = time.monotonic() - self.since.value > RETRY_SECONDS
-            if self.state.value == self.AWAY and (failed_first or long_away):
-                self.state.value = self.HERE
-                print(CONNECTED, flush=True)
-
-
-presence = RedisPresence()
-
-
-def write_refusal(error: BaseException) -> str | None:
-    """Why Redis refused a write (full, or a read-only replica), or None for any other error."""
-    if isinstance(error, WRITES_REFUSED):
-        # A pipeline's error names the command first: the reason is what follows.
-        return str(error).rpartition("caused error: ")[2]
-    if isinstance(error, ExecAbortError):
-        code, _, reason = str(error).removeprefix(REFUSED_TRANSACTION).partition(" ")
-        return reason if code in REFUSAL_CODES else None
-    return None
-
-
-class ReportingRetry(Retry):
-    """redis-py's retries, reporting the first failure and the first success after one."""
-
-    def call_with_retry(self, do, fail, *args, **kwargs):
-        failures: list[Exception] = []
-
-        def failed(error: Exception, *count: int) -> object:
-            if isinstance(error, ExecAbortError) and write_refusal(error) is None:
-                raise error
-            failures.append(error)
-            presence.lost(error)
-            return fail(error, *count)
-
-        try:
-            result = super().call_with_retry(do, failed, *args, **kwargs)
-        except RETRIED_ERRORS:
-            # RQ's scheduler ends quietly instead; a worker's maintenance starts another (RQ's own).
-            if multiprocessing.current_process().name == RQ_SCHEDULER_PROCESS:
-                raise SystemExit(0) from None
-            raise
-        presence.back(failed_first=bool(failures))
-        return result
-
-
-def processor_connection() -> redis.Redis:
-    """A Redis client for RQ (bytes) that retries for about 11.5 s and prints the course's lines.
-
-    The failed-connection line (or ``Redis refuses writes: ...``) when Redis first fails a
-    command, the connected line when it answers again: once each, for the whole processor.
-    """
-    backoff = ExponentialBackoff(cap=RETRY_CAP_SECONDS, base=RETRY_BASE_SECONDS)
-    retry = ReportingRetry(backoff, RETRIES, supported_errors=RETRIED_ERRORS)
-    return client_from_env(decode_responses=False, retry=retry)
 
 
 # Jobs the worker cannot read ---------------------------------------------------------------

@@ -15,7 +15,8 @@ from datetime import timedelta
 from course import events as course_events
 from course import expected, settings
 from course.events import JobEvent
-from course.worker import ABANDONED_GRACE_SECONDS, CourseWorker, RedisPresence
+from course.retry import RedisPresence
+from course.worker import ABANDONED_GRACE_SECONDS, CourseWorker
 
 import pytest
 from rq import Queue, Retry, SimpleWorker
@@ -230,6 +231,7 @@ FORKED_CHILD = """
 import os, signal, sys, threading, time  # threading first: its fork hook before the test's, as in a program
 {before_import}
 import course.worker
+import course.stops
 
 real_signal = signal.signal
 parent = os.getpid()
@@ -239,7 +241,7 @@ def stopped_as_handlers_come_back(signum, handler):
     # In the child only: SIGTERM arrives just after its handler is back, inside the fork hook.
     previous = real_signal(signum, handler)
     if {after_restore} and os.getpid() != parent and signum == signal.SIGTERM:
-        if handler is not course.worker.send_again_later:
+        if handler is not course.stops.send_again_later:
             os.kill(os.getpid(), signal.SIGTERM)
     return previous
 

@@ -10,6 +10,7 @@ fault test.
 import socket
 
 from course import connection, worker
+from course import retry as processor_retry
 
 import fakeredis
 import pytest
@@ -28,20 +29,22 @@ def course_worker() -> worker.CourseWorker:
 
 def retry_budget_seconds() -> float:
     """How long a processor's command is tried again before it fails: the sum of its backoff's waits."""
-    backoff = ExponentialBackoff(cap=worker.RETRY_CAP_SECONDS, base=worker.RETRY_BASE_SECONDS)
-    return sum(backoff.compute(failures) for failures in range(1, worker.RETRIES + 1))
+    backoff = ExponentialBackoff(
+        cap=processor_retry.RETRY_CAP_SECONDS, base=processor_retry.RETRY_BASE_SECONDS
+    )
+    return sum(backoff.compute(failures) for failures in range(1, processor_retry.RETRIES + 1))
 
 
 def test_a_processor_retries_its_commands_for_about_eleven_and_a_half_seconds():
-    assert retry_budget_seconds() == pytest.approx(RETRY_BUDGET_SECONDS) == worker.RETRY_SECONDS
+    assert retry_budget_seconds() == pytest.approx(RETRY_BUDGET_SECONDS) == processor_retry.RETRY_SECONDS
 
 
 def test_the_processor_connection_retries_on_redis_away_and_on_refused_writes():
-    retry = worker.processor_connection().get_retry()
+    retry = processor_retry.processor_connection().get_retry()
 
-    assert isinstance(retry, worker.ReportingRetry)
-    assert retry.get_retries() == worker.RETRIES
-    assert set(worker.RETRIED_ERRORS) == {
+    assert isinstance(retry, processor_retry.ReportingRetry)
+    assert retry.get_retries() == processor_retry.RETRIES
+    assert set(processor_retry.RETRIED_ERRORS) == {
         redis.ConnectionError,
         redis.TimeoutError,
         socket.timeout,
@@ -50,8 +53,12 @@ def test_the_processor_connection_retries_on_redis_away_and_on_refused_writes():
         # A transaction discarded whole at EXEC; retried only when Redis refused it as full or read-only.
         redis.exceptions.ExecAbortError,
     }
-    backoff = ExponentialBackoff(cap=worker.RETRY_CAP_SECONDS, base=worker.RETRY_BASE_SECONDS)
-    assert retry == worker.ReportingRetry(backoff, worker.RETRIES, worker.RETRIED_ERRORS)
+    backoff = ExponentialBackoff(
+        cap=processor_retry.RETRY_CAP_SECONDS, base=processor_retry.RETRY_BASE_SECONDS
+    )
+    assert retry == processor_retry.ReportingRetry(
+        backoff, processor_retry.RETRIES, processor_retry.RETRIED_ERRORS
+    )
 
 
 def test_the_grace_before_a_put_back_outlasts_the_retries():

@@ -1,0 +1,121 @@
+"""The processors' Redis client: it rides out a restart or a full Redis, and says so once.
+
+``processor_connection()`` is redis-py's client with a ``Retry`` (about 11.5 s of tries) that
+prints the course's failed-connection line (or ``Redis refuses writes: ...``) when Redis first
+fails a command, and the connected line when it answers again: once each for the whole
+processor, its pool's workers and RQ's scheduler included (``RedisPresence``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import time
+
+from course.connection import CONNECTED, client_from_env, not_connected_line
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ExecAbortError
+from redis.retry import Retry
+
+# A command is tried again after 0.1, 0.2, 0.4, 0.8 s, then every second: about 11.5 s.
+RETRY_BASE_SECONDS = 0.05
+RETRY_CAP_SECONDS = 1.0
+RETRIES = 14
+RETRY_SECONDS = 11.5
+REFUSAL_REPEAT_SECONDS = 60.0
+WRITES_REFUSED = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+# A transaction (RQ's, as it starts a job) that Redis found over its memory at EXEC is discarded
+# whole ("Transaction discarded because of: OOM ..."): retried like a refused write; others are not.
+RETRIED_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.timeout, *WRITES_REFUSED, ExecAbortError)
+REFUSED_TRANSACTION = "Transaction discarded because of: "
+REFUSAL_CODES = ("OOM", "READONLY")
+# The name RQ gives its scheduler's process, which would end with a traceback on a Redis error.
+RQ_SCHEDULER_PROCESS = "Scheduler"
+
+
+class RedisPresence:
+    """Whether the processor last found Redis there and taking writes: one line when that changes.
+
+    Shared memory, made before a pool forks its workers. Redis is back when a command that
+    failed goes through, or any does once Redis has been away longer than a command retries
+    (a server shutting down may still answer one process after it closed another's
+    connection). Refused writes (a full Redis) are said once a minute at most.
+    """
+
+    HERE, AWAY = 0, 1
+
+    def __init__(self) -> None:
+        self.state = multiprocessing.Value("b", self.HERE)
+        self.since = multiprocessing.Value("d", 0.0)
+        self.refused_at = multiprocessing.Value("d", -REFUSAL_REPEAT_SECONDS)
+
+    def lost(self, error: BaseException) -> None:
+        refused = write_refusal(error)
+        with self.state.get_lock():
+            if refused is not None and self.state.value == self.HERE:
+                if time.monotonic() - self.refused_at.value > REFUSAL_REPEAT_SECONDS:
+                    self.refused_at.value = time.monotonic()
+                    print(f"Redis refuses writes: {refused}", flush=True)
+            elif refused is None and self.state.value == self.HERE:
+                self.state.value = self.AWAY
+                self.since.value = time.monotonic()
+                print(not_connected_line(error), flush=True)
+
+    def back(self, failed_first: bool) -> None:
+        # Read the wrapped value, without the lock (``.value`` takes it): this runs after every
+        # command, and a worker stopped while holding the lock would wait for ever on RQ's
+        # scheduler, itself waiting for the lock.
+        if self.state.get_obj().value == self.HERE:
+            return
+        with self.state.get_lock():
+            long_away = time.monotonic() - self.since.value > RETRY_SECONDS
+            if self.state.value == self.AWAY and (failed_first or long_away):
+                self.state.value = self.HERE
+                print(CONNECTED, flush=True)
+
+
+presence = RedisPresence()
+
+
+def write_refusal(error: BaseException) -> str | None:
+    """Why Redis refused a write (full, or a read-only replica), or None for any other error."""
+    if isinstance(error, WRITES_REFUSED):
+        # A pipeline's error names the command first: the reason is what follows.
+        return str(error).rpartition("caused error: ")[2]
+    if isinstance(error, ExecAbortError):
+        code, _, reason = str(error).removeprefix(REFUSED_TRANSACTION).partition(" ")
+        return reason if code in REFUSAL_CODES else None
+    return None
+
+
+class ReportingRetry(Retry):
+    """redis-py's retries, reporting the first failure and the first success after one."""
+
+    def call_with_retry(self, do, fail, *args, **kwargs):
+        failures: list[Exception] = []
+
+        def failed(error: Exception, *count: int) -> object:
+            if isinstance(error, ExecAbortError) and write_refusal(error) is None:
+                raise error
+            failures.append(error)
+            presence.lost(error)
+            return fail(error, *count)
+
+        try:
+            result = super().call_with_retry(do, failed, *args, **kwargs)
+        except RETRIED_ERRORS:
+            # RQ's scheduler ends quietly instead; a worker's maintenance starts another (RQ's own).
+            if multiprocessing.current_process().name == RQ_SCHEDULER_PROCESS:
+                raise SystemExit(0) from None
+            raise
+        presence.back(failed_first=bool(failures))
+        return result
+
+
+def processor_connection() -> redis.Redis:
+    """A Redis client for RQ (bytes) that retries for about 11.5 s and prints the course's lines."""
+    backoff = ExponentialBackoff(cap=RETRY_CAP_SECONDS, base=RETRY_BASE_SECONDS)
+    retry = ReportingRetry(backoff, RETRIES, supported_errors=RETRIED_ERRORS)
+    return client_from_env(decode_responses=False, retry=retry)
