@@ -10,7 +10,8 @@ events channel that it ignores are shown on stderr.
 """
 
 from course.connection import client_from_env, run
-from course.events import JobWatch, publish_completed, publish_failed
+from course.events import publish_completed, publish_failed
+from course.events.watch import JobWatch
 from course.settings import verbose_from_args
 
 from rq import Callback, Queue

@@ -10,7 +10,8 @@ lines when those events happen: the caller decides how long to listen (``wait()`
 stops with ``close()``.
 """
 
-from course.events import JobWatch, publish_completed, publish_failed
+from course.events import publish_completed, publish_failed
+from course.events.watch import JobWatch
 from course.settings import parse_command_line
 
 from rq import Callback, Queue

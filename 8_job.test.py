@@ -8,7 +8,8 @@ returns prints their lines.
 
 import importlib
 
-from course.events import JOB_IDS_KEY, SERIALIZER, publish_completed, publish_failed, report_progress
+from course.events import publish_completed, publish_failed, report_progress
+from course.jobs import JOB_IDS_KEY, SERIALIZER
 
 import fakeredis
 import pytest

@@ -46,7 +46,9 @@ sys.path.insert(0, str(ROOT))
 
 from course import expected  # noqa: E402
 from course.connection import client_from_env, redis_url, run  # noqa: E402
-from course.events import JobEvent, JobWatch, course_queue  # noqa: E402
+from course.events import JobEvent  # noqa: E402
+from course.events.watch import JobWatch  # noqa: E402
+from course.jobs import course_queue  # noqa: E402
 from course.settings import rq_logging_level  # noqa: E402
 from course.worker import CourseWorker  # noqa: E402
 

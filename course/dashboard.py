@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from course.connection import not_connected_line, redis_url, run
-from course.events import SERIALIZER
+from course.jobs import SERIALIZER
 from course.settings import SettingError, host_from_env, parse_command_line, port_from_env
 from course.web import json_api, server_settings, write_line
 

@@ -11,6 +11,7 @@ takes for a job that does not exist.
 
 from __future__ import annotations
 
+from course.keys import UnreadableStateError
 from course.text import printable, text_of
 
 import redis
@@ -20,8 +21,9 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 SERIALIZER = JSONSerializer
+JOB_IDS_KEY = "course:job-ids"
 KNOWN_STATUSES = frozenset(status.value for status in JobStatus)
-# The callbacks a course job may name (course/events.py), as RQ stores them: import paths.
+# The callbacks a course job may name (course/events/__init__.py), as RQ stores them: import paths.
 COURSE_CALLBACK_NAMES = frozenset({"course.events.publish_completed", "course.events.publish_failed"})
 CALLBACK_FIELDS = ("success_callback_name", "failure_callback_name", "stopped_callback_name")
 
@@ -73,3 +75,31 @@ class CourseJob(Job):
 def course_queue(name: str, connection: redis.Redis) -> Queue:
     """RQ's Queue as every course program makes it: JSON jobs, read as ``CourseJob``s."""
     return Queue(name, connection=connection, serializer=SERIALIZER, job_class=CourseJob)
+
+
+# Kue-style ids ----------------------------------------------------------------------------
+
+
+class JobIdsError(UnreadableStateError):
+    """``JOB_IDS_KEY`` holds what INCRBY cannot count on from: not a number, another type, or 2**63 - 1."""
+
+    def __init__(self) -> None:
+        Exception.__init__(self, f"{JOB_IDS_KEY} in Redis does not hold a job id counter that can grow")
+
+
+def next_job_ids(connection: redis.Redis, count: int = 1) -> list[str]:
+    """Reserve ``count`` consecutive Kue-style ids, as RQ job ids (strings of digits).
+
+    One counter per database, shared by every queue; INCRBY hands out a whole block at once
+    and never repeats, which matters: RQ silently overwrites a job whose id is reused.
+    """
+    if count == 0:
+        return []
+    try:
+        last = connection.incrby(JOB_IDS_KEY, count)
+    except (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError):
+        raise
+    except redis.ResponseError:
+        # Not an integer, a key of another type, or an increment past Redis's 64-bit range.
+        raise JobIdsError() from None
+    return [str(job_id) for job_id in range(last - count + 1, last + 1)]

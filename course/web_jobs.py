@@ -8,7 +8,7 @@ several), and neither may outlive it::
     jobs.enqueue("100_seat.reserve_seat_job", {})   # a Kue-style id; its outcome printed later
     jobs.start_processor()                           # an RQ worker beside this web process
 
-- The listener (``course.events.JobListener``) starts at the first ``enqueue`` of each web
+- The listener (``course.events.watch.JobListener``) starts at the first ``enqueue`` of each web
   process: threads do not survive a fork. Each outcome is one line, written whole.
 - The processor is an RQ worker (``CourseWorker``) in a process of its own, started from a
   fresh interpreter and kept until the web process stops; one that crashed (Redis out of
@@ -29,7 +29,8 @@ import time
 from collections.abc import Iterable
 
 from course.connection import client_from_env, run
-from course.events import JobEvent, JobListener
+from course.events import JobEvent
+from course.events.watch import JobListener
 from course.settings import rq_logging_level
 from course.web import redis_client, write_line
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
 from course import web_jobs
-from course.events import SERIALIZER
+from course.jobs import SERIALIZER
 
 import fakeredis
 import pytest

@@ -35,7 +35,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from course import expected
-from course.events import JobWatch, next_job_ids
+from course.events.watch import JobWatch
+from course.jobs import next_job_ids
 
 import pytest
 import redis

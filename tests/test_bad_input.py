@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from course import expected
-from course.events import JOB_IDS_KEY, course_queue
+from course.jobs import JOB_IDS_KEY, course_queue
 
 import fakeredis
 import pytest

@@ -12,7 +12,7 @@ import time
 from html.parser import HTMLParser
 
 import course.dashboard
-from course.events import next_job_ids
+from course.jobs import next_job_ids
 
 import pytest
 import redis

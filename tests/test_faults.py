@@ -19,9 +19,10 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
-from course import events as course_events
 from course import expected
 from course.events import ABANDONED_MESSAGE, COMPLETE, FAILED, JobEvent
+from course.events import watch as course_events
+from course.jobs import course_queue
 
 import pytest
 import redis
@@ -164,7 +165,7 @@ def assert_nothing_queued_or_started(queue: Queue) -> None:
 def test_a_processor_killed_mid_batch_and_restarted_settles_every_job(
     rq_redis, launch, processors, record_property
 ):
-    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_queue(TASK7_QUEUE, rq_redis)
     # Both processors call a dead worker's job abandoned soon: the killed one set the running
     # jobs' deadline, the restarted one's maintenance finds it passed.
     processor = processors("7_job_processor.py", slow_jobs=True, **ABANDON_SOON)
@@ -278,7 +279,7 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
     shard, rq_redis, launch, processors, record_property
 ):
     """Each stop: nothing left taken and not started, every job run once and reported, no traceback."""
-    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_queue(TASK7_QUEUE, rq_redis)
     heard: list[JobEvent] = []
     listener = course_events.JobListener(queue, heard.append).start()
     feeder = Task7Feeder(listener.watch, FEED_BATCH)
@@ -329,7 +330,7 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
 def test_after_a_redis_restart_everything_reconnects_and_no_job_is_lost(
     own_redis, rq_redis, launch, processors, start_server
 ):
-    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_queue(TASK7_QUEUE, rq_redis)
     processor = processors("7_job_processor.py", slow_jobs=True)
     stock = start_server("9_stock.py", own_redis.url, own_session=True)
     seat = start_server("100_seat.py", own_redis.url, own_session=True)
@@ -374,7 +375,7 @@ def test_after_a_redis_restart_everything_reconnects_and_no_job_is_lost(
     # The processor rode it out: the jobs it had in hand finished, nothing is left behind.
     assert statuses(rq_redis, [job.id for job in busy]) == [JobStatus.FINISHED] * 2
     assert_nothing_queued_or_started(queue)
-    assert_nothing_queued_or_started(course_events.course_queue("reserve_seat", rq_redis))
+    assert_nothing_queued_or_started(course_queue("reserve_seat", rq_redis))
 
     status, processor_lines, processor_errors = stop_by(processor, "ctrl-c")
     course_lines, redis_lines = split_redis_lines(processor_lines)

@@ -19,9 +19,10 @@ import threading
 import time
 from pathlib import Path
 
-from course import events as course_events
 from course import expected
 from course.events import COMPLETE, ERROR_META_KEY, FAILED, JobEvent, events_channel
+from course.events import watch as course_events
+from course.jobs import course_queue
 from course.worker import CourseWorker
 
 import fakeredis
@@ -86,7 +87,7 @@ def assert_no_traceback(errors: str) -> None:
 
 def test_a_job_naming_another_function_fails_unrun_and_its_creator_hears_why(processors, rq_redis, tmp_path):
     processor = processors("7_job_processor.py")
-    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_queue(TASK7_QUEUE, rq_redis)
     marker = tmp_path / "shell-ran"
     heard: list[JobEvent] = []
 
@@ -119,7 +120,7 @@ def burst_course_worker():
 
 def test_a_job_naming_another_callback_fails_unrun(burst_course_worker):
     """RQ imports a job's callbacks by the names its hash holds: those are checked too."""
-    queue = course_events.course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
+    queue = course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
     job = queue.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2], on_success=Callback("os.system"))
 
     burst_course_worker(queue, {TASK7_FUNCTION})
@@ -131,7 +132,7 @@ def test_a_job_naming_another_callback_fails_unrun(burst_course_worker):
 
 def test_every_job_goes_through_the_check_before_rq_runs_it(monkeypatch, burst_course_worker):
     """The check overrides RQ's BaseWorker.perform_job: if a new RQ stopped calling it, this fails."""
-    queue = course_events.course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
+    queue = course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
     checked: list[str] = []
     original = CourseWorker.refusal
 
@@ -205,7 +206,7 @@ def test_a_malformed_event_is_ignored_by_a_waiting_creator(message, redis_url, r
     creator, created, _ = start_creator("6_job_creator.py", redis_url, "--verbose")
 
     assert rq_redis.publish(events_channel(TASK6_QUEUE), message) == 1
-    run_worker_here(course_events.course_queue(TASK6_QUEUE, rq_redis))
+    run_worker_here(course_queue(TASK6_QUEUE, rq_redis))
     output, errors, status = finish(creator)
 
     assert expected.check_task6_creator(created + output) == []
@@ -218,7 +219,7 @@ def test_without_verbose_an_ignored_event_prints_nothing(redis_url, rq_redis, ru
     creator, created, _ = start_creator("6_job_creator.py", redis_url)
 
     rq_redis.publish(events_channel(TASK6_QUEUE), "hello")
-    run_worker_here(course_events.course_queue(TASK6_QUEUE, rq_redis))
+    run_worker_here(course_queue(TASK6_QUEUE, rq_redis))
     output, errors, status = finish(creator)
 
     assert expected.check_task6_creator(created + output) == []
@@ -234,7 +235,7 @@ def test_a_forged_ending_of_a_queued_job_is_not_believed(kind, redis_url, rq_red
     # Two polls of RQ's state: the job is still queued, the creator still waits.
     time.sleep(2.5 * course_events.POLL_INTERVAL_SECONDS)
     assert creator.poll() is None
-    run_worker_here(course_events.course_queue(TASK7_QUEUE, rq_redis))
+    run_worker_here(course_queue(TASK7_QUEUE, rq_redis))
     output, errors, status = finish(creator)
 
     assert expected.check_task7_creator(created + output) == []
@@ -249,7 +250,7 @@ def test_error_texts_reach_the_terminal_without_control_characters(redis_url, rq
     rq_redis.lrem(f"rq:queue:{TASK7_QUEUE}", 1, first)
     meta = json.dumps({ERROR_META_KEY: hostile})
     rq_redis.hset(Job.key_for(first), mapping={"status": "failed", "meta": meta})
-    run_worker_here(course_events.course_queue(TASK7_QUEUE, rq_redis))
+    run_worker_here(course_queue(TASK7_QUEUE, rq_redis))
     output, errors, status = finish(creator)
 
     assert all(not CONTROL.search(line) for line in output), output
@@ -292,7 +293,7 @@ def test_a_processor_fails_a_job_of_unknown_status_and_goes_on(processors, redis
 
 
 def test_the_listener_of_a_server_outlives_forged_events(rq_redis, run_worker_here):
-    queue = course_events.course_queue("reserve_seat", rq_redis)
+    queue = course_queue("reserve_seat", rq_redis)
     heard: list[JobEvent] = []
     ended = threading.Event()
 
@@ -320,7 +321,7 @@ def test_the_listener_of_a_server_outlives_forged_events(rq_redis, run_worker_he
 
 
 def test_the_listener_outlives_a_redis_error_other_than_a_lost_connection(monkeypatch):
-    queue = course_events.course_queue("reserve_seat", fakeredis.FakeRedis())
+    queue = course_queue("reserve_seat", fakeredis.FakeRedis())
     listener = course_events.JobListener(queue, lambda event: None)
     calls = []
 
@@ -347,7 +348,7 @@ def test_a_worker_drops_what_is_not_a_job_and_fails_what_it_cannot_read(
 ):
     """On a real Redis: RQ takes a job with LMOVE onto its intermediate list there (fakeredis: LPOP)."""
     connection = rq_redis
-    queue = course_events.course_queue(TASK7_QUEUE, connection)
+    queue = course_queue(TASK7_QUEUE, connection)
     connection.rpush(queue.key, b"\xff not an id")
     no_data = queue.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
     connection.hdel(no_data.key, "data")
@@ -370,7 +371,7 @@ def test_a_worker_drops_what_is_not_a_job_and_fails_what_it_cannot_read(
 
 def test_a_status_that_is_not_text_is_reported_not_a_crash():
     connection = fakeredis.FakeRedis()
-    queue = course_events.course_queue(TASK7_QUEUE, connection)
+    queue = course_queue(TASK7_QUEUE, connection)
     heard: list[JobEvent] = []
 
     with course_events.JobWatch(queue, on_event=heard.append) as watch:
@@ -386,7 +387,7 @@ def test_a_status_that_is_not_text_is_reported_not_a_crash():
 
 def test_a_worker_posts_to_no_webhook_a_job_hash_lists(burst_course_worker, monkeypatch):
     """RQ posts a job's outcome to the URLs in its hash: a worker must not send requests where Redis says."""
-    queue = course_events.course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
+    queue = course_queue(TASK7_QUEUE, fakeredis.FakeRedis())
     job = queue.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
     hook = {"url": "http://127.0.0.1:9/", "job_status": "finished"}
     queue.connection.hset(job.key, "webhooks", json.dumps([hook]))
@@ -403,7 +404,7 @@ def test_a_worker_reads_its_queues_jobs_as_json_even_from_queues_made_without(rq
     """WorkerPool makes its workers' queues with RQ's defaults: RQ's maintenance would unpickle their meta."""
     plain = Queue(TASK7_QUEUE, connection=rq_redis)
     CourseWorker([plain], job_functions={TASK7_FUNCTION})
-    job = course_events.course_queue(TASK7_QUEUE, rq_redis).enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
+    job = course_queue(TASK7_QUEUE, rq_redis).enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
     marker = tmp_path / "from-meta"
     rq_redis.hset(job.key, "meta", touching(marker))
 

@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from course import events as course_events
 from course import expected
-from course.events import ABANDONED_MESSAGE, FAILED, SERIALIZER, JobEvent
+from course.events import ABANDONED_MESSAGE, FAILED, JobEvent
+from course.events import watch as course_events
+from course.jobs import SERIALIZER, course_queue
 
 import pytest
 from rq import Worker
@@ -102,7 +103,7 @@ def test_task7_creator_started_before_its_processor_still_hears_everything(proce
 def test_a_processor_faster_than_its_creator_loses_no_event(processors, rq_redis):
     """Each job is picked up while the creator is still creating the next ones."""
     processors("7_job_processor.py")
-    queue = course_events.course_queue("push_notification_code_2", rq_redis)
+    queue = course_queue("push_notification_code_2", rq_redis)
     data = expected.TASK7_JOBS[2]
     events: list[JobEvent] = []
 
@@ -119,7 +120,7 @@ def test_task8_main_creates_one_job_and_does_not_wait(redis_url, rq_redis):
 
     assert expected.check_task8_main(lines(result.stdout)) == []
     assert (result.stderr, result.returncode) == ("", 0)
-    queue = course_events.course_queue(expected.TASK8_QUEUE, rq_redis)
+    queue = course_queue(expected.TASK8_QUEUE, rq_redis)
     assert [job.args[0] for job in queue.jobs] == [expected.TASK8_JOB]
     assert queue.job_ids == [str(job_id) for job_id in expected.created_ids(lines(result.stdout))]
 
@@ -146,7 +147,7 @@ def test_an_idle_processor_stops_cleanly(script, stop, processors, rq_redis):
 @pytest.mark.parametrize("script", PROCESSORS)
 def test_a_busy_processor_finishes_its_job_then_stops_cleanly(script, stop, processors, rq_redis):
     processor = processors(script, slow_jobs=True)
-    queue = course_events.course_queue(PROCESSORS[script][0], rq_redis)
+    queue = course_queue(PROCESSORS[script][0], rq_redis)
     job = queue.enqueue("time.sleep", 2)
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while job.get_status() != JobStatus.STARTED and time.monotonic() < deadline:
@@ -177,7 +178,7 @@ def test_a_creator_whose_events_were_lost_ends_from_rqs_state(
     created = wait_for_line(creator, expected.CREATED)
     monkeypatch.setattr("course.events.publish_event", lambda *args: None)
 
-    run_worker_here(course_events.course_queue("push_notification_code", rq_redis))
+    run_worker_here(course_queue("push_notification_code", rq_redis))
     output, errors = creator.communicate(timeout=EVENTS_TIMEOUT_SECONDS)
 
     assert expected.check_task6_creator(created + lines(output)) == []
@@ -187,7 +188,7 @@ def test_a_creator_whose_events_were_lost_ends_from_rqs_state(
 def test_a_lost_failure_event_still_reaches_the_creator_with_its_message(
     rq_redis, run_worker_here, monkeypatch
 ):
-    queue = course_events.course_queue("push_notification_code_2", rq_redis)
+    queue = course_queue("push_notification_code_2", rq_redis)
     events: list[JobEvent] = []
     monkeypatch.setattr("course.events.publish_event", lambda *args: None)
 
@@ -201,7 +202,7 @@ def test_a_lost_failure_event_still_reaches_the_creator_with_its_message(
 
 def test_a_job_abandoned_by_a_killed_processor_fails_and_its_creator_hears_it(processors, rq_redis):
     processor = processors("7_job_processor.py", slow_jobs=True)
-    queue = course_events.course_queue("push_notification_code_2", rq_redis)
+    queue = course_queue("push_notification_code_2", rq_redis)
     events: list[JobEvent] = []
 
     with course_events.JobWatch(queue, on_event=events.append) as watch:
@@ -230,7 +231,7 @@ def rq_command(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_plain_rq_worker_runs_the_course_jobs_and_rq_info_lists_them(redis_url, rq_redis):
-    queue = course_events.course_queue("push_notification_code_2", rq_redis)
+    queue = course_queue("push_notification_code_2", rq_redis)
     events: list[JobEvent] = []
 
     with course_events.JobWatch(queue, on_event=events.append) as watch:

@@ -1,4 +1,4 @@
-"""course/events.py on its own: Kue-style ids, events published and heard, RQ's state as the fallback.
+"""course/events/ on its own: Kue-style ids, events published and heard, RQ's state as the fallback.
 
 Most tests run on fakeredis with an in-process SimpleWorker; the ones about key expiry
 need a real server.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 
-from course import events as course_events
 from course import expected
 from course.events import (
     COMPLETE,
@@ -24,6 +23,8 @@ from course.events import (
     publish_failed,
     report_progress,
 )
+from course.events import watch as course_events
+from course.jobs import course_queue, next_job_ids
 from course.worker import CourseWorker
 
 import fakeredis
@@ -42,7 +43,7 @@ EVENTS_TIMEOUT_SECONDS = 10
 
 @pytest.fixture
 def queue() -> Queue:
-    return course_events.course_queue("push_notification_code_2", fakeredis.FakeRedis())
+    return course_queue("push_notification_code_2", fakeredis.FakeRedis())
 
 
 def lines_of(events: list[JobEvent], job_id: str) -> list[str]:
@@ -50,11 +51,11 @@ def lines_of(events: list[JobEvent], job_id: str) -> list[str]:
 
 
 def test_ids_count_up_from_1_across_queues_and_blocks(queue):
-    other = course_events.course_queue("push_notification_code", queue.connection)
+    other = course_queue("push_notification_code", queue.connection)
 
-    assert course_events.next_job_ids(queue.connection) == ["1"]
-    assert course_events.next_job_ids(other.connection, 3) == ["2", "3", "4"]
-    assert course_events.next_job_ids(queue.connection) == ["5"]
+    assert next_job_ids(queue.connection) == ["1"]
+    assert next_job_ids(other.connection, 3) == ["2", "3", "4"]
+    assert next_job_ids(queue.connection) == ["5"]
 
 
 def test_an_event_survives_its_trip_as_json():
@@ -204,8 +205,8 @@ def commands_of_one_poll(connection: redis.Redis, watch: course_events.JobWatch)
 def test_a_poll_costs_no_more_with_2000_pending_jobs_than_with_10(redis_url):
     """A seat server flooded with reservations once spent 13-15% CPU polling every pending job each second."""
     connection = redis.Redis.from_url(redis_url)
-    few = course_events.course_queue("few", connection)
-    many = course_events.course_queue("many", connection)
+    few = course_queue("few", connection)
+    many = course_queue("many", connection)
     with (
         course_events.JobWatch(few, on_event=print) as few_watch,
         course_events.JobWatch(many, on_event=print) as many_watch,
@@ -222,7 +223,7 @@ def test_a_poll_costs_no_more_with_2000_pending_jobs_than_with_10(redis_url):
 def test_with_2000_pending_a_job_that_ended_unheard_is_still_reported(redis_url):
     """The polls take the pending jobs in turn: any lost event is made up for, however many are pending."""
     connection = redis.Redis.from_url(redis_url)
-    queue = course_events.course_queue("many", connection)
+    queue = course_queue("many", connection)
     heard: list[JobEvent] = []
 
     with course_events.JobWatch(queue, on_event=heard.append) as watch:

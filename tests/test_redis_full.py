@@ -13,7 +13,9 @@ import signal
 import time
 
 from course import expected
-from course.events import JobEvent, JobListener, course_queue
+from course.events import JobEvent
+from course.events.watch import JobListener
+from course.jobs import course_queue
 
 import pytest
 import redis

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from course import expected
-from course.events import JOB_IDS_KEY, course_queue
+from course.jobs import JOB_IDS_KEY, course_queue
 from course.keys import RESET_HINT
 
 import pytest

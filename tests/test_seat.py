@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from course import expected
 from course.connection import CONNECTED
-from course.events import SERIALIZER, course_queue
+from course.jobs import SERIALIZER, course_queue
 
 import fakeredis
 import pytest

@@ -12,9 +12,10 @@ import threading
 import time
 from datetime import timedelta
 
-from course import events as course_events
 from course import expected, settings
 from course.events import JobEvent
+from course.events import watch as course_events
+from course.jobs import course_queue
 from course.retry import RedisPresence
 from course.worker import ABANDONED_GRACE_SECONDS, CourseWorker
 
@@ -78,7 +79,7 @@ def test_a_job_enqueued_in_two_seconds_is_run_by_the_plain_processor_about_then(
 def test_a_retried_blacklisted_job_fails_three_times_then_for_good(processors, rq_redis):
     """Retry(max=2, interval=1): Kue's attempts and backoff. Each run reports 0%; the end is one failure."""
     processor = processors("7_job_processor.py")
-    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_queue(TASK7_QUEUE, rq_redis)
     heard: list[JobEvent] = []
 
     with course_events.JobWatch(queue, on_event=heard.append) as watch:
@@ -140,7 +141,7 @@ def test_job_timeout_depends_on_cancel_and_max_jobs(rq_redis):
 
 
 def test_a_worker_pool_of_course_workers_runs_jobs_and_the_allow_list(rq_redis):
-    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_queue(TASK7_QUEUE, rq_redis)
     allowed = queue.enqueue(TASK7_FUNCTION, ALLOWED)
     refused = queue.enqueue("os.getcwd")
     pool = WorkerPool([TASK7_QUEUE], connection=rq_redis, num_workers=2, worker_class=Task7Worker)
@@ -178,7 +179,7 @@ def test_a_job_taken_and_never_started_goes_back_to_its_queue_when_rq_runs_maint
     intermediate queue"). The course's worker puts it back at the front of its queue; this
     runs RQ's own loop, so it fails if RQ stopped calling ``clean_registries``.
     """
-    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_queue(TASK7_QUEUE, rq_redis)
     stranded = queue.enqueue(TASK7_FUNCTION, ALLOWED)
     rq_redis.lmove(queue.key, queue.intermediate_queue_key)
     # As if RQ's maintenance had first seen it there longer ago than the grace, and a minute ago.
@@ -194,7 +195,7 @@ def test_a_job_taken_and_never_started_goes_back_to_its_queue_when_rq_runs_maint
 
 def test_rq_alone_would_fail_that_job_unrun(rq_redis):
     """What the override is for: the same job, a plain RQ SimpleWorker."""
-    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_queue(TASK7_QUEUE, rq_redis)
     stranded = queue.enqueue(TASK7_FUNCTION, ALLOWED)
     rq_redis.lmove(queue.key, queue.intermediate_queue_key)
     rq_redis.set(queue.intermediate_queue.get_first_seen_key(stranded.id), time.time() - 61)
@@ -218,7 +219,7 @@ def test_rq_calls_the_methods_the_course_worker_overrides(rq_redis):
         return method
 
     spy = type("SpyWorker", (Task7Worker,), {name: recording(name) for name in overrides})
-    queue = course_events.course_queue(TASK7_QUEUE, rq_redis)
+    queue = course_queue(TASK7_QUEUE, rq_redis)
     queue.enqueue(TASK7_FUNCTION, ALLOWED)
 
     spy([queue]).work(burst=True, logging_level=quiet())
