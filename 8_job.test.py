@@ -9,7 +9,8 @@ returns prints their lines.
 import importlib
 
 from course.events import publish_completed, publish_failed, report_progress
-from course.jobs import JOB_IDS_KEY, SERIALIZER
+from course.ids import JOB_IDS_KEY
+from course.jobs import SERIALIZER
 
 import fakeredis
 import pytest

@@ -3,11 +3,8 @@
 node_redis announced itself with ``connect`` and ``error`` events; redis-py connects at the
 first command, so ``announce_connection(client)`` sends one, PING, and prints the course's
 connected line, or the failed-connection line for each failed try but the last, then raises
-``NotConnectedError``. The entry point,
-``run()``, turns that into the last line and status 1 (never a traceback: an unreachable
-server is an expected situation for a learner, not a bug), as it does for the program's
-other expected ends: a malformed setting (``SettingError``, status 2) and a server that
-cannot start (``CannotStartError``, status 1).
+``NotConnectedError``. ``run()`` turns that, and a program's other expected ends, into one
+line and an exit status: an unreachable server is an expected situation, not a bug.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from course.keys import RESET_HINT, UnreadableStateError
 from course.settings import USAGE_ERROR, SettingError, redis_url
@@ -61,71 +58,45 @@ def not_connected_line(error: BaseException) -> str:
     return f"{NOT_CONNECTED}{error}"
 
 
-class ConnectionTry:
-    """One of the course's tries at reaching Redis: the ``with`` block that pings the server.
-
-    A block that ends prints the connected line. A Redis error ends the try: the
-    failed-connection line, and the caller tries again; after the last try
-    ``NotConnectedError`` instead (``run()`` prints its line). A client whose tries all failed
-    holds no open connection (redis-py closes a socket that failed), so nothing needs closing.
-    """
-
-    def __init__(self, last: bool) -> None:
-        self.last = last
-
-    def __enter__(self) -> ConnectionTry:
-        return self
-
-    def __exit__(self, kind, error, traceback) -> bool:
-        if error is None:
-            print(CONNECTED, flush=True)
-            return False
-        if not isinstance(error, redis.RedisError):
-            return False
-        if self.last:
-            raise NotConnectedError(str(error)) from error
-        print(not_connected_line(error), flush=True)
-        return True
-
-
-def connection_tries() -> Iterator[ConnectionTry]:
-    for attempt in range(1, CONNECT_ATTEMPTS + 1):
-        yield ConnectionTry(last=attempt == CONNECT_ATTEMPTS)
+def failed_try(error: redis.RedisError, last: bool) -> None:
+    """The failed-connection line for a try that failed, or ``NotConnectedError`` for the last one."""
+    if last:
+        raise NotConnectedError(str(error)) from error
+    print(not_connected_line(error), flush=True)
 
 
 def announce_connection(client: redis.Redis) -> None:
-    """PING as node_redis connected: the connected line once Redis answers, a failure line per failed try.
-
-    Raises ``NotConnectedError`` once every try failed (``run()`` prints its line).
-    """
-    for connection_try in connection_tries():
-        with connection_try:
+    """PING as node_redis connected: the connected line once Redis answers, a failure line per failed try."""
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
             client.ping()
-            return
-        time.sleep(RETRY_DELAY_SECONDS)
+        except redis.RedisError as error:
+            failed_try(error, last=attempt == CONNECT_ATTEMPTS)
+            time.sleep(RETRY_DELAY_SECONDS)
+            continue
+        print(CONNECTED, flush=True)
+        return
 
 
 async def announce_connection_async(client: redis.asyncio.Redis) -> None:
     """``announce_connection`` for ``redis.asyncio``: same lines, same ``NotConnectedError``."""
-    for connection_try in connection_tries():
-        with connection_try:
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
             await client.ping()
-            return
-        await asyncio.sleep(RETRY_DELAY_SECONDS)
+        except redis.RedisError as error:
+            failed_try(error, last=attempt == CONNECT_ATTEMPTS)
+            await asyncio.sleep(RETRY_DELAY_SECONDS)
+            continue
+        print(CONNECTED, flush=True)
+        return
 
 
 def run(main: Callable[[], object]) -> None:
-    """Run a lesson's ``main()`` the way a learner expects it to end.
+    """Run a lesson's ``main()``: each expected end is one line and the SPEC's status, never a traceback.
 
-    A malformed setting (``REDIS_URL``, ``HOST``, ``PORT``) is one line on stderr and status 2,
-    before anything started. A server that cannot start is one line on stderr and status 1.
-    A server never reached (``connect()``), lost or timing out mid-lesson gets the course's
-    failed-connection line and status 1; a key of the course's state holding what it cannot
-    read (``UnreadableStateError``) one line naming it and what restores it, status 1; any
-    other Redis error its message on stderr and
-    status 1; Ctrl-C ends quietly with status 130, as a shell expects, and so does a reader of
-    the output that went away (``| head``), with status 141 (a shell's SIGPIPE). None shows a
-    traceback.
+    A bad setting: status 2. Redis away or lost: the failed-connection line, 1. State that
+    holds what it cannot read, another Redis error, a server that cannot start: 1. Ctrl-C:
+    130, quietly; a reader of the output gone (``| head``): 141, a shell's SIGPIPE.
     """
     try:
         main()

@@ -1,17 +1,13 @@
 """The course's job format: JSON jobs, read so that nothing in a job's hash runs code.
 
-RQ's default serializer, pickle, runs whatever a payload says when it is read, so every
-course program makes its queues with ``SERIALIZER`` (``course_queue``). ``CourseJob``, RQ's
-Job as the course reads it: RQ imports a job's callbacks by the names its hash holds, even
-for a job it fails as abandoned, and posts a job's end to the URLs its hash lists; a
-``CourseJob`` calls the course's two callbacks only (``course.events``) and posts nowhere.
-A hash RQ cannot read at all (an unknown status, say) is ``UnreadableJobError``, which RQ
-takes for a job that does not exist.
+RQ's default serializer, pickle, runs what a payload says, so every course queue is made with
+``SERIALIZER`` (``course_queue``). RQ imports a job's callbacks by the names its hash holds and
+posts its end to the URLs it lists; a ``CourseJob`` calls the course's two callbacks only and
+posts nowhere. A hash RQ cannot read at all is ``UnreadableJobError``: to RQ, no job.
 """
 
 from __future__ import annotations
 
-from course.keys import UnreadableStateError
 from course.text import printable, text_of
 
 import redis
@@ -21,7 +17,6 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 SERIALIZER = JSONSerializer
-JOB_IDS_KEY = "course:job-ids"
 KNOWN_STATUSES = frozenset(status.value for status in JobStatus)
 # The callbacks a course job may name (course/events/__init__.py), as RQ stores them: import paths.
 COURSE_CALLBACK_NAMES = frozenset({"course.events.publish_completed", "course.events.publish_failed"})
@@ -75,31 +70,3 @@ class CourseJob(Job):
 def course_queue(name: str, connection: redis.Redis) -> Queue:
     """RQ's Queue as every course program makes it: JSON jobs, read as ``CourseJob``s."""
     return Queue(name, connection=connection, serializer=SERIALIZER, job_class=CourseJob)
-
-
-# Kue-style ids ----------------------------------------------------------------------------
-
-
-class JobIdsError(UnreadableStateError):
-    """``JOB_IDS_KEY`` holds what INCRBY cannot count on from: not a number, another type, or 2**63 - 1."""
-
-    def __init__(self) -> None:
-        Exception.__init__(self, f"{JOB_IDS_KEY} in Redis does not hold a job id counter that can grow")
-
-
-def next_job_ids(connection: redis.Redis, count: int = 1) -> list[str]:
-    """Reserve ``count`` consecutive Kue-style ids, as RQ job ids (strings of digits).
-
-    One counter per database, shared by every queue; INCRBY hands out a whole block at once
-    and never repeats, which matters: RQ silently overwrites a job whose id is reused.
-    """
-    if count == 0:
-        return []
-    try:
-        last = connection.incrby(JOB_IDS_KEY, count)
-    except (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError):
-        raise
-    except redis.ResponseError:
-        # Not an integer, a key of another type, or an increment past Redis's 64-bit range.
-        raise JobIdsError() from None
-    return [str(job_id) for job_id in range(last - count + 1, last + 1)]

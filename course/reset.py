@@ -18,7 +18,7 @@ import re
 
 from course import expected
 from course.connection import client_from_env, run
-from course.jobs import JOB_IDS_KEY
+from course.ids import JOB_IDS_KEY
 from course.keys import UnreadableStateError, stored_number
 
 import redis

@@ -1,18 +1,8 @@
 """The settings every program takes from the environment and its command line, checked before it starts.
 
-A learner types these by hand, so a typo must be caught before anything runs, and said in
-one line that names the setting (SPEC: status 2, nothing started):
-
-- ``REDIS_URL``: a ``redis://``, ``rediss://`` or ``unix://`` URL (default
-  ``redis://127.0.0.1:6379/0``) whose ``?name=value`` options are ones redis-py takes, with
-  values it can read. Its password is never repeated in a message;
-- ``HOST``, ``PORT``: where a server listens (``PORT`` may have another name, as the
-  dashboard's ``DASHBOARD_PORT``);
-- the command line: ``--help`` prints a usage line and what the program does, and does
-  nothing else; an unknown argument is a usage error.
-
-Functions raise ``SettingError``; the entry point (``course.connection.run``) turns it into
-its line and status 2.
+A learner types ``REDIS_URL``, ``HOST``, ``PORT`` and command-line options by hand: a typo is
+caught before anything runs and said in one line naming the setting (``SettingError``; the
+entry point, ``course.connection.run``, exits with status 2). A password is never repeated.
 """
 
 from __future__ import annotations
@@ -38,15 +28,8 @@ QUIET = logging.CRITICAL + 1
 URL_TEXT_OPTIONS = frozenset({"client_name", "username", "password", "lib_name", "lib_version"})
 # The TLS settings, for rediss:// only (a plain connection refuses them the same way).
 URL_TLS_TEXT_OPTIONS = frozenset(
-    {
-        "ssl_keyfile",
-        "ssl_certfile",
-        "ssl_cert_reqs",
-        "ssl_ca_certs",
-        "ssl_ca_path",
-        "ssl_ca_data",
-        "ssl_ciphers",
-    }
+    f"ssl_{name}"
+    for name in ("keyfile", "certfile", "cert_reqs", "ca_certs", "ca_path", "ca_data", "ciphers")
 )
 URL_OPTIONS = frozenset(URL_QUERY_ARGUMENT_PARSERS) | URL_TEXT_OPTIONS | URL_TLS_TEXT_OPTIONS
 

@@ -103,12 +103,8 @@ class WorkerJob(CourseJob):
 
 
 class CourseWorker(SimpleWorker):
-    """RQ's SimpleWorker that runs only ``job_functions``, JSON jobs, strands no job when stopped.
-
-    ``job_functions``: the import paths of the functions it runs, e.g.
-    ``{"6_job_processor.send_notification_job"}``, given to the constructor or set on a
-    subclass (``WorkerPool`` makes its workers with RQ's arguments only).
-    """
+    """RQ's SimpleWorker running only ``job_functions`` (import paths), given to the constructor or
+    set on a subclass (``WorkerPool`` makes its workers with RQ's arguments only)."""
 
     job_functions: frozenset[str] | set[str] = frozenset()
 
@@ -161,13 +157,10 @@ class CourseWorker(SimpleWorker):
     # Stops ----------------------------------------------------------------------------------
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
-        """RQ's warm stop (the job in hand is finished first), remembered: ``work()`` does not start again.
+        """RQ's warm stop, raised only out of a wait; elsewhere the worker stops before its next wait.
 
-        RQ raises ``StopRequested`` from the handler wherever an idle worker is. Out of its wait
-        for a job (or the course's wait for Redis) that ends the worker at once; elsewhere it
-        can land where it is lost (an object's ``__del__``, one of RQ's ``except Exception``)
-        or breaks something: there the worker stops before its next wait instead
-        (``should_run_maintenance_tasks``).
+        RQ raises ``StopRequested`` wherever an idle worker is, where it may be lost (a
+        ``__del__``, one of RQ's ``except Exception``): docs/processors.md.
         """
         if self.not_now(signum, frame):
             return
@@ -179,18 +172,12 @@ class CourseWorker(SimpleWorker):
                 raise
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
-        """RQ's cold stop (its handler after a first stop), in this worker's process only.
-
-        RQ's scheduler, forked after a first stop that the worker held for its next wait,
-        starts with this handler, which ignores a second signal within a second: RQ's SIGTERM
-        to it was dropped and the worker waited for it for ever.
-        """
+        """RQ's cold stop, in this worker's process only (RQ's scheduler, forked from it, starts with it)."""
         if not self.not_now(signum, frame):
             super().request_force_stop(signum, frame)
 
     def not_now(self, signum: int, frame: FrameType | None) -> bool:
-        """A stop to send again in a moment: in a process forked from this worker (RQ's scheduler)
-        before it sets its own handlers, or where its exception would break (``stopping_here_breaks``)."""
+        """A stop to send again in a moment: in a process forked from this worker, or where it would break."""
         if os.getpid() != self.process_id or stopping_here_breaks(frame):
             send_again_later(signum, frame)
             return True
@@ -220,13 +207,8 @@ class CourseWorker(SimpleWorker):
         super().clean_registries()
 
     def put_back_stranded_jobs(self, queue: Queue) -> None:
-        """Jobs left in RQ's intermediate list, not started, go back to the front of the queue.
-
-        A job stays there for milliseconds between being taken and being started. RQ's
-        maintenance marks when it first sees one there and fails it a minute later, unrun;
-        here one still there ``ABANDONED_GRACE_SECONDS`` after the mark goes back instead.
-        An entry that is not a job id (RQ's maintenance cannot read it) is dropped.
-        """
+        """Jobs left in RQ's intermediate list, not started, ``ABANDONED_GRACE_SECONDS`` after RQ's
+        mark, go back to the front of the queue (RQ fails them a minute later, unrun)."""
         intermediate = queue.intermediate_queue
         for raw_id in self.connection.lrange(intermediate.key, 0, -1):
             job_id = text_of(raw_id)
@@ -251,11 +233,8 @@ class CourseWorker(SimpleWorker):
     # The loop -------------------------------------------------------------------------------
 
     def work(self, *args, **kwargs) -> bool:
-        """RQ's ``work()``, started once Redis answers, and again if it ended on an error while not stopped.
-
-        It returns as RQ's does when RQ's loop ends by itself: stopped, ``burst``,
-        ``max_jobs`` or ``max_idle_time``.
-        """
+        """RQ's ``work()``, once Redis answers, and again if it ended on an error unless it ends by
+        itself (stopped, ``burst``, ``max_jobs``, ``max_idle_time``): then it returns as RQ's does."""
         options = inspect.signature(SimpleWorker.work).bind(self, *args, **kwargs).arguments
         ends_by_itself = any(options.get(name) for name in ("burst", "max_jobs", "max_idle_time"))
         # RQ's handlers from now on (RQ installs them after its start-up, which needs Redis).

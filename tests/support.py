@@ -36,7 +36,7 @@ from pathlib import Path
 
 from course import expected
 from course.events.watch import JobWatch
-from course.jobs import next_job_ids
+from course.ids import next_job_ids
 
 import pytest
 import redis

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from course import expected
-from course.jobs import JOB_IDS_KEY, course_queue
+from course.ids import JOB_IDS_KEY
+from course.jobs import course_queue
 
 import fakeredis
 import pytest

@@ -12,7 +12,7 @@ import time
 from html.parser import HTMLParser
 
 import course.dashboard
-from course.jobs import next_job_ids
+from course.ids import next_job_ids
 
 import pytest
 import redis

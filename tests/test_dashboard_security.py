@@ -13,7 +13,7 @@ import re
 import time
 
 import course.dashboard
-from course.jobs import next_job_ids
+from course.ids import next_job_ids
 
 import pytest
 from rq import Queue

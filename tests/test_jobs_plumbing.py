@@ -24,7 +24,8 @@ from course.events import (
     report_progress,
 )
 from course.events import watch as course_events
-from course.jobs import course_queue, next_job_ids
+from course.ids import next_job_ids
+from course.jobs import course_queue
 from course.worker import CourseWorker
 
 import fakeredis

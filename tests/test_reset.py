@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 from course import expected
-from course.jobs import JOB_IDS_KEY, course_queue
+from course.ids import JOB_IDS_KEY
+from course.jobs import course_queue
 from course.keys import RESET_HINT
 
 import pytest

@@ -102,12 +102,9 @@ def publish_event(connection: redis.Redis, queue_name: str, event: JobEvent) -> 
 
 
 def write_and_publish(connection: redis.Redis, job: Job, fields: dict[str, Any], event: JobEvent) -> None:
-    """Write ``fields`` on the job's hash, then publish ``event``: one round trip.
-
-    A creator that hears the event finds the fields written. In one transaction: a Redis that
-    refuses the write (full) refuses the publish with it, and the processor's retry publishes
-    the event once, where a plain pipeline published it at every try.
-    """
+    """Write ``fields`` on the job's hash, then publish ``event``, in one transaction (one round trip):
+    a creator that hears the event finds the fields written, and a write Redis refused (full)
+    takes the publish with it, so a retry publishes the event once."""
     with connection.pipeline(transaction=True) as pipeline:
         pipeline.hset(job.key, mapping=fields)
         publish_event(pipeline, job.origin, event)

@@ -1,7 +1,7 @@
 """The creator's side of Kue's job events: subscribe, enqueue, then hear about those jobs.
 
 A ``JobWatch`` subscribes to its queue's events before the jobs exist, reserves their
-Kue-style ids (``course.jobs.next_job_ids``), hands each event of its own jobs to a handler
+Kue-style ids (``course.ids``), hands each event of its own jobs to a handler
 in the order the processor sent them, and reads RQ's status of a few pending jobs every
 second, so that a lost event never leaves it waiting. ``JobListener`` keeps one listening in
 a thread, for a web server.
@@ -27,7 +27,8 @@ from course.events import (
     publish_completed,
     publish_failed,
 )
-from course.jobs import KNOWN_STATUSES, SERIALIZER, CourseJob, course_queue, next_job_ids
+from course.ids import next_job_ids
+from course.jobs import KNOWN_STATUSES, SERIALIZER, CourseJob, course_queue
 from course.text import printable, text_of
 
 import redis
