@@ -1,10 +1,8 @@
-"""What the lessons share: the Redis connection and its lines, Kue's job events, the processors' worker.
+"""What the lessons share: the Redis connection and its lines, Kue's ids and events, the processors' worker.
 
-Every lesson imports this package first, so a Python without the project's dependencies is
-told here how to get them, instead of a bare ``ModuleNotFoundError`` traceback. Importing it
-also makes a Ctrl-C that nothing handled (one during a program's start-up, while it imports
-its libraries) end the program without a traceback; Python still ends it as SIGINT does. One
-that Python dropped (raised in a callback) is sent again.
+Every lesson imports this package first: a Python without the project's dependencies is told
+how to get them, instead of a ``ModuleNotFoundError`` traceback, and a Ctrl-C during start-up
+ends the program without a traceback (one that Python dropped in a callback is sent again).
 """
 
 import importlib.machinery
@@ -20,11 +18,8 @@ def quiet_keyboard_interrupt(kind, error, traceback) -> None:
 
 
 def ctrl_c_sent_again(unraisable) -> None:
-    """``sys.unraisablehook``: a Ctrl-C that Python dropped is sent again a moment later.
-
-    Raised in a weakref callback or a ``__del__`` (importlib runs such callbacks during every
-    import), Python printed "Exception ignored" and the program ran on, its Ctrl-C lost.
-    """
+    """``sys.unraisablehook``: a Ctrl-C that Python dropped (raised in a weakref callback or a
+    ``__del__``: "Exception ignored") is sent again a moment later."""
     if not isinstance(unraisable.exc_value, KeyboardInterrupt):
         sys.__unraisablehook__(unraisable)
         return

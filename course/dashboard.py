@@ -41,8 +41,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from course.connection import not_connected_line, redis_url, run
+from course.hosts import host_from_env, port_from_env
 from course.jobs import SERIALIZER
-from course.settings import SettingError, host_from_env, parse_command_line, port_from_env
+from course.settings import SettingError, parse_command_line
 from course.web import json_api, server_settings, write_line
 
 import redis

@@ -1,16 +1,20 @@
-"""Which ``Host`` a course server answers: the names of the address it listens on.
+"""Where a course server listens (``HOST``, ``PORT``), and which ``Host`` header it answers.
 
-A web page can make its own name resolve to 127.0.0.1 (DNS rebinding) and then call a server
-on this machine as if it were its own site; the Host header still carries the page's name.
-Bound to loopback (the default), a server answers ``127.0.0.1``, ``localhost`` and ``[::1]``,
-with or without a port; bound to another address, that address only; bound to every
-interface (``HOST=0.0.0.0`` or ``::``), any name: it is then meant to be reached by any.
+A web page can make its own name resolve to 127.0.0.1 (DNS rebinding) and call a server on
+this machine as its own site; the Host header still carries the page's name. Bound to
+loopback (the default), a server answers ``127.0.0.1``, ``localhost`` and ``[::1]``; bound to
+another address, that address only; bound to every interface, any name.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import socket
 
+from course.settings import SettingError
+
+DEFAULT_HOST = "127.0.0.1"
 # The names a client on this machine uses for loopback, as a Host header carries them.
 LOOPBACK_HOST_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 # Addresses that mean "every interface".
@@ -34,3 +38,22 @@ def allowed_host_names(bind_host: str) -> frozenset[str] | None:
     except ValueError:  # a name, not an address
         loopback = False
     return LOOPBACK_HOST_NAMES | {name} if loopback else frozenset({name})
+
+
+def host_from_env() -> str:
+    """``HOST`` (default 127.0.0.1), once it names an address of this machine's resolver."""
+    host = os.environ.get("HOST") or DEFAULT_HOST
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        reason = error.strerror if isinstance(error, socket.gaierror) else "not a valid host name"
+        raise SettingError(f"HOST {host!r} is not an address to listen on: {reason}") from None
+    return host
+
+
+def port_from_env(variable: str, default: int) -> int:
+    """The TCP port in the environment variable ``variable``, or ``default``."""
+    value = os.environ.get(variable) or str(default)
+    if not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):
+        raise SettingError(f"{variable} must be a TCP port number (1-65535), not {value!r}")
+    return int(value)

@@ -36,13 +36,10 @@ RQ_SCHEDULER_PROCESS = "Scheduler"
 
 
 class RedisPresence:
-    """Whether the processor last found Redis there and taking writes: one line when that changes.
-
-    Shared memory, made before a pool forks its workers. Redis is back when a command that
-    failed goes through, or any does once Redis has been away longer than a command retries
-    (a server shutting down may still answer one process after it closed another's
-    connection). Refused writes (a full Redis) are said once a minute at most.
-    """
+    """Whether the processor last found Redis there: one line when that changes, in shared memory
+    made before a pool forks. Back: a failed command went through, or any did once Redis was away
+    longer than a command retries (a server shutting down may still answer one process). Refused
+    writes (a full Redis) are said once a minute at most."""
 
     HERE, AWAY = 0, 1
 

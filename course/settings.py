@@ -1,8 +1,8 @@
-"""The settings every program takes from the environment and its command line, checked before it starts.
+"""The settings every program takes from ``REDIS_URL`` and its command line, checked before it starts.
 
-A learner types ``REDIS_URL``, ``HOST``, ``PORT`` and command-line options by hand: a typo is
-caught before anything runs and said in one line naming the setting (``SettingError``; the
-entry point, ``course.connection.run``, exits with status 2). A password is never repeated.
+A learner types them by hand: a typo is caught before anything runs and said in one line
+naming the setting (``SettingError``; ``course.connection.run`` exits with status 2). A
+password is never repeated. A server's ``HOST`` and ``PORT``: ``course.hosts``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import sys
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,7 +17,6 @@ from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
-DEFAULT_HOST = "127.0.0.1"
 USAGE_ERROR = 2
 # Above CRITICAL: the loggers RQ sets to this level format no record at all.
 QUIET = logging.CRITICAL + 1
@@ -87,25 +85,6 @@ def check_url_options(scheme: str, query: str) -> None:
                 parse(value)
             except (TypeError, ValueError):
                 raise SettingError(f"REDIS_URL has a value for {name} that is not valid: {value!r}") from None
-
-
-def host_from_env() -> str:
-    """``HOST`` (default 127.0.0.1), once it names an address of this machine's resolver."""
-    host = os.environ.get("HOST") or DEFAULT_HOST
-    try:
-        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as error:
-        reason = error.strerror if isinstance(error, socket.gaierror) else "not a valid host name"
-        raise SettingError(f"HOST {host!r} is not an address to listen on: {reason}") from None
-    return host
-
-
-def port_from_env(variable: str, default: int) -> int:
-    """The TCP port in the environment variable ``variable``, or ``default``."""
-    value = os.environ.get(variable) or str(default)
-    if not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):
-        raise SettingError(f"{variable} must be a TCP port number (1-65535), not {value!r}")
-    return int(value)
 
 
 def command_line_parser(doc: str | None) -> argparse.ArgumentParser:

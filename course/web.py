@@ -7,15 +7,11 @@ An API lesson is a Flask app with one line more, served by granian as its docs s
     redis_client()                       # a client for REDIS_URL that fails fast
     Granian("9_stock:app", interface=Interfaces.WSGI, **launch(__doc__)).serve()
 
-``json_api``: compact JSON with keys in the order written, as Express's ``res.json``; every
-error as JSON (an HTTP error: its status and ``{"error":"Not Found"}``; Redis away or stuck:
-503; a key of the API's state that holds no number, or another refusal by Redis: 500 naming
-the key or the refusal, one log line; a bug: 500, the traceback in the log); and a JSON 400
-for a ``Host`` that does not name the address listened on (DNS rebinding: a web page whose
-name resolves to 127.0.0.1 would call the API as its own site). ``launch``: ``--help``, the
-settings checked, the port free, the start line on stderr (``Serving on http://HOST:PORT``,
-as ``flask run`` says it: stdout keeps the course's lines), Redis reached or said away; it
-returns granian's keyword arguments, ``SERVER_LIMITS`` among them.
+``json_api``: compact JSON in the order written, as Express's ``res.json``; every error as
+JSON (Redis away: 503; state holding no number: 500 naming the key); a JSON 400 for a
+``Host`` that is not the address listened on (course.hosts). ``launch``: ``--help``, the
+settings checked, the port free, the start line on stderr, Redis reached or said away.
+Why each of granian's settings: docs/internals.md.
 """
 
 from __future__ import annotations
@@ -34,9 +30,9 @@ from functools import partial
 from typing import Any
 
 from course.connection import CONNECTED, CannotStartError, client_from_env, not_connected_line
-from course.hosts import allowed_host_names, host_name
+from course.hosts import DEFAULT_HOST, allowed_host_names, host_from_env, host_name, port_from_env
 from course.keys import NOT_A_NUMBER, RESET_HINT, UnreadableStateError
-from course.settings import DEFAULT_HOST, host_from_env, parse_command_line, port_from_env, redis_url
+from course.settings import parse_command_line, redis_url
 
 import redis
 from flask import Flask, Response, current_app, request
@@ -54,26 +50,13 @@ COMPACT = (",", ":")
 # Redis answers in well under a millisecond; half a second means it is gone or stuck: a 503.
 REDIS_TIMEOUT_SECONDS = 0.5
 
-# Granian's settings for every course server (the APIs, the dashboard), in one place -------
-#
-# Python threads per worker (one worker per core). A request spends most of its time in
-# Python, holding the GIL; a second thread keeps the core busy while the first waits for
-# Redis. Granian's default (half its backpressure) only adds switching: p99 2-3 times worse.
-THREADS_PER_WORKER = 2
-# Connections a worker holds at once, idle ones included; past it, new clients wait in the
-# listen queue. Granian's default (backlog / workers: 512 here) let 1,100 idle connections
-# stop every server. An idle connection costs granian a few kilobytes and no Python thread.
-CONNECTIONS_PER_WORKER = 16_384
-# Connections no worker has accepted yet, queued by the kernel (Linux caps it at somaxconn).
-LISTEN_BACKLOG = 4096
-# A request head still incomplete this long after its first byte: the connection is closed
-# (a slow or half-sent request holds nothing for long). Granian 2.8 has no timeout for a
-# connection that sends nothing at all: it holds no worker, and counts in the bound above.
-HEADER_READ_TIMEOUT_MS = 5_000
-# A worker that has not stopped this long after the main process asked is killed (granian
-# PR #435: without it the main process waits for such a worker for ever; a worker stops in
-# a fraction of a second, unless a client holds a connection open).
-WORKER_STOP_SECONDS = 3
+# Granian's settings for every course server (the APIs, the dashboard), in one place; why each
+# value, measured: docs/internals.md.
+THREADS_PER_WORKER = 2  # a second thread keeps the core busy while the first waits for Redis
+CONNECTIONS_PER_WORKER = 16_384  # idle ones included: granian's default let 1,100 idle ones stop a server
+LISTEN_BACKLOG = 4096  # connections no worker has accepted yet (Linux caps it at somaxconn)
+HEADER_READ_TIMEOUT_MS = 5_000  # a request head still incomplete this long: the connection is closed
+WORKER_STOP_SECONDS = 3  # a worker not stopped this long after it was asked is killed (granian PR #435)
 
 SERVER_LIMITS: dict[str, Any] = {
     "workers": os.cpu_count() or 1,
@@ -82,10 +65,7 @@ SERVER_LIMITS: dict[str, Any] = {
     "backpressure": CONNECTIONS_PER_WORKER,
     "http1_settings": HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
     "workers_kill_timeout": WORKER_STOP_SECONDS,
-    # The course's servers print nothing of their own; errors still show, on stderr (granian's
-    # default is stdout, the course's lines only). Not warnings: granian 2.8.9 warns "Killing
-    # worker-N after it refused to gracefully stop" of a worker that stopped at once, when its
-    # own thread watching that worker reaps it first (it waits 1 ms for that thread).
+    # Errors only, on stderr (granian's default is stdout, the course's lines only).
     "log_level": LogLevels.error,
     "log_dictconfig": {
         "handlers": {
@@ -97,9 +77,6 @@ SERVER_LIMITS: dict[str, Any] = {
 
 # A server started while Redis is away tries again every 2 s, printing the not-connected line.
 LAUNCH_RETRY_SECONDS = 2.0
-
-
-# JSON for everything ------------------------------------------------------------------------
 
 
 class CourseJSONProvider(DefaultJSONProvider):
@@ -197,9 +174,6 @@ def redis_client(**options: Any) -> redis.Redis:
     options.setdefault("socket_timeout", REDIS_TIMEOUT_SECONDS)
     options.setdefault("retry", Retry(NoBackoff(), 0))
     return client_from_env(**options)
-
-
-# Starting a server --------------------------------------------------------------------------
 
 
 def write_line(line: str, stream: Any = None) -> None:

@@ -1,20 +1,16 @@
 """A web server's jobs on one queue: those it queues, with their outcomes printed, and its processor.
 
-``100_seat.py`` queues jobs from its request handlers, prints a line when each ends, and starts
-a processor on ``/process``. Both belong to the web process that answered (granian serves from
-several), and neither may outlive it::
+Both belong to the web process that answered (granian serves from several), and neither may
+outlive it::
 
     jobs = WebJobs("reserve_seat", "Seat reservation job", {"100_seat.reserve_seat_job"})
     jobs.enqueue("100_seat.reserve_seat_job", {})   # a Kue-style id; its outcome printed later
     jobs.start_processor()                           # an RQ worker beside this web process
 
-- The listener (``course.events.watch.JobListener``) starts at the first ``enqueue`` of each web
-  process: threads do not survive a fork. Each outcome is one line, written whole.
-- The processor is an RQ worker (``CourseWorker``) in a process of its own, started from a
-  fresh interpreter and kept until the web process stops; one that crashed (Redis out of
-  memory, say) is started again after ``RESTART_SECONDS``, saying so in one line, so the jobs
-  still queued are processed once Redis accepts them, without another ``/process``. It stops
-  by itself if its web process is killed outright.
+The listener (``course.events.watch.JobListener``) starts at a web process's first
+``enqueue``: threads do not survive a fork. The processor, a ``CourseWorker`` in a fresh
+interpreter, is started again if it crashes (Redis out of memory, say), and stops by itself
+if its web process is killed outright.
 """
 
 from __future__ import annotations
@@ -46,11 +42,7 @@ STOPPED = frozenset({0, -signal.SIGTERM, -signal.SIGINT, None})
 
 
 def process_queue(queue_name: str, job_functions: Iterable[str]) -> None:
-    """The processor, in a process of its own: an RQ worker on the queue, until it is stopped.
-
-    RQ's worker handles SIGINT and SIGTERM by finishing the job in hand, then stopping; it
-    needs the main thread of a process for that.
-    """
+    """The processor, in a process of its own (RQ's stop handling needs a main thread): an RQ worker."""
     one_write_per_line()
     # Imported here, in the processor's own process: importing course.worker sets its signal handlers.
     from course.worker import CourseWorker
@@ -66,12 +58,8 @@ def process_queue(queue_name: str, job_functions: Iterable[str]) -> None:
 
 
 def one_write_per_line() -> None:
-    """Write each line of stdout in one system call, never glued to a line of another process.
-
-    Unbuffered (``PYTHONUNBUFFERED``), ``print`` writes a line's text and its newline apart:
-    two processors that printed the connected line at the same moment, after a Redis restart,
-    showed ``...serverRedis client...`` on one line.
-    """
+    """Each line of stdout in one system call: unbuffered, ``print`` writes a line's text and its
+    newline apart, and two processors' lines were glued (``...serverRedis client...``)."""
     sys.stdout.reconfigure(line_buffering=True, write_through=False)
 
 
@@ -142,13 +130,8 @@ class WebJobs:
         return processor
 
     def restart_if_crashed(self, processor: multiprocessing.process.BaseProcess, delay: float) -> None:
-        """Wait for ``processor`` to end (and reap it); one that ended with an error is started again.
-
-        One that stopped as asked (Ctrl-C, its web process stopping: ``STOPPED``) is not. A
-        processor that failed soon after it started (Redis out of memory refuses its
-        registration) is started again after twice the delay, up to ``RESTART_MAX_SECONDS``. It
-        said why itself, in one line; one killed by a signal could not, so this says it.
-        """
+        """Reap ``processor``; one that ended with an error (not ``STOPPED``) is started again, after
+        twice the delay if it failed soon after it started, up to ``RESTART_MAX_SECONDS``."""
         started = time.monotonic()
         processor.join()
         if processor.exitcode in STOPPED:

@@ -55,9 +55,6 @@ def warn(line: str) -> None:
     print(printable(line), file=sys.stderr, flush=True)
 
 
-# Jobs the worker cannot read ---------------------------------------------------------------
-
-
 def fail_unreadable(connection: redis.Redis, job_id: str, message: str) -> None:
     """Fail a job from its raw hash (RQ cannot make a job of it) and tell its creator."""
     key = Job.key_for(job_id)
@@ -97,9 +94,6 @@ class WorkerJob(CourseJob):
                 fail_unreadable(connection, id, "Job could not be read: it holds no data")
                 raise UnreadableJobError(id) from None
             raise
-
-
-# The worker --------------------------------------------------------------------------------
 
 
 class CourseWorker(SimpleWorker):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from course import settings
+from course import hosts, settings
 
 import pytest
 import redis
@@ -123,19 +123,19 @@ def test_a_malformed_redis_url_never_shows_its_password():
 def test_a_bad_port_is_named(monkeypatch, value):
     monkeypatch.setenv("DASHBOARD_PORT", value)
     with pytest.raises(settings.SettingError, match=f"DASHBOARD_PORT must be a TCP port number .*{value!r}"):
-        settings.port_from_env("DASHBOARD_PORT", 9181)
+        hosts.port_from_env("DASHBOARD_PORT", 9181)
 
 
 def test_the_default_port_is_the_one_given(monkeypatch):
     monkeypatch.delenv("PORT", raising=False)
-    assert settings.port_from_env("PORT", 1245) == 1245
+    assert hosts.port_from_env("PORT", 1245) == 1245
 
 
 @pytest.mark.parametrize("host", ["nonexistent.invalid", "exa mple", "a" * 300])
 def test_a_host_that_does_not_resolve_is_named(monkeypatch, host):
     monkeypatch.setenv("HOST", host)
     with pytest.raises(settings.SettingError, match="^HOST .* is not an address to listen on: "):
-        settings.host_from_env()
+        hosts.host_from_env()
 
 
 # The programs, as a learner runs them ------------------------------------------------------

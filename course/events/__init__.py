@@ -38,9 +38,6 @@ OUTCOME_FIELD = "course_outcome"
 ABANDONED_MESSAGE = "Job abandoned: its processor stopped while running it"
 
 
-# The events ---------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class JobEvent:
     """One of Kue's job events: ``progress`` (with a percent), ``complete`` or ``failed`` (with an error)."""
@@ -96,9 +93,6 @@ def events_channel(queue_name: str) -> str:
 def publish_event(connection: redis.Redis, queue_name: str, event: JobEvent) -> None:
     """Publish ``event`` on its queue's channel; ``connection`` may be a pipeline."""
     connection.publish(events_channel(queue_name), event.to_json())
-
-
-# The processor's side -----------------------------------------------------------------------
 
 
 def write_and_publish(connection: redis.Redis, job: Job, fields: dict[str, Any], event: JobEvent) -> None:
