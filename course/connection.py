@@ -44,10 +44,7 @@ class CannotStartError(Exception):
 
 
 def client_from_env(*, decode_responses: bool = True, **options) -> redis.Redis:
-    """A client for ``REDIS_URL`` that has not talked to the server yet.
-
-    RQ needs ``decode_responses=False``; the lessons read strings, decoded whatever the bytes.
-    """
+    """A client for ``REDIS_URL``, not connected yet (RQ needs ``decode_responses=False``)."""
     options.setdefault("socket_connect_timeout", SOCKET_CONNECT_TIMEOUT_SECONDS)
     return redis.Redis.from_url(
         redis_url(), decode_responses=decode_responses, encoding_errors=TEXT_ERRORS, **options

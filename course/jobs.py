@@ -28,10 +28,7 @@ class UnreadableJobError(NoSuchJobError):
 
 
 class CourseJob(Job):
-    """RQ's Job, calling no callback but the course's own and posting to no webhook.
-
-    The names are read through RQ's ``to_dict()``; RQ imports an allowed one as it always does.
-    """
+    """RQ's Job, calling no callback but the course's own (names read through ``to_dict()``), no webhook."""
 
     @classmethod
     def fetch(cls, id: str, connection: redis.Redis | None = None, serializer=None) -> CourseJob:

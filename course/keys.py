@@ -14,8 +14,7 @@ from course.text import text_of
 # What an answer about state changed by hand in Redis says the learner can do.
 RESET_HINT = "make reset restores the course's state"
 NOT_A_NUMBER = "in Redis does not hold a number"
-# A number of the state, as Redis's INCR and DECR write one: digits, maybe a minus sign, and
-# within Redis's 64-bit integers (a longer run of digits is no count Redis can change).
+# A number as Redis's INCR and DECR write one, within Redis's 64-bit integers.
 NUMBER = re.compile(r"-?[0-9]{1,19}")
 COUNT_RANGE = range(-(2**63), 2**63)
 

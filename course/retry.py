@@ -1,9 +1,7 @@
 """The processors' Redis client: it rides out a restart or a full Redis, and says so once.
 
-``processor_connection()`` is redis-py's client with a ``Retry`` (about 11.5 s of tries) that
-prints the course's failed-connection line (or ``Redis refuses writes: ...``) when Redis first
-fails a command, and the connected line when it answers again: once each for the whole
-processor, its pool's workers and RQ's scheduler included (``RedisPresence``).
+redis-py's client with a ``Retry`` (about 11.5 s of tries) that prints the course's lines when
+Redis first fails a command and when it answers again: once for the whole processor.
 """
 
 from __future__ import annotations
@@ -26,8 +24,7 @@ RETRIES = 14
 RETRY_SECONDS = 11.5
 REFUSAL_REPEAT_SECONDS = 60.0
 WRITES_REFUSED = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
-# A transaction (RQ's, as it starts a job) that Redis found over its memory at EXEC is discarded
-# whole ("Transaction discarded because of: OOM ..."): retried like a refused write; others are not.
+# A transaction discarded whole at EXEC for OOM or READONLY is retried like a refused write.
 RETRIED_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.timeout, *WRITES_REFUSED, ExecAbortError)
 REFUSED_TRANSACTION = "Transaction discarded because of: "
 REFUSAL_CODES = ("OOM", "READONLY")
@@ -36,10 +33,9 @@ RQ_SCHEDULER_PROCESS = "Scheduler"
 
 
 class RedisPresence:
-    """Whether the processor last found Redis there: one line when that changes, in shared memory
-    made before a pool forks. Back: a failed command went through, or any did once Redis was away
-    longer than a command retries (a server shutting down may still answer one process). Refused
-    writes (a full Redis) are said once a minute at most."""
+    """Whether the processor last found Redis there, shared by its processes: one line when that
+    changes (refused writes: once a minute at most). Back: a failed command went through, or any
+    did once Redis was away longer than a command retries (a closing server may answer one)."""
 
     HERE, AWAY = 0, 1
 

@@ -115,11 +115,7 @@ def logging_level_from_args(description: str) -> str | int:
 
 
 def rq_logging_level(verbose: bool) -> str | int:
-    """The level to give RQ, its own log lines shown only on request (``--verbose``).
-
-    Quiet, RQ's loggers also get a handler that drops everything, so RQ adds none of its own
-    and nothing reaches the terminal.
-    """
+    """The level to give RQ; quiet, RQ's loggers get a handler that drops everything, so RQ adds none."""
     if verbose:
         return "INFO"
     rq_logger = logging.getLogger("rq")

@@ -1,10 +1,9 @@
-"""How a processor stops: quietly before RQ's handlers are set, and never losing a stop.
+"""How a processor stops: at once before RQ's handlers are set, and never losing a stop.
 
-Importing this module (``course.worker`` does) makes Ctrl-C or SIGTERM end the program at
-once, with the worker processes forked so far: there is no job in hand before RQ's worker
-or pool sets its own handlers. A stop's exception raised where CPython prints and drops it
-(a fork hook, a ``__del__``, ``Thread.start``) is sent again a moment later instead
-(``stopping_here_breaks``, ``send_again_later``). docs/processors.md tells each case found.
+Importing this module (``course.worker`` does) makes Ctrl-C or SIGTERM end the program, with
+the worker processes forked so far, until RQ's worker or pool sets its handlers: there is no
+job in hand before. A stop that would be dropped (in a fork hook, a ``__del__``) is sent again
+a moment later. Each case found: docs/internals.md.
 """
 
 from __future__ import annotations
@@ -20,8 +19,7 @@ from types import FrameType
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 RESEND_STOP_SECONDS = 0.05
 
-# True from the first fork hook to the last: the course's hooks run after those of the
-# modules it imports, and a stop's exception raised in any of them would be lost.
+# True from the first fork hook to the last (the course's run first and last): a stop there is lost.
 forking = False
 
 
@@ -33,11 +31,8 @@ def hold_stop_signals() -> None:
 
 
 def release_stop_signals() -> None:
-    """After a fork: release the held stops; one that came meanwhile is sent again a moment later.
-
-    signal's ``pthread_sigmask`` runs the handlers of the signals it releases before it
-    returns, so here they meet ``send_again_later``, not the handler of the program.
-    """
+    """After a fork: release the held stops; one that came meanwhile (its handler runs before
+    ``pthread_sigmask`` returns) meets ``send_again_later``."""
     global forking
     if threading.current_thread() is threading.main_thread():
         handlers = {stop: signal.signal(stop, send_again_later) for stop in STOP_SIGNALS}
@@ -69,11 +64,8 @@ def stopping_here_breaks(frame: FrameType | None) -> bool:
 
 
 def stop_quietly(signum: int, frame: FrameType | None) -> None:
-    """End now, with the worker processes forked so far (a forked one ends alone).
-
-    ``os._exit``: an exception raised here could land where Python drops it (a weakref
-    callback during an import), and nothing has been taken from a queue yet.
-    """
+    """End now, with the worker processes forked so far (a forked one ends alone): ``os._exit``,
+    which nothing can drop, where an exception could land in a weakref callback."""
     if os.getpid() == PROCESSOR_PID:
         for child in multiprocessing.active_children():
             child.terminate()

@@ -6,15 +6,13 @@ scheduler (``with_scheduler=True``), log lines, ``burst``, ``max_jobs``, ``max_i
 On top of RQ, and nothing more:
 
 - an allow-list: a job naming another function or callback fails unrun, before RQ imports
-  anything (``perform_job``), and its creator hears that failure. Jobs are JSON (pickle runs
-  what a job hash says); a hash RQ cannot read is failed.
+  anything, and its creator hears it. Jobs are JSON; a hash RQ cannot read is failed.
 - no job stranded by a stop: a job RQ took off the queue (onto its intermediate list) and
   never started is put back at the front of its queue by maintenance (``clean_registries``),
   where RQ alone fails it a minute later, unrun.
 - a stop never lost: RQ raises it from its signal handler wherever an idle worker is; here
   only out of a wait, and otherwise before the worker's next wait (``course.stops``).
-- a processor that never dies of Redis: ``work()`` waits for Redis and starts RQ's loop
-  again after an error it ended on (its client: ``course.retry.processor_connection``).
+- a processor that never dies of Redis: ``work()`` waits for Redis and starts RQ's loop again.
 """
 
 from __future__ import annotations
@@ -41,13 +39,11 @@ from rq.registry import FailedJobRegistry
 from rq.utils import now, utcformat
 
 WAIT_SECONDS = 1.0
-# RQ's maintenance runs every 10 minutes, between dequeues that each block for 405 s; a job
-# found stranded is put back once it has been there ABANDONED_GRACE_SECONDS. These make that
-# happen within about half a minute: maintenance at every dequeue, each blocking 10 s.
+# Maintenance at every wait for a job, each 10 s at most (RQ's: every 10 minutes, waits of 405 s),
+# so a stranded job is back in its queue within about half a minute.
 MAINTENANCE_INTERVAL_SECONDS = 8
 WORKER_TTL_SECONDS = 25
-# Longer than a command retries (course.retry): a worker that rode out a Redis restart between
-# taking a job and starting it never has that job taken for stranded.
+# Longer than a command retries (course.retry): a job taken just before a Redis restart is not stranded.
 ABANDONED_GRACE_SECONDS = 15
 
 
@@ -103,14 +99,13 @@ class CourseWorker(SimpleWorker):
     job_functions: frozenset[str] | set[str] = frozenset()
 
     def __init__(self, queues, *args, job_functions=None, **kwargs) -> None:
-        # Whatever a caller (or WorkerPool) passes: these two are what keeps Redis data from running code.
+        # Whatever a caller (or WorkerPool) passes: these keep Redis data from running code.
         kwargs["serializer"] = SERIALIZER
         kwargs["job_class"] = WorkerJob
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_SECONDS)
         kwargs.setdefault("worker_ttl", WORKER_TTL_SECONDS)
         super().__init__(queues, *args, **kwargs)
-        # RQ's maintenance reads a queue's jobs (abandoned ones, to fail them) with the queue's own
-        # serializer and job class: a queue made without them (WorkerPool's) would unpickle meta.
+        # RQ's maintenance reads jobs with each queue's serializer: WorkerPool's queues would unpickle.
         for queue in self.queues:
             queue.serializer = SERIALIZER
             queue.job_class = WorkerJob
@@ -151,11 +146,8 @@ class CourseWorker(SimpleWorker):
     # Stops ----------------------------------------------------------------------------------
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
-        """RQ's warm stop, raised only out of a wait; elsewhere the worker stops before its next wait.
-
-        RQ raises ``StopRequested`` wherever an idle worker is, where it may be lost (a
-        ``__del__``, one of RQ's ``except Exception``): docs/processors.md.
-        """
+        """RQ's warm stop, raised only out of a wait (RQ raises it wherever an idle worker is, where it
+        may be lost: docs/internals.md); elsewhere the worker stops before its next wait."""
         if self.not_now(signum, frame):
             return
         self.stopping = True

@@ -18,12 +18,12 @@ from course.events import (
     JobEvent,
     events_channel,
     failure_message,
-    parse_event,
     publish_completed,
     publish_failed,
     report_progress,
 )
 from course.events import watch as course_events
+from course.events.watch import parse_event
 from course.ids import next_job_ids
 from course.jobs import course_queue
 from course.worker import CourseWorker

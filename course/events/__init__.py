@@ -6,8 +6,6 @@ failure over pub/sub. Here a ``JobEvent`` is JSON on the job's queue channel
 ``publish_completed`` and ``publish_failed`` as RQ's ``on_success``/``on_failure``
 callbacks. Each writes what it announces on the job's hash and publishes it in one round
 trip. The creator's side, which subscribes and waits, is ``course.events.watch``.
-
-A message is an event only once ``parse_event`` says so: anyone may publish on a channel.
 """
 
 from __future__ import annotations
@@ -65,27 +63,6 @@ class JobEvent:
         return json.dumps({key: value for key, value in fields.items() if value is not None})
 
 
-def parse_event(raw: str | bytes) -> JobEvent | None:
-    """The event a pub/sub message carries, or None for anything else (a message is anyone's input)."""
-    try:
-        fields = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(fields, dict):
-        return None
-    job_id, kind = fields.get("id"), fields.get("event")
-    if not isinstance(job_id, str) or kind not in (PROGRESS, COMPLETE, FAILED):
-        return None
-    if kind == PROGRESS:
-        percent = fields.get("percent")
-        valid = type(percent) is int and 0 <= percent <= 100
-        return JobEvent(job_id, kind, percent=percent) if valid else None
-    if kind == FAILED:
-        error = fields.get("error")
-        return JobEvent(job_id, kind, error=error) if isinstance(error, str) else None
-    return JobEvent(job_id, kind)
-
-
 def events_channel(queue_name: str) -> str:
     return f"{EVENTS_CHANNEL_PREFIX}{queue_name}"
 
@@ -134,10 +111,7 @@ def failure_message(error: BaseException) -> str:
 
 
 def publish_failed(job: Job, connection: redis.Redis, kind: type, error: BaseException, traceback: object):
-    """RQ's failure callback, also run for an abandoned job: Kue's ``failed`` event, once no retry is left.
-
-    A job that RQ will run again (``Retry``) has not failed yet: its next run reports again.
-    """
+    """RQ's failure callback (an abandoned job's too): Kue's ``failed`` event once no ``Retry`` is left."""
     if not job.retries_left:
         publish_failure(connection, job, failure_message(error))
 

@@ -3,12 +3,14 @@
 A ``JobWatch`` subscribes to its queue's events before the jobs exist, reserves their
 Kue-style ids (``course.ids``), hands each event of its own jobs to a handler
 in the order the processor sent them, and reads RQ's status of a few pending jobs every
-second, so that a lost event never leaves it waiting. ``JobListener`` keeps one listening in
+second, so that a lost event never leaves it waiting. A message is an event only once
+``parse_event`` says so: anyone may publish on a channel. ``JobListener`` keeps one listening in
 a thread, for a web server.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -21,9 +23,9 @@ from course.events import (
     ERROR_META_KEY,
     FAILED,
     OUTCOME_FIELD,
+    PROGRESS,
     JobEvent,
     events_channel,
-    parse_event,
     publish_completed,
     publish_failed,
 )
@@ -51,6 +53,27 @@ RECONNECT_RETRY_SECONDS = 0.5
 log = logging.getLogger(__name__)
 # Nothing of the course's own log lines reaches the terminal unless asked for (--verbose).
 logging.getLogger("course").addHandler(logging.NullHandler())
+
+
+def parse_event(raw: str | bytes) -> JobEvent | None:
+    """The event a pub/sub message carries, or None for anything else (a message is anyone's input)."""
+    try:
+        fields = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(fields, dict):
+        return None
+    job_id, kind = fields.get("id"), fields.get("event")
+    if not isinstance(job_id, str) or kind not in (PROGRESS, COMPLETE, FAILED):
+        return None
+    if kind == PROGRESS:
+        percent = fields.get("percent")
+        valid = type(percent) is int and 0 <= percent <= 100
+        return JobEvent(job_id, kind, percent=percent) if valid else None
+    if kind == FAILED:
+        error = fields.get("error")
+        return JobEvent(job_id, kind, error=error) if isinstance(error, str) else None
+    return JobEvent(job_id, kind)
 
 
 def has_ended(status: str | None) -> bool:
