@@ -24,19 +24,16 @@ import redis.asyncio
 CONNECTED = "Redis client connected to the server"
 NOT_CONNECTED = "Redis client not connected to the server: "
 
-# 128 + SIGPIPE: what a shell reports for a program whose reader went away.
-BROKEN_PIPE = 141
+BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a program whose reader went away
 
 CONNECT_ATTEMPTS = 3
 RETRY_DELAY_SECONDS = 0.5
-# Bytes that are not UTF-8, in a value someone else wrote, read as U+FFFD rather than raise.
-TEXT_ERRORS = "replace"
-# Short enough that three tries against an unroutable host still end well within 10 s.
-SOCKET_CONNECT_TIMEOUT_SECONDS = 2.0
+TEXT_ERRORS = "replace"  # bytes that are not UTF-8 read as U+FFFD rather than raise
+SOCKET_CONNECT_TIMEOUT_SECONDS = 2.0  # three tries at an unroutable host end well within 10 s
 
 
 class NotConnectedError(redis.ConnectionError):
-    """Redis did not answer any of ``connect()``'s tries; the message is the last try's error."""
+    """Redis did not answer any of ``announce_connection()``'s tries; the message is the last try's error."""
 
 
 class CannotStartError(Exception):

@@ -15,10 +15,8 @@ import socket
 from course.settings import SettingError
 
 DEFAULT_HOST = "127.0.0.1"
-# The names a client on this machine uses for loopback, as a Host header carries them.
-LOOPBACK_HOST_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
-# Addresses that mean "every interface".
-WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]"})
+LOOPBACK_HOST_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})  # as a Host header names loopback
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]"})  # "every interface"
 
 
 def host_name(host: str) -> str:

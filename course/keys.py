@@ -1,8 +1,7 @@
 """Keys the project owns in Redis, read defensively: someone may have written them by hand.
 
 A count the project keeps (``item.1``, ``available_seats``, the job id counter) is an integer
-as Redis's INCR and DECR write one. Anything else found there is ``UnreadableStateError``: its
-message names the key, and the programs add what restores it (``make reset``).
+as INCR writes one; anything else is ``UnreadableStateError``, naming the key (``make reset``).
 """
 
 from __future__ import annotations

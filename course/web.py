@@ -7,11 +7,9 @@ An API lesson is a Flask app with one line more, served by granian as its docs s
     redis_client()                       # a client for REDIS_URL that fails fast
     Granian("9_stock:app", interface=Interfaces.WSGI, **launch(__doc__)).serve()
 
-``json_api``: compact JSON in the order written, as Express's ``res.json``; every error as
-JSON (Redis away: 503; state holding no number: 500 naming the key); a JSON 400 for a
-``Host`` that is not the address listened on (course.hosts). ``launch``: ``--help``, the
-settings checked, the port free, the start line on stderr, Redis reached or said away.
-Why each of granian's settings: docs/internals.md.
+``json_api``: compact JSON as Express's ``res.json``, every error as JSON (Redis away: 503),
+a JSON 400 for a foreign ``Host``. ``launch``: the settings checked, the port free, the start
+line, Redis reached or said away. Why each of granian's settings: docs/internals.md.
 """
 
 from __future__ import annotations
@@ -50,8 +48,7 @@ COMPACT = (",", ":")
 # Redis answers in well under a millisecond; half a second means it is gone or stuck: a 503.
 REDIS_TIMEOUT_SECONDS = 0.5
 
-# Granian's settings for every course server (the APIs, the dashboard), in one place; why each
-# value, measured: docs/internals.md.
+# Granian's settings for every course server, in one place (why each value: docs/internals.md).
 THREADS_PER_WORKER = 2  # a second thread keeps the core busy while the first waits for Redis
 CONNECTIONS_PER_WORKER = 16_384  # idle ones included: granian's default let 1,100 idle ones stop a server
 LISTEN_BACKLOG = 4096  # connections no worker has accepted yet (Linux caps it at somaxconn)
@@ -110,9 +107,8 @@ def redis_unavailable(error: redis.RedisError) -> Response:
 
 
 def unreadable_state(error: UnreadableStateError | redis.ResponseError) -> Response:
-    """A JSON 500 naming the key that holds no number (a lesson's Lua script may say it too), or
-    Redis's refusal (without a script's hash); ``make reset`` where it helps (not for a full
-    Redis); one line in the log, no traceback."""
+    """A JSON 500 naming the key that holds no number, or Redis's refusal, with ``make reset`` where
+    it helps; one line in the log, no traceback."""
     refusal = str(error).partition(" script: ")[0]
     if isinstance(error, UnreadableStateError) or refusal.endswith(NOT_A_NUMBER):
         message = f"{refusal} ({RESET_HINT})"
@@ -152,8 +148,8 @@ def action_route(app: Flask, rule: str) -> Callable[[Callable[..., Response]], C
 def json_api(app: Flask) -> Flask:
     """``app``, answering JSON to everything, like the course's Express apps (see the module doc)."""
     app.json = CourseJSONProvider(app)
-    # Errors reach the JSON handlers even under ``flask run --debug``; OPTIONS is a JSON 405
-    # (Flask's automatic answer has an empty body); a doubled slash a JSON 404, not a redirect.
+    # Errors reach the JSON handlers under ``flask run --debug`` too; OPTIONS is a JSON 405 (Flask's
+    # answer has an empty body); a doubled slash a JSON 404, not a redirect.
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.url_map.merge_slashes = False
@@ -167,9 +163,8 @@ def json_api(app: Flask) -> Flask:
 
 
 def redis_client(**options: Any) -> redis.Redis:
-    """A client for ``REDIS_URL`` that fails fast, made in the worker that uses it. No retries: a
-    reservation that failed on the wire is a 503, never run twice. A connection broken by a
-    Redis restart is reconnected when the pool next hands it out."""
+    """A client for ``REDIS_URL`` that fails fast, with no retries: a reservation that failed on the
+    wire is a 503, never run twice."""
     options.setdefault("socket_connect_timeout", REDIS_TIMEOUT_SECONDS)
     options.setdefault("socket_timeout", REDIS_TIMEOUT_SECONDS)
     options.setdefault("retry", Retry(NoBackoff(), 0))
@@ -177,18 +172,14 @@ def redis_client(**options: Any) -> redis.Redis:
 
 
 def write_line(line: str, stream: Any = None) -> None:
-    """Write a whole line in one system call, taking no lock of Python's: ``connect_at_launch``'s
-    thread writes while granian forks, and a worker forked while it held ``sys.stdout``'s lock
-    would inherit the lock held, and hang at its first print."""
+    """A whole line in one system call, taking no lock of Python's that a worker forked meanwhile
+    would inherit held (and hang at its first print)."""
     os.write((stream or sys.stdout).fileno(), f"{line}\n".encode())
 
 
 def connect_at_launch(first_contact: Callable[[], object]) -> None:
-    """Reach Redis with ``first_contact`` (which also sets up a fresh Redis); silent if it answers.
-
-    While Redis is away: the course's not-connected line, then a thread tries again (a line
-    each time) until the connected line; the routes answer 503 meanwhile.
-    """
+    """Reach Redis with ``first_contact``, silent if it answers; while Redis is away a thread tries
+    again, a not-connected line each time, until the connected line (the routes answer 503)."""
     if try_contact(first_contact):
         return
     threading.Thread(target=keep_trying, args=(first_contact,), name="Redis at launch", daemon=True).start()
@@ -230,34 +221,22 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def raise_open_file_limit() -> None:
-    """Let this process and its workers open as many files as the system allows: each connection
-    is one, and the usual soft limit, 1,024, is far below ``CONNECTIONS_PER_WORKER``."""
+    """As many open files as the system allows: each connection is one (the usual soft limit: 1,024)."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def worker_apart_from_the_terminal() -> None:
-    """Run in each worker as granian (2.8.9) forks it: the workaround of two defects measured here.
-
-    - A worker signalled twice, by the terminal's Ctrl-C (sent to its process group) and by the
-      main process's SIGTERM, hung in its shutdown in 4 of 5 tries (``workers_kill_timeout``,
-      granian PR #435, then killed it). Out of the terminal's group, it gets one signal.
-    - A worker sets its handlers after importing the app; a SIGTERM meanwhile ran the handler
-      inherited from the main process, and was lost. Until then, SIGTERM ends the worker; one
-      sent during the fork waits, blocked, until then (``server_settings``).
-    Tested by tests/test_stock_server.py (Ctrl-C, a stop while the workers start).
-    """
+    """In each worker as granian (2.8.9) forks it, the workaround of two defects (docs/internals.md):
+    out of the terminal's process group, one signal per stop; SIGTERM ends it until its handlers."""
     os.setpgrp()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def server_settings(doc: str | None, port_variable: str = "PORT", default_port: int = DEFAULT_PORT) -> dict:
-    """Granian's keyword arguments for a server of the course (``address``, ``port``, ``SERVER_LIMITS``).
-
-    First the command line (``--help``), ``HOST``, the port, ``REDIS_URL`` (workers would read
-    it only at their first request) and a free port are checked; last, the start line.
-    """
+    """Granian's keyword arguments (``address``, ``port``, ``SERVER_LIMITS``), once the command line,
+    ``HOST``, the port, ``REDIS_URL`` and a free port are checked; then the start line."""
     parse_command_line(doc)
     redis_url()
     host, port = host_from_env(), port_from_env(port_variable, default_port)
@@ -268,8 +247,7 @@ def server_settings(doc: str | None, port_variable: str = "PORT", default_port: 
         after_in_parent=partial(signal.pthread_sigmask, signal.SIG_UNBLOCK, {signal.SIGTERM}),
         after_in_child=worker_apart_from_the_terminal,
     )
-    # Flask turns debug mode on when FLASK_DEBUG=1 is set as the app is made: it is for the
-    # development server (``flask run --debug``), never for this one, whose workers make it.
+    # FLASK_DEBUG=1 is for the development server (``flask run --debug``), never for this one.
     os.environ.pop("FLASK_DEBUG", None)
     shown_host = f"[{host}]" if ":" in host else host
     write_line(f"Serving on http://{shown_host}:{port}", sys.stderr)

@@ -7,10 +7,9 @@ outlive it::
     jobs.enqueue("100_seat.reserve_seat_job", {})   # a Kue-style id; its outcome printed later
     jobs.start_processor()                           # an RQ worker beside this web process
 
-The listener (``course.events.watch.JobListener``) starts at a web process's first
-``enqueue``: threads do not survive a fork. The processor, a ``CourseWorker`` in a fresh
-interpreter, is started again if it crashes (Redis out of memory, say), and stops by itself
-if its web process is killed outright.
+The listener starts at a web process's first ``enqueue`` (threads do not survive a fork). The
+processor, a ``CourseWorker`` in a fresh interpreter, is started again if it crashes, and stops
+by itself if its web process is killed outright.
 """
 
 from __future__ import annotations
@@ -32,12 +31,10 @@ from course.web import redis_client, write_line
 
 from rq import Queue
 
-# A processor that ended with an error is started again this long after; one that fails again
-# soon after, twice as long after, up to RESTART_MAX_SECONDS.
+# A processor that ended with an error is started again after this, doubled while it fails soon.
 RESTART_SECONDS = 0.5
 RESTART_MAX_SECONDS = 8.0
-# How a processor ends when it is asked to stop: by itself, or by the signal (SIGTERM, from
-# its web process as it stops) that came before RQ's handlers; None: reaped by another thread.
+# A processor that ended as asked: by itself, by a stop before RQ's handlers, or reaped elsewhere.
 STOPPED = frozenset({0, -signal.SIGTERM, -signal.SIGINT, None})
 
 
@@ -72,8 +69,7 @@ def stop_when_orphaned() -> None:
 class WebJobs:
     """This web process's listener and processor for one queue (see the module doc)."""
 
-    # A fresh interpreter: a child forked from a process running threads (the web server's,
-    # the job listener's) could inherit a lock held by one of them, and hang.
+    # A fresh interpreter: a child forked from a process running threads could inherit a held lock.
     CONTEXT = multiprocessing.get_context("spawn")
     PROCESSOR_NAME = "queue processor"
 

@@ -102,14 +102,9 @@ def ignore(reason: str, what: object) -> None:
 
 
 class JobWatch:
-    """The creator's end of Kue's job events: subscribe, reserve ids, enqueue, then hear about those jobs.
-
-    Subscribed (and the subscription confirmed) once made. ``new_job_ids`` reserves Kue-style
-    ids and watches them before the jobs exist; ``on_event`` then gets each event of those
-    jobs, in the order the processor sent them. A job's last event is ``complete`` or
-    ``failed``; an ending is believed only for a job whose hash records it. Anything else
-    on the channel is ignored.
-    """
+    """The creator's end of Kue's job events, subscribed once made: ``new_job_ids`` watches jobs before
+    they exist, ``on_event`` gets each of their events in order, the last one ``complete`` or
+    ``failed`` (believed only for a job whose hash records it); anything else is ignored."""
 
     def __init__(self, queue: Queue, on_event: Callable[[JobEvent], None]) -> None:
         self.queue = queue
@@ -145,11 +140,8 @@ class JobWatch:
         return job_ids
 
     def enqueue_many(self, function_name: str, datas: Sequence[dict], **options: Any) -> list[str]:
-        """Create one ordinary RQ job per data dict (its only argument), in one round trip, and watch them.
-
-        Each job gets the event callbacks; ``options`` are RQ's (``timeout``, ``retry``...).
-        Returns their ids.
-        """
+        """One RQ job per data dict (its only argument), with the event callbacks and RQ's ``options``,
+        enqueued in one round trip and watched; their ids."""
         job_ids = self.new_job_ids(len(datas))
         jobs = [
             Queue.prepare_data(
@@ -190,11 +182,8 @@ class JobWatch:
                 return
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Listen until every watched job has ended; False if ``timeout`` ran out first.
-
-        A Redis away for up to ``RECONNECT_SECONDS`` (a restart) is waited for: redis-py
-        renews the subscription, and the polls report what was published meanwhile.
-        """
+        """Listen until every watched job has ended, False if ``timeout`` ran out first; a Redis away
+        up to ``RECONNECT_SECONDS`` is waited for (redis-py subscribes again, the polls catch up)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         lost_since = None
         while self.is_pending():
@@ -235,11 +224,8 @@ class JobWatch:
         self.on_event(event)
 
     def check_rq_state(self) -> None:
-        """Report the jobs RQ showed ended at the last poll with no event since; read a few more statuses.
-
-        The grace of one poll lets a late event arrive first: a worker publishes the event
-        *before* RQ saves the job's final status.
-        """
+        """Report the jobs RQ showed ended at the last poll with no event since (a late event comes
+        first: a worker publishes it before RQ saves the status); read a few more statuses."""
         with self.lock:
             overdue = [item for item in self.ended_in_rq.items() if item[0] in self.pending]
             batch = self.poll_batch()
@@ -287,12 +273,8 @@ class JobWatch:
 
 
 class JobListener:
-    """A ``JobWatch`` kept listening by a daemon thread, for a long-running process (a web server).
-
-    ``enqueue`` creates a job and watches it; ``on_event`` is called from the listener's
-    thread. Redis away, or any error, makes the thread try again a second later: the polls
-    catch up on what was missed, and nothing read from Redis ends the thread.
-    """
+    """A ``JobWatch`` kept listening by a daemon thread (a web server's): ``on_event`` is called from
+    it; after any error it tries again a second later, and the polls catch up on what it missed."""
 
     RETRY_SECONDS = 1.0
 
