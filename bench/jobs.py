@@ -11,6 +11,7 @@ running:
 
     python bench/jobs.py [--jobs 2000]
     python bench/jobs.py --stock-rq [--jobs 4000]
+    python bench/jobs.py --versus-stock-rq [--rounds 3]   # the two in turns: their ratio
     python bench/jobs.py --profile-worker [--jobs 1000]   # one worker alone, under cProfile
 
 REDIS_URL picks the server; redis-benchmark is taken from REDIS_BIN_DIR, else from the
@@ -28,6 +29,7 @@ import os
 import pstats
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -187,9 +189,7 @@ def report_counters(count: int, counters: RedisCounters) -> None:
     print("  per job: " + ", ".join(f"{name} {calls / count:.1f}" for name, calls in busiest if calls > 0))
 
 
-def report(count: int, creation_seconds: float, processing_seconds: float, get_ops: float) -> None:
-    creation_rate = count / creation_seconds
-    processing_rate = count / processing_seconds
+def report(count: int, creation_rate: float, processing_rate: float, get_ops: float) -> None:
     print(f"{count} jobs on {creator.QUEUE_NAME}, {WORKERS} workers")
     print(f"redis-benchmark -t get -c 32: {get_ops:,.0f} ops/s (mean of a run before and one after)")
     print(
@@ -217,13 +217,12 @@ def profile_one_worker(queue: Queue, jobs: list[dict]) -> None:
     pstats.Stats(profile).sort_stats("tottime").print_stats(PROFILE_LINES)
 
 
-def stock_rq_floor(connection: redis.Redis, count: int, get_requests: int) -> None:
+def stock_rq_rate(connection: redis.Redis, count: int) -> tuple[float, RedisCounters]:
     """RQ's own floor: ``WORKERS`` plain ``rq worker``s (SimpleWorker, JSON) on jobs that do nothing.
 
-    No allow-list, no events, no callbacks: what RQ's job handling costs by itself, for
-    the same ratio as the course's processor. Timed from the first job's start to the last
-    one's end, as RQ recorded them, so the workers' start-up is left out. The jobs are
-    deleted afterwards.
+    No allow-list, no events, no callbacks: what RQ's job handling costs by itself. Timed from
+    the first job's start to the last one's end, as RQ recorded them, so the workers' start-up
+    is left out. Returns jobs per second and Redis's counters; the jobs are deleted afterwards.
     """
     queue = Queue(STOCK_QUEUE_NAME, connection=connection, serializer=JSONSerializer)
     if queue.count or Worker.all(queue=queue):
@@ -232,7 +231,6 @@ def stock_rq_floor(connection: redis.Redis, count: int, get_requests: int) -> No
         [Queue.prepare_data(STOCK_JOB_FUNCTION, result_ttl=STOCK_RESULT_TTL_SECONDS) for _ in range(count)]
     )
     job_ids = [job.id for job in job_ids]
-    get_ops_before = redis_get_ops_per_second(get_requests)
     counters_before = RedisCounters.read(connection)
     command = [
         *(str(Path(sys.executable).with_name("rq")), "worker", "--burst", "--quiet"),
@@ -243,7 +241,6 @@ def stock_rq_floor(connection: redis.Redis, count: int, get_requests: int) -> No
     if any(worker.wait() != 0 for worker in workers):
         raise SystemExit("an rq worker failed")
     counters = RedisCounters.read(connection).since(counters_before)
-    get_ops = (get_ops_before + redis_get_ops_per_second(get_requests)) / 2
     ended = Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
     if any(job is None or job.get_status() != "finished" for job in ended):
         raise SystemExit("not every job finished")
@@ -252,13 +249,53 @@ def stock_rq_floor(connection: redis.Redis, count: int, get_requests: int) -> No
         for job in ended:
             job.delete(pipeline=pipeline)
         pipeline.execute()
-    rate = count / seconds
+    return count / seconds, counters
+
+
+def stock_rq_floor(connection: redis.Redis, count: int, get_requests: int) -> None:
+    """``stock_rq_rate``, with its ratio to redis-benchmark GET in the same run."""
+    get_ops_before = redis_get_ops_per_second(get_requests)
+    rate, counters = stock_rq_rate(connection, count)
+    get_ops = (get_ops_before + redis_get_ops_per_second(get_requests)) / 2
     print(f"{count} jobs that do nothing ({STOCK_JOB_FUNCTION}), {WORKERS} plain rq workers (SimpleWorker)")
     print(f"redis-benchmark -t get -c 32: {get_ops:,.0f} ops/s (mean of a run before and one after)")
     print(
         f"processing: {rate:8,.0f} jobs/s   ratio {rate / get_ops:.4f}   (Node/Kue {NODE_PROCESSING_RATIO})"
     )
     report_counters(count, counters)
+
+
+def course_processing_rate(queue: Queue, jobs: list[dict]) -> tuple[float, float, RedisCounters]:
+    """Task 7's processor on ``jobs``, created and followed as task 7's creator does it.
+
+    Returns the creation and processing rates (jobs per second) and Redis's counters.
+    """
+    processor = start_processor(queue)
+    try:
+        creation_seconds, processing_seconds, events, counters = create_and_process(queue, jobs)
+    finally:
+        stop_processor(processor)
+    if len(events) != expected_event_count(jobs):
+        raise SystemExit(f"expected {expected_event_count(jobs)} events, got {len(events)}")
+    return len(jobs) / creation_seconds, len(jobs) / processing_seconds, counters
+
+
+def versus_stock_rq(queue: Queue, jobs: list[dict], stock_jobs: int, rounds: int) -> None:
+    """Task 7's processor against plain RQ workers, in turns on the same Redis: the ratio of their rates.
+
+    The two measure the same machine within seconds of each other, so a drift of the machine's
+    speed between runs (redis-benchmark's own figure moves by half here) cancels out.
+    """
+    ratios = []
+    for round_number in range(1, rounds + 1):
+        stock_rate, _ = stock_rq_rate(queue.connection, stock_jobs)
+        _, course_rate, _ = course_processing_rate(queue, jobs)
+        ratios.append(course_rate / stock_rate)
+        print(
+            f"round {round_number}: plain RQ {stock_rate:6,.0f} jobs/s, task 7's processor"
+            f" {course_rate:6,.0f} jobs/s: {ratios[-1]:.2f}x"
+        )
+    print(f"task 7's processor / plain RQ, median of {rounds} rounds: {statistics.median(ratios):.2f}x")
 
 
 def parse_args() -> argparse.Namespace:
@@ -272,10 +309,16 @@ def parse_args() -> argparse.Namespace:
         "--profile-worker", action="store_true", help="profile one worker alone instead (cProfile)"
     )
     mode.add_argument(
+        "--versus-stock-rq",
+        action="store_true",
+        help="task 7's processor (2000 jobs) and plain rq workers (4000) in turns: the ratio of their rates",
+    )
+    mode.add_argument(
         "--stock-rq",
         action="store_true",
         help="RQ's own floor instead: plain rq workers on jobs that do nothing (default 4000 jobs)",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --versus-stock-rq (default 3)")
     return parser.parse_args()
 
 
@@ -292,18 +335,15 @@ def main() -> None:
         profile_one_worker(queue, notification_jobs(args.jobs or 1000))
         return
     jobs = notification_jobs(args.jobs or 2000)
+    if args.versus_stock_rq:
+        versus_stock_rq(queue, jobs, args.jobs or 4000, args.rounds)
+        return
 
     # redis-benchmark before and after the jobs: the machine's speed drifts within a run.
     get_ops_before = redis_get_ops_per_second(args.get_requests)
-    processor = start_processor(queue)
-    try:
-        creation_seconds, processing_seconds, events, counters = create_and_process(queue, jobs)
-    finally:
-        stop_processor(processor)
-    if len(events) != expected_event_count(jobs):
-        raise SystemExit(f"expected {expected_event_count(jobs)} events, got {len(events)}")
+    creation_rate, processing_rate, counters = course_processing_rate(queue, jobs)
     get_ops = (get_ops_before + redis_get_ops_per_second(args.get_requests)) / 2
-    report(len(jobs), creation_seconds, processing_seconds, get_ops)
+    report(len(jobs), creation_rate, processing_rate, get_ops)
     report_counters(len(jobs), counters)
 
 

@@ -7,6 +7,7 @@ every job they create ends.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -46,3 +47,16 @@ def test_each_mode_of_the_jobs_benchmark_runs(redis_url, args, first_line):
     assert (result.returncode, result.stderr) == (0, "")
     assert first_line in result.stdout.splitlines()
     assert "round trips per job" in result.stdout
+
+
+def test_the_processor_against_plain_rq_prints_each_round_and_their_median_ratio(redis_url):
+    result = run_bench(redis_url, "--versus-stock-rq", "--jobs", "22", "--rounds", "2")
+
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "round 1",
+        "round 2",
+        "task 7's processor / plain RQ, median of 2 rounds",
+    ]
+    assert re.fullmatch(r"task 7's processor / plain RQ, median of 2 rounds: \d+\.\d\dx", lines[-1])
