@@ -24,7 +24,7 @@ from checker import compare, folders
 from checker.course_run import COURSE_FILES
 from checker.lessons import ROOT
 from checker.report import Outcome, diff
-from tests.support import descendants, is_running, snapshot
+from tests.support import REDIS_BIN, descendants, is_running, snapshot
 
 pytestmark = [
     pytest.mark.long,
@@ -326,6 +326,9 @@ def instructor_home(tmp_path, monkeypatch) -> Path:
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY\n")
     monkeypatch.setenv("HOME", str(home))
+    # The instructor's Redis build, wherever the tests found it: without it, run by a bare
+    # pytest, the checker would build Redis into this home's cache and the home would change.
+    monkeypatch.setenv("REDIS_BIN_DIR", str(REDIS_BIN))
     return home
 
 
