@@ -2,7 +2,8 @@
 like Redis being away: task 7's processor started while Redis is full says so in one line and
 waits, with no traceback, no crash loop and no stale worker entry; once memory is freed it
 processes the course's jobs, and every job's recorded outcome is what happened. The same holds
-for a processor that runs while Redis is filled and freed in turns and jobs keep coming.
+for a processor that runs while Redis is filled and freed in turns and jobs keep coming. A
+creator started on a full Redis says so in one line, exits 1, and leaves nothing behind.
 
 The test's own redis-server, filled to its ``maxmemory`` and freed.
 """
@@ -52,6 +53,19 @@ def fill(client: redis.Redis) -> int:
         except redis.exceptions.OutOfMemoryError:
             return count
         count += 1
+
+
+@pytest.mark.parametrize("script", ["6_job_creator.py", "7_job_creator.py"])
+def test_a_creator_on_a_full_redis_says_so_in_one_line_and_creates_nothing(own_redis, script):
+    client = redis.Redis.from_url(own_redis.url)
+    assert fill(client) > 0
+    keys_before = set(client.keys())
+
+    creator = run_script(script, own_redis.url, timeout=EVENTS_TIMEOUT_SECONDS)
+
+    assert (creator.stdout, creator.returncode) == ("", 1)
+    assert creator.stderr == "Redis error: command not allowed when used memory > 'maxmemory'.\n"
+    assert set(client.keys()) == keys_before
 
 
 def test_a_processor_started_on_a_full_redis_says_so_once_waits_then_works(own_redis, launch):
