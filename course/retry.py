@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import socket
+import sys
 import time
 
 from course.connection import CONNECTED, client_from_env, not_connected_line
@@ -24,12 +25,16 @@ RETRIES = 14
 RETRY_SECONDS = 11.5
 REFUSAL_REPEAT_SECONDS = 60.0
 WRITES_REFUSED = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
-# A transaction discarded whole at EXEC for OOM or READONLY is retried like a refused write.
 RETRIED_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.timeout, *WRITES_REFUSED, ExecAbortError)
 REFUSED_TRANSACTION = "Transaction discarded because of: "
-REFUSAL_CODES = ("OOM", "READONLY")
-# The name RQ gives its scheduler's process, which would end with a traceback on a Redis error.
-RQ_SCHEDULER_PROCESS = "Scheduler"
+REFUSAL_CODES = ("OOM", "READONLY")  # a transaction discarded at EXEC for these is retried too
+RQ_SCHEDULER_PROCESS = "Scheduler"  # RQ's name for its scheduler's process
+
+
+def say(line: str) -> None:
+    """One line, one write: unbuffered, ``print`` writes the newline apart; another line got between."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
 
 
 class RedisPresence:
@@ -50,11 +55,11 @@ class RedisPresence:
             if refused is not None and self.state.value == self.HERE:
                 if time.monotonic() - self.refused_at.value > REFUSAL_REPEAT_SECONDS:
                     self.refused_at.value = time.monotonic()
-                    print(f"Redis refuses writes: {refused}", flush=True)
+                    say(f"Redis refuses writes: {refused}")
             elif refused is None and self.state.value == self.HERE:
                 self.state.value = self.AWAY
                 self.since.value = time.monotonic()
-                print(not_connected_line(error), flush=True)
+                say(not_connected_line(error))
 
     def back(self, failed_first: bool) -> None:
         # Read the wrapped value, without the lock (``.value`` takes it): this runs after every
@@ -66,7 +71,7 @@ class RedisPresence:
             long_away = time.monotonic() - self.since.value > RETRY_SECONDS
             if self.state.value == self.AWAY and (failed_first or long_away):
                 self.state.value = self.HERE
-                print(CONNECTED, flush=True)
+                say(CONNECTED)
 
 
 presence = RedisPresence()

@@ -18,8 +18,7 @@ from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 USAGE_ERROR = 2
-# Above CRITICAL: the loggers RQ sets to this level format no record at all.
-QUIET = logging.CRITICAL + 1
+QUIET = logging.CRITICAL + 1  # above CRITICAL: RQ's loggers at this level format no record
 # What a URL's ?name=value may set beside redis-py's own parsed options (URL_QUERY_ARGUMENT_PARSERS):
 # the connection's string settings. redis-py passes any other name on to the connection, which
 # refuses it with a TypeError at the first command.

@@ -45,8 +45,7 @@ DEFAULT_PORT = 1245
 JSON = "application/json"
 COMPACT = (",", ":")
 
-# Redis answers in well under a millisecond; half a second means it is gone or stuck: a 503.
-REDIS_TIMEOUT_SECONDS = 0.5
+REDIS_TIMEOUT_SECONDS = 0.5  # Redis answers in well under a millisecond: gone or stuck, a 503
 
 # Granian's settings for every course server, in one place (why each value: docs/internals.md).
 THREADS_PER_WORKER = 2  # a second thread keeps the core busy while the first waits for Redis
@@ -72,8 +71,7 @@ SERVER_LIMITS: dict[str, Any] = {
     },
 }
 
-# A server started while Redis is away tries again every 2 s, printing the not-connected line.
-LAUNCH_RETRY_SECONDS = 2.0
+LAUNCH_RETRY_SECONDS = 2.0  # a server started while Redis is away tries again this often
 
 
 class CourseJSONProvider(DefaultJSONProvider):

@@ -48,7 +48,8 @@ ABANDONED_GRACE_SECONDS = 15
 
 
 def warn(line: str) -> None:
-    print(printable(line), file=sys.stderr, flush=True)
+    sys.stderr.write(f"{printable(line)}\n")
+    sys.stderr.flush()
 
 
 def fail_unreadable(connection: redis.Redis, job_id: str, message: str) -> None:

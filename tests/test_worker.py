@@ -7,6 +7,7 @@ course's worker overrides (if a newer RQ stopped calling one, its test here fail
 
 from __future__ import annotations
 
+import io
 import signal
 import threading
 import time
@@ -20,6 +21,7 @@ from course.retry import RedisPresence
 from course.worker import ABANDONED_GRACE_SECONDS, CourseWorker
 
 import pytest
+import redis
 from rq import Queue, Retry, SimpleWorker
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
@@ -360,3 +362,30 @@ def test_a_command_that_went_through_takes_no_lock_shared_with_the_other_process
         other.start()
         other.join(timeout=5)
         assert not other.is_alive()
+
+
+class WritesRecorded(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_each_line_about_redis_is_one_write_that_no_other_process_can_split(monkeypatch):
+    """Unbuffered, print wrote a line and its newline apart: another worker's job line landed between."""
+    stdout = WritesRecorded()
+    monkeypatch.setattr("sys.stdout", stdout)
+    presence = RedisPresence()
+
+    presence.lost(redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."))
+    presence.lost(redis.ConnectionError("Connection refused"))
+    presence.back(failed_first=True)
+
+    assert stdout.writes == [
+        "Redis refuses writes: command not allowed when used memory > 'maxmemory'.\n",
+        "Redis client not connected to the server: Connection refused\n",
+        "Redis client connected to the server\n",
+    ]

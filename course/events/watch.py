@@ -43,11 +43,9 @@ ENDED_STATUSES = frozenset(
 )
 
 POLL_INTERVAL_SECONDS = 1.0
-# Statuses read per poll, in turn: a lost event is noticed within (pending / POLL_BATCH) s.
-POLL_BATCH = 16
+POLL_BATCH = 16  # statuses read per poll, in turn: a lost event is noticed within pending / 16 s
 SUBSCRIBE_TIMEOUT_SECONDS = 10.0
-# A restarted Redis is away for a second or two: a waiting creator rides out this long.
-RECONNECT_SECONDS = 10.0
+RECONNECT_SECONDS = 10.0  # a restarted Redis is away a second or two: a creator rides out this long
 RECONNECT_RETRY_SECONDS = 0.5
 
 log = logging.getLogger(__name__)
