@@ -8,6 +8,8 @@ pause (``Retry(max, interval)``) run when due, as Kue's delayed jobs did. It run
 Ctrl-C or SIGTERM, finishing the job in hand first.
 """
 
+import sys
+
 from course.connection import run
 from course.retry import processor_connection
 from course.settings import logging_level_from_args
@@ -26,7 +28,10 @@ class NotificationWorker(CourseWorker):
 
 
 def send_notification(phone_number: str, message: str) -> None:
-    print(f"Sending notification to {phone_number}, with message: {message}", flush=True)
+    # One write per line: RQ's scheduler, a process of its own, may print the course's Redis lines
+    # meanwhile, and print() writes the line and its newline separately.
+    sys.stdout.write(f"Sending notification to {phone_number}, with message: {message}\n")
+    sys.stdout.flush()
 
 
 def send_notification_job(data: dict) -> None:
