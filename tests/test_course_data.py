@@ -81,8 +81,28 @@ def imported_names(tree: ast.AST) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("module", sorted(path.name for path in (ROOT / "course").glob("*.py")))
-def test_the_course_package_never_imports_a_numbered_lesson(module):
-    tree = ast.parse((ROOT / "course" / module).read_text())
+COURSE_MODULES = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "course").rglob("*.py"))
+LESSONS = sorted(path.name for path in ROOT.glob("[0-9]*.py"))
+# Issue 18: a lesson shows the libraries it teaches, over a handful of the core's helpers.
+MOST_NAMES_A_LESSON_IMPORTS = 6
 
-    assert [name for name in imported_names(tree) if name[:1].isdigit()] == []
+
+@pytest.mark.parametrize("module", COURSE_MODULES)
+def test_the_course_package_never_imports_a_lesson_or_the_checker(module):
+    """The lessons and the course run stand over the core: no import runs back up."""
+    tree = ast.parse((ROOT / module).read_text())
+
+    assert [name for name in imported_names(tree) if name[:1].isdigit() or name.startswith("checker")] == []
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_a_lesson_imports_a_handful_of_names_from_the_core(lesson):
+    tree = ast.parse((ROOT / lesson).read_text())
+    names = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "course"
+        for alias in node.names
+    ]
+
+    assert 0 < len(names) <= MOST_NAMES_A_LESSON_IMPORTS, names
