@@ -42,6 +42,10 @@ RESULT_FILE = "result.json"
 FOLDER_SECONDS = 1800
 # The sandboxes running now (bwrap processes).
 RUNNING: set[subprocess.Popen[str]] = set()
+# Set by Ctrl-C, under the lock that starting a sandbox takes: a sandbox started as the check
+# stops would be missed by the sweep, and its thread would keep the check waiting for it.
+STOPPING = threading.Event()
+RUNNING_LOCK = threading.Lock()
 
 
 def positive_seconds(value: str) -> float:
@@ -207,11 +211,14 @@ def check_folder(check: FolderCheck, redis_bin: Path, timeout: float, echo: bool
 
 def run_sandbox(command: list[str], check: FolderCheck, echo: bool) -> int:
     """Run the sandbox, its output read line by line (escaped: it carries what a solution printed)."""
-    process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        errors="replace",
-    )  # fmt: skip
-    RUNNING.add(process)
+    with RUNNING_LOCK:
+        if STOPPING.is_set():
+            return -signal.SIGINT
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            errors="replace",
+        )  # fmt: skip
+        RUNNING.add(process)
     timer = threading.Timer(FOLDER_SECONDS, process.kill)
     timer.start()
     try:
@@ -228,8 +235,10 @@ def run_sandbox(command: list[str], check: FolderCheck, echo: bool) -> int:
 
 def end_every_sandbox() -> None:
     """Ctrl-C: the sandboxes run in sessions of their own, which the terminal's Ctrl-C does not reach."""
-    for process in list(RUNNING):
-        process.kill()
+    with RUNNING_LOCK:
+        STOPPING.set()
+        for process in list(RUNNING):
+            process.kill()
 
 
 # A class ------------------------------------------------------------------------------------

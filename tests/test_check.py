@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from course import expected
 
 import pytest
 
+from checker import check as class_check
 from checker import compare, folders
 from checker.course_run import COURSE_FILES
 from checker.lessons import ROOT
@@ -257,6 +259,19 @@ def test_ctrl_c_ends_a_class_check_and_everything_in_its_sandboxes(tmp_path):
     while (left := [pid for pid in started if is_running(pid)]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert left == []
+
+
+def test_a_sandbox_about_to_start_as_ctrl_c_sweeps_the_others_never_starts(tmp_path, monkeypatch):
+    """A folder's thread that reached its sandbox just after Ctrl-C's sweep started it, and the check
+    waited for that sandbox to end (CI: no answer within 30 s of Ctrl-C)."""
+    monkeypatch.setattr(class_check, "STOPPING", threading.Event())
+    marker = tmp_path / "started"
+    folder_check = class_check.FolderCheck("late", tmp_path, 0)
+
+    class_check.end_every_sandbox()
+    status = class_check.run_sandbox(["touch", str(marker)], folder_check, echo=False)
+
+    assert (status, marker.exists(), class_check.RUNNING) == (-signal.SIGINT, False, set())
 
 
 # Hostile folders -----------------------------------------------------------------------------
