@@ -167,6 +167,26 @@ def test_a_deleted_job_counts_as_failed(queue):
     assert events == [JobEvent(job_id, FAILED, error="Job was deleted")]
 
 
+def test_a_poll_between_the_ids_and_the_enqueue_takes_no_job_for_deleted(queue, monkeypatch):
+    """A listener thread polled while another thread's enqueue was slow (CI): "Job was deleted"."""
+    events: list[JobEvent] = []
+    enqueue = queue.enqueue_many
+
+    with course_events.JobWatch(queue, on_event=events.append) as watch:
+
+        def slow_enqueue(jobs):
+            watch.check_rq_state()
+            watch.check_rq_state()
+            return enqueue(jobs)
+
+        monkeypatch.setattr(queue, "enqueue_many", slow_enqueue)
+        [job_id] = watch.enqueue_many(JOB_FUNCTION, [expected.TASK7_JOBS[2]])
+        watch.check_rq_state()
+        watch.check_rq_state()
+
+    assert (events, watch.is_pending()) == ([], True), job_id
+
+
 def test_a_listener_thread_hears_the_jobs_its_process_enqueued(queue, run_worker_here):
     heard: list[JobEvent] = []
     all_ended = threading.Event()

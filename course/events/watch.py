@@ -128,19 +128,21 @@ class JobWatch:
                 return
         raise redis.ConnectionError(f"no confirmation of SUBSCRIBE within {SUBSCRIBE_TIMEOUT_SECONDS:.0f} s")
 
-    def new_job_ids(self, count: int = 1) -> list[str]:
-        """Kue-style ids for ``count`` jobs about to be enqueued (``next_job_ids``), watched from now on."""
+    def new_job_ids(self, count: int = 1, polled: bool = True) -> list[str]:
+        """Kue-style ids for ``count`` jobs about to be enqueued (``next_job_ids``), watched from now on;
+        not ``polled`` until ``enqueue_many`` made them (a poll before would find no job: "deleted")."""
         job_ids = next_job_ids(self.connection, count)
         with self.lock:
             for job_id in job_ids:
                 self.pending[job_id] = None
-                self.turns.append(job_id)
+                if polled:
+                    self.turns.append(job_id)
         return job_ids
 
     def enqueue_many(self, function_name: str, datas: Sequence[dict], **options: Any) -> list[str]:
         """One RQ job per data dict (its only argument), with the event callbacks and RQ's ``options``,
         enqueued in one round trip and watched; their ids."""
-        job_ids = self.new_job_ids(len(datas))
+        job_ids = self.new_job_ids(len(datas), polled=False)
         jobs = [
             Queue.prepare_data(
                 function_name,
@@ -159,6 +161,8 @@ class JobWatch:
                 for job_id in job_ids:
                     self.pending.pop(job_id, None)
             raise
+        with self.lock:
+            self.turns.extend(job_ids)
         return job_ids
 
     def is_pending(self) -> bool:
