@@ -18,6 +18,7 @@ from types import FrameType
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 RESEND_STOP_SECONDS = 0.05
+CHILD_STOP_SECONDS = 10.0
 
 # True from the first fork hook to the last (the course's run first and last): a stop there is lost.
 forking = False
@@ -31,8 +32,7 @@ def hold_stop_signals() -> None:
 
 
 def release_stop_signals() -> None:
-    """After a fork: release the held stops; one that came meanwhile (its handler runs before
-    ``pthread_sigmask`` returns) meets ``send_again_later``."""
+    """After a fork: release the held stops; one that came meanwhile meets ``send_again_later``."""
     global forking
     if threading.current_thread() is threading.main_thread():
         handlers = {stop: signal.signal(stop, send_again_later) for stop in STOP_SIGNALS}
@@ -50,8 +50,7 @@ def send_again_later(signum: int, frame: FrameType | None) -> None:
 
 
 def stopping_here_breaks(frame: FrameType | None) -> bool:
-    """Whether a stop's exception raised in ``frame`` would be dropped (a fork hook, a ``__del__``)
-    or break something (``Thread.start``: the new thread finds itself already forgotten)."""
+    """Whether a stop raised in ``frame`` would be dropped (a fork hook, a ``__del__``) or break."""
     if forking:
         return True
     while frame is not None:
@@ -64,11 +63,14 @@ def stopping_here_breaks(frame: FrameType | None) -> bool:
 
 
 def stop_quietly(signum: int, frame: FrameType | None) -> None:
-    """End now, with the worker processes forked so far (a forked one ends alone): ``os._exit``,
-    which nothing can drop, where an exception could land in a weakref callback."""
+    """End, once the workers forked so far (RQ's pool starts them before its handlers) stopped, and
+    unregistered if they could; ``os._exit``, which nothing can drop. A forked one ends alone."""
     if os.getpid() == PROCESSOR_PID:
-        for child in multiprocessing.active_children():
+        children = multiprocessing.active_children()
+        for child in children:
             child.terminate()
+        for child in children:
+            child.join(CHILD_STOP_SECONDS)
     with contextlib.suppress(OSError, ValueError):  # a reader gone, or stdout closed
         sys.stdout.flush()
     os._exit(0)

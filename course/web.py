@@ -131,8 +131,7 @@ def refuse_foreign_hosts(app: Flask) -> None:
 
 
 def action_route(app: Flask, rule: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
-    """``@app.get(rule)`` for a route that changes state: a HEAD gets a JSON 405 (``Allow: GET``).
-    Werkzeug adds HEAD to GET rules, and Flask runs the GET view for it: ``curl -I`` would reserve."""
+    """``@app.get(rule)`` for a route that changes state: a HEAD (``curl -I``) gets a JSON 405."""
 
     def register(view: Callable[..., Response]) -> Callable[..., Response]:
         app.get(rule)(view)

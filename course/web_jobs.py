@@ -87,10 +87,8 @@ class WebJobs:
         sys.stdout.flush()
 
     def enqueue(self, function_name: str, data: dict) -> str:
-        """Queue one job with a Kue-style id; its outcome is printed when it ends.
-
-        A job id counter that holds no integer is ``JobIdsError`` (a JSON 500 naming it).
-        """
+        """Queue one job with a Kue-style id (``JobIdsError`` for a counter that cannot grow); its
+        outcome is printed when it ends."""
         with self.lock:
             if self.listener is None:
                 connection = redis_client(decode_responses=False)

@@ -194,8 +194,7 @@ class CourseWorker(SimpleWorker):
         super().clean_registries()
 
     def put_back_stranded_jobs(self, queue: Queue) -> None:
-        """Jobs left in RQ's intermediate list, not started, ``ABANDONED_GRACE_SECONDS`` after RQ's
-        mark, go back to the front of the queue (RQ fails them a minute later, unrun)."""
+        """Jobs taken and not started, ``ABANDONED_GRACE_SECONDS`` after RQ's mark, go back to the front."""
         intermediate = queue.intermediate_queue
         for raw_id in self.connection.lrange(intermediate.key, 0, -1):
             job_id = text_of(raw_id)

@@ -129,8 +129,7 @@ class JobWatch:
         raise redis.ConnectionError(f"no confirmation of SUBSCRIBE within {SUBSCRIBE_TIMEOUT_SECONDS:.0f} s")
 
     def new_job_ids(self, count: int = 1, polled: bool = True) -> list[str]:
-        """Kue-style ids for ``count`` jobs about to be enqueued (``next_job_ids``), watched from now on;
-        not ``polled`` until ``enqueue_many`` made them (a poll before would find no job: "deleted")."""
+        """Kue-style ids for jobs about to be enqueued, watched from now on (``polled``: jobs exist)."""
         job_ids = next_job_ids(self.connection, count)
         with self.lock:
             for job_id in job_ids:
