@@ -218,6 +218,16 @@ def profile_one_worker(queue: Queue, jobs: list[dict]) -> None:
     pstats.Stats(profile).sort_stats("tottime").print_stats(PROFILE_LINES)
 
 
+def working_seconds(connection: redis.Redis, ended: list[Job]) -> float:
+    """From the first job's start to the last one's end, as RQ recorded them; the jobs are then deleted."""
+    seconds = (max(job.ended_at for job in ended) - min(job.started_at for job in ended)).total_seconds()
+    with connection.pipeline(transaction=False) as pipeline:
+        for job in ended:
+            job.delete(pipeline=pipeline)
+        pipeline.execute()
+    return seconds
+
+
 def stock_rq_rate(connection: redis.Redis, count: int) -> tuple[float, RedisCounters]:
     """RQ's own floor: ``WORKERS`` plain ``rq worker``s (SimpleWorker, JSON) on jobs that do nothing.
 
@@ -245,12 +255,7 @@ def stock_rq_rate(connection: redis.Redis, count: int) -> tuple[float, RedisCoun
     ended = Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer)
     if any(job is None or job.get_status() != "finished" for job in ended):
         raise SystemExit("not every job finished")
-    seconds = (max(job.ended_at for job in ended) - min(job.started_at for job in ended)).total_seconds()
-    with connection.pipeline(transaction=False) as pipeline:
-        for job in ended:
-            job.delete(pipeline=pipeline)
-        pipeline.execute()
-    return count / seconds, counters
+    return count / working_seconds(connection, ended), counters
 
 
 def stock_rq_floor(connection: redis.Redis, count: int, get_requests: int) -> None:
@@ -303,12 +308,7 @@ def processor_rate(queue: Queue, jobs: list[dict]) -> float:
     finally:
         stop_processor(processor)
     ended = Job.fetch_many(job_ids, connection=queue.connection, serializer=JSONSerializer)
-    seconds = (max(job.ended_at for job in ended) - min(job.started_at for job in ended)).total_seconds()
-    with queue.connection.pipeline(transaction=False) as pipeline:
-        for job in ended:
-            job.delete(pipeline=pipeline)
-        pipeline.execute()
-    return len(jobs) / seconds
+    return len(jobs) / working_seconds(queue.connection, ended)
 
 
 def versus_stock_rq(queue: Queue, jobs: list[dict], stock_jobs: int, rounds: int) -> None:

@@ -52,6 +52,13 @@ def not_connected_line(error: BaseException) -> str:
     return f"{NOT_CONNECTED}{error}"
 
 
+def say(line: str, stream=None) -> None:
+    """One line, one write: unbuffered, ``print`` writes the newline apart; another process's got between."""
+    stream = stream or sys.stdout
+    stream.write(f"{line}\n")
+    stream.flush()
+
+
 def failed_try(error: redis.RedisError, last: bool) -> None:
     """The failed-connection line for a try that failed, or ``NotConnectedError`` for the last one."""
     if last:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import multiprocessing
 import socket
-import sys
 import time
 
-from course.connection import CONNECTED, client_from_env, not_connected_line
+from course.connection import CONNECTED, client_from_env, not_connected_line, say
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -29,12 +28,6 @@ RETRIED_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.timeout, *WR
 REFUSED_TRANSACTION = "Transaction discarded because of: "
 REFUSAL_CODES = ("OOM", "READONLY")  # a transaction discarded at EXEC for these is retried too
 RQ_SCHEDULER_PROCESS = "Scheduler"  # RQ's name for its scheduler's process
-
-
-def say(line: str) -> None:
-    """One line, one write: unbuffered, ``print`` writes the newline apart; another line got between."""
-    sys.stdout.write(f"{line}\n")
-    sys.stdout.flush()
 
 
 class RedisPresence:

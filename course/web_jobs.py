@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-from course.connection import client_from_env, run
+from course.connection import client_from_env, run, say
 from course.events import JobEvent
 from course.events.watch import JobListener
 from course.settings import rq_logging_level
@@ -83,8 +83,7 @@ class WebJobs:
 
     def print_outcome(self, event: JobEvent) -> None:
         """Its line in one write: the web processes share one output, and no line may be cut."""
-        sys.stdout.write(f"{event.line(self.subject)}\n")
-        sys.stdout.flush()
+        say(event.line(self.subject))
 
     def enqueue(self, function_name: str, data: dict) -> str:
         """Queue one job with a Kue-style id (``JobIdsError`` for a counter that cannot grow); its

@@ -25,6 +25,7 @@ import time
 from datetime import timedelta
 from types import FrameType
 
+from course.connection import say
 from course.events import ERROR_META_KEY, FAILED, OUTCOME_FIELD, JobEvent, publish_event, publish_failure
 from course.jobs import COURSE_CALLBACK_NAMES, SERIALIZER, CourseJob, UnreadableJobError
 from course.stops import send_again_later, stopping_here_breaks
@@ -48,8 +49,7 @@ ABANDONED_GRACE_SECONDS = 15
 
 
 def warn(line: str) -> None:
-    sys.stderr.write(f"{printable(line)}\n")
-    sys.stderr.flush()
+    say(printable(line), sys.stderr)
 
 
 def fail_unreadable(connection: redis.Redis, job_id: str, message: str) -> None:
