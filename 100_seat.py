@@ -14,9 +14,10 @@ agrees on whether reservations are blocked.
 
 Granian serves the app from several web processes. Each queues jobs with Kue-style ids and
 prints ``Seat reservation job ID completed`` or ``Seat reservation job ID failed: ERROR`` for
-the jobs it queued, when they end. ``/process`` starts the processor, an RQ worker in a
-process of its own beside the web process that answered, and it runs until the server stops,
-as Kue's ``queue.process`` did; one that crashed is started again (course/web_jobs.py).
+the jobs it queued, once RQ's state says they ended. ``/process`` starts the processor, an RQ
+worker in a program of its own beside the web process that answered, and it runs until the
+server stops, as Kue's ``queue.process`` did; one that crashed is started again
+(course/web_jobs.py).
 
 The seats are set up once per Redis, not once per launch. On a Redis that holds no seat
 count yet (a fresh one) the server sets 50 seats and enables reservations, in one Lua step

@@ -1,10 +1,8 @@
 """One way into Redis for every script: the URL from ``REDIS_URL``, the course's lines.
 
-node_redis announced itself with ``connect`` and ``error`` events; redis-py connects at the
-first command, so ``announce_connection(client)`` sends one, PING, and prints the course's
-connected line, or the failed-connection line for each failed try but the last, then raises
-``NotConnectedError``. ``run()`` turns that, and a program's other expected ends, into one
-line and an exit status: an unreachable server is an expected situation, not a bug.
+redis-py connects at the first command, where node_redis announced itself with events:
+``announce_connection`` sends PING and prints the course's connected line, or a failed line
+per failed try. ``run()`` makes each expected end one line and an exit status, no traceback.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Where a course server listens (``HOST``, ``PORT``), and which ``Host`` header it answers.
 
-A web page can make its own name resolve to 127.0.0.1 (DNS rebinding) and call a server on
-this machine as its own site; the Host header still carries the page's name. Bound to
-loopback (the default), a server answers ``127.0.0.1``, ``localhost`` and ``[::1]``; bound to
-another address, that address only; bound to every interface, any name.
+A web page can make its name resolve to 127.0.0.1 (DNS rebinding); its requests still name it
+in the Host header. A server answers the names of the address it is bound to: on loopback
+(the default) ``127.0.0.1``, ``localhost`` and ``[::1]``; on every interface, any name.
 """
 
 from __future__ import annotations

@@ -18,8 +18,11 @@ from rq.serializers import JSONSerializer
 
 SERIALIZER = JSONSerializer
 KNOWN_STATUSES = frozenset(status.value for status in JobStatus)
+ERROR_META_KEY = "error"  # where a failed job's meta records its error (course/events/__init__.py)
 # The callbacks a course job may name (course/events/__init__.py), as RQ stores them: import paths.
-COURSE_CALLBACK_NAMES = frozenset({"course.events.publish_completed", "course.events.publish_failed"})
+COMPLETED_CALLBACK = "course.events.publish_completed"
+FAILED_CALLBACK = "course.events.publish_failed"
+COURSE_CALLBACK_NAMES = frozenset({COMPLETED_CALLBACK, FAILED_CALLBACK})
 CALLBACK_FIELDS = ("success_callback_name", "failure_callback_name", "stopped_callback_name")
 
 

@@ -1,8 +1,7 @@
 """The settings every program takes from ``REDIS_URL`` and its command line, checked before it starts.
 
-A learner types them by hand: a typo is caught before anything runs and said in one line
-naming the setting (``SettingError``; ``course.connection.run`` exits with status 2). A
-password is never repeated. A server's ``HOST`` and ``PORT``: ``course.hosts``.
+A typo is said in one line naming the setting (``SettingError``: exit status 2), before
+anything runs; a password is never repeated. A server's ``HOST`` and ``PORT``: ``course.hosts``.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """What the course's HTTP APIs share: JSON for every answer, and granian's settings.
 
-An API lesson is a Flask app with one line more, served by granian as its docs show::
-
-    app = json_api(Flask(__name__, static_folder=None))  # JSON errors, the Host check
-    @action_route(app, "/reserve/<id>")  # a GET route that changes state: HEAD refused
-    redis_client()                       # a client for REDIS_URL that fails fast
-    Granian("9_stock:app", interface=Interfaces.WSGI, **launch(__doc__)).serve()
-
-``json_api``: compact JSON as Express's ``res.json``, every error as JSON (Redis away: 503),
-a JSON 400 for a foreign ``Host``. ``launch``: the settings checked, the port free, the start
-line, Redis reached or said away. Why each of granian's settings: docs/internals.md.
+``json_api(Flask(...))``: compact JSON as Express's ``res.json``, every error as JSON (Redis
+away: 503), a JSON 400 for a foreign ``Host``. ``launch(__doc__)``: granian's settings, once
+the settings are checked and the port is free; the start line; Redis reached or said away.
+Why each of granian's settings: docs/internals.md.
 """
 
 from __future__ import annotations
@@ -100,10 +94,6 @@ def json_error(error: HTTPException) -> Response:
     return response
 
 
-def redis_unavailable(error: redis.RedisError) -> Response:
-    return json_error(ServiceUnavailable())
-
-
 def unreadable_state(error: UnreadableStateError | redis.ResponseError) -> Response:
     """A JSON 500 naming the key that holds no number, or Redis's refusal, with ``make reset`` where
     it helps; one line in the log, no traceback."""
@@ -151,8 +141,8 @@ def json_api(app: Flask) -> Flask:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.url_map.merge_slashes = False
     app.register_error_handler(HTTPException, json_error)
-    app.register_error_handler(redis.ConnectionError, redis_unavailable)
-    app.register_error_handler(redis.TimeoutError, redis_unavailable)
+    for unavailable in (redis.ConnectionError, redis.TimeoutError):
+        app.register_error_handler(unavailable, lambda error: json_error(ServiceUnavailable()))
     app.register_error_handler(UnreadableStateError, unreadable_state)
     app.register_error_handler(redis.ResponseError, unreadable_state)
     refuse_foreign_hosts(app)

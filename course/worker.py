@@ -26,8 +26,8 @@ from datetime import timedelta
 from types import FrameType
 
 from course.connection import say
-from course.events import ERROR_META_KEY, FAILED, OUTCOME_FIELD, JobEvent, publish_event, publish_failure
-from course.jobs import COURSE_CALLBACK_NAMES, SERIALIZER, CourseJob, UnreadableJobError
+from course.events import FAILED, OUTCOME_FIELD, JobEvent, publish_event, publish_failure
+from course.jobs import COURSE_CALLBACK_NAMES, ERROR_META_KEY, SERIALIZER, CourseJob, UnreadableJobError
 from course.stops import send_again_later, stopping_here_breaks
 from course.text import printable, text_of
 

@@ -249,7 +249,7 @@ def seat_server(monkeypatch) -> Iterator[fakeredis.FakeServer]:
     monkeypatch.setattr(web_jobs, "redis_client", fake_client)
     clear_seat_caches()
     yield server
-    seat.jobs.stop_listener()
+    seat.jobs.stop_printing()
     clear_seat_caches()
 
 

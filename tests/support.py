@@ -35,8 +35,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from course import expected
-from course.events.watch import JobWatch
+from course.events import JobEvent
+from course.events.watch import POLL_INTERVAL_SECONDS, JobWatch
 from course.ids import next_job_ids
+from course.jobs import course_queue
 
 import pytest
 import redis
@@ -501,6 +503,43 @@ class Task7Feeder(threading.Thread):
         self.feeding.clear()
         if self.is_alive():
             self.join()
+
+
+def printed_lines(capsys: pytest.CaptureFixture[str], count: int, timeout: float = 60) -> list[str]:
+    """What a thread of this process printed, once it printed ``count`` lines (or time is up)."""
+    printed: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(printed) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+        printed += capsys.readouterr().out.splitlines()
+    return printed
+
+
+class JobListener:
+    """A ``JobWatch`` of a queue kept listening by a thread while the test enqueues from another (a
+    ``Task7Feeder``); after a Redis error it listens again, and the watch's polls catch up."""
+
+    def __init__(self, queue: Queue, on_event: Callable[[JobEvent], None]) -> None:
+        self.watch = JobWatch(course_queue(queue.name, queue.connection), on_event)
+        self.listening = threading.Event()
+        self.thread = threading.Thread(target=self.listen, name=f"events of {queue.name}", daemon=True)
+
+    def start(self) -> JobListener:
+        self.listening.set()
+        self.thread.start()
+        return self
+
+    def listen(self) -> None:
+        while self.listening.is_set():
+            try:
+                self.watch.listen(POLL_INTERVAL_SECONDS)
+            except redis.RedisError:
+                time.sleep(POLL_INTERVAL_SECONDS)
+
+    def stop(self) -> None:
+        self.listening.clear()
+        self.thread.join()
+        self.watch.close()
 
 
 def defunct_below(pid: int) -> list[int]:

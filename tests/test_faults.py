@@ -33,6 +33,7 @@ from checker.lessons import ROOT, Output, lines, run_script, wait_for_line
 from tests.support import (
     PROCESSORS,
     STARTUP_TIMEOUT_SECONDS,
+    JobListener,
     OwnRedis,
     Task7Feeder,
     read_until,
@@ -281,7 +282,7 @@ def test_stops_at_random_moments_strand_no_job_and_fail_none(
     """Each stop: nothing left taken and not started, every job run once and reported, no traceback."""
     queue = course_queue(TASK7_QUEUE, rq_redis)
     heard: list[JobEvent] = []
-    listener = course_events.JobListener(queue, heard.append).start()
+    listener = JobListener(queue, heard.append).start()
     feeder = Task7Feeder(listener.watch, FEED_BATCH)
     feeder.start()
     stops: list[tuple[str, float, int, list[str], str]] = []

@@ -15,14 +15,16 @@ import os
 import pickle
 import re
 import signal
-import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from course import expected
-from course.events import COMPLETE, ERROR_META_KEY, FAILED, JobEvent, events_channel
+from course import expected, web_jobs
+from course.events import COMPLETE, FAILED, JobEvent, events_channel
 from course.events import watch as course_events
-from course.jobs import course_queue
+from course.jobs import ERROR_META_KEY, course_queue
+from course.outcomes import OutcomePoll
+from course.web_jobs import WebJobs
 from course.worker import CourseWorker
 
 import fakeredis
@@ -33,7 +35,7 @@ from rq.job import Job, JobStatus
 from rq.webhook import Webhook
 
 from checker.lessons import lines, start_script, wait_for_line
-from tests.support import stopped_output
+from tests.support import printed_lines, stopped_output
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -292,52 +294,61 @@ def test_a_processor_fails_a_job_of_unknown_status_and_goes_on(processors, redis
     assert processor.returncode == 0
 
 
-def test_the_listener_of_a_server_outlives_forged_events(rq_redis, run_worker_here):
-    queue = course_queue("reserve_seat", rq_redis)
-    heard: list[JobEvent] = []
-    ended = threading.Event()
-
-    def on_event(event: JobEvent) -> None:
-        heard.append(event)
-        if event.ended:
-            ended.set()
-
-    listener = course_events.JobListener(queue, on_event).start()
-    try:
-        job_id = listener.enqueue(TASK7_FUNCTION, expected.TASK7_JOBS[2])
-        forgeries = [*MALFORMED.values(), JobEvent(job_id, COMPLETE).to_json()]
-        for message in forgeries:
-            rq_redis.publish(events_channel(queue.name), message)
-        # Two polls: the listener has met every forgery before the job runs.
-        time.sleep(2.5 * course_events.POLL_INTERVAL_SECONDS)
-        assert heard == []
-        run_worker_here(queue)
-        assert ended.wait(EVENTS_TIMEOUT_SECONDS)
-    finally:
-        listener.stop()
-
-    lines_heard = [event.line("Notification job") for event in heard]
-    assert lines_heard == expected.task7_events(expected.TASK7_JOBS[2], int(job_id))
+FORGED_META = {
+    "not-json": (b"hello", "Job failed"),
+    "not-an-object": (b"[1,2]", "Job failed"),
+    "error-a-number": (json.dumps({ERROR_META_KEY: 7}).encode(), "Job failed"),
+    "deep": (b"[" * 100_000, "Job failed"),
+    "control-characters": (json.dumps({ERROR_META_KEY: "\x1b[2Jwiped"}).encode(), "\\x1b[2Jwiped"),
+}
 
 
-def test_the_listener_outlives_a_redis_error_other_than_a_lost_connection(monkeypatch):
-    queue = course_queue("reserve_seat", fakeredis.FakeRedis())
-    listener = course_events.JobListener(queue, lambda event: None)
+@pytest.fixture
+def web_jobs_on(monkeypatch) -> Iterator[Callable[[fakeredis.FakeRedis], WebJobs]]:
+    """A seat server's ``WebJobs`` on a fake Redis; its printing thread stopped after the test."""
+    made: list[WebJobs] = []
+
+    def make(connection: fakeredis.FakeRedis) -> WebJobs:
+        monkeypatch.setattr(web_jobs, "redis_client", lambda **options: connection)
+        made.append(WebJobs("reserve_seat", "Seat reservation job", {"100_seat.reserve_seat_job"}))
+        return made[-1]
+
+    yield make
+    for jobs in made:
+        jobs.stop_printing()
+
+
+@pytest.mark.parametrize("meta, error", FORGED_META.values(), ids=FORGED_META.keys())
+def test_a_servers_failed_job_whose_meta_is_forged_is_reported_safely(meta, error, web_jobs_on, capsys):
+    """A server's outcome lines come from the job's hash: anyone's input, parsed and never trusted."""
+    connection = fakeredis.FakeRedis()
+    jobs = web_jobs_on(connection)
+    job_id = jobs.enqueue("100_seat.reserve_seat_job", {})
+
+    connection.hset(Job.key_for(job_id), mapping={"status": JobStatus.FAILED.value, "meta": meta})
+
+    assert printed_lines(capsys, 1) == [f"Seat reservation job {job_id} failed: {error}"]
+
+
+def test_a_servers_outcome_thread_outlives_errors_and_keeps_polling(web_jobs_on, monkeypatch, capsys):
+    jobs = web_jobs_on(fakeredis.FakeRedis())
     calls = []
 
-    def failing_dispatch(timeout: float) -> None:
-        calls.append(timeout)
-        raise redis.ResponseError("OOM command not allowed")
+    def failing_poll(self: OutcomePoll) -> list:
+        calls.append(len(calls))
+        raise redis.ResponseError("OOM command not allowed") if len(calls) % 2 else KeyError("unforeseen")
 
-    monkeypatch.setattr(course_events.JobListener, "RETRY_SECONDS", 0.01)
-    monkeypatch.setattr(listener.watch, "listen", failing_dispatch)
-    listener.start()
+    monkeypatch.setattr(OutcomePoll, "poll", failing_poll)
+    monkeypatch.setattr(web_jobs, "POLL_SECONDS", 0.01)
+    jobs.enqueue("100_seat.reserve_seat_job", {})
     deadline = time.monotonic() + EVENTS_TIMEOUT_SECONDS
-    while len(calls) < 3 and time.monotonic() < deadline:
+    while len(calls) < 4 and time.monotonic() < deadline:
         time.sleep(0.01)
-    listener.stop()
+    jobs.stop_printing()
 
-    assert len(calls) >= 3
+    assert len(calls) >= 4
+    # Redis refusing is said by the routes; anything else once per poll, on stderr, in one line.
+    assert "Job outcomes: KeyError: 'unforeseen'" in capsys.readouterr().err.splitlines()
 
 
 # Anything else in a queue or a job hash ------------------------------------------------------

@@ -6,7 +6,6 @@ need a real server.
 
 from __future__ import annotations
 
-import threading
 import time
 
 from course import expected
@@ -185,29 +184,6 @@ def test_a_poll_between_the_ids_and_the_enqueue_takes_no_job_for_deleted(queue, 
         watch.check_rq_state()
 
     assert (events, watch.is_pending()) == ([], True), job_id
-
-
-def test_a_listener_thread_hears_the_jobs_its_process_enqueued(queue, run_worker_here):
-    heard: list[JobEvent] = []
-    all_ended = threading.Event()
-
-    def on_event(event: JobEvent) -> None:
-        heard.append(event)
-        if sum(event.ended for event in heard) == 2:
-            all_ended.set()
-
-    listener = course_events.JobListener(queue, on_event).start()
-    try:
-        job_ids = [listener.enqueue(JOB_FUNCTION, data) for data in expected.TASK7_JOBS[1:3]]
-        stranger = queue.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[3])
-        run_worker_here(queue)
-        assert all_ended.wait(EVENTS_TIMEOUT_SECONDS)
-    finally:
-        listener.stop()
-
-    assert {event.job_id for event in heard} == set(job_ids)
-    assert stranger.id not in {event.job_id for event in heard}
-    assert lines_of(heard, job_ids[0]) == expected.task7_events(expected.TASK7_JOBS[1], int(job_ids[0]))
 
 
 # The cost of a poll ----------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import time
 
 from course import expected
 from course.events import JobEvent
-from course.events.watch import JobListener
 from course.jobs import course_queue
 
 import pytest
@@ -24,7 +23,7 @@ from rq import Worker
 from rq.job import JobStatus
 
 from checker.lessons import Output, lines, run_script, wait_for_line
-from tests.support import Task7Feeder, defunct_below, stopped_output
+from tests.support import JobListener, Task7Feeder, defunct_below, stopped_output
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 

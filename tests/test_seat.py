@@ -13,7 +13,7 @@ import signal
 import time
 from collections.abc import Iterator
 
-from course import expected
+from course import expected, web_jobs
 from course.connection import CONNECTED
 from course.jobs import SERIALIZER, course_queue
 
@@ -23,7 +23,7 @@ import redis
 from flask.testing import FlaskClient
 from rq import Queue, SimpleWorker
 
-from tests.support import run_python
+from tests.support import printed_lines, run_python
 
 seat = importlib.import_module("100_seat")
 
@@ -267,23 +267,15 @@ def test_a_job_without_a_seat_fails_with_the_course_message(seat_db, seat_server
 # Jobs, end to end in one process --------------------------------------------------------------
 
 
-def printed_lines(capsys: pytest.CaptureFixture[str], count: int) -> list[str]:
-    """What the job listener's thread printed, once it printed ``count`` lines (or time is up)."""
-    printed: list[str] = []
-    deadline = time.monotonic() + EVENTS_TIMEOUT_SECONDS
-    while len(printed) < count and time.monotonic() < deadline:
-        time.sleep(0.01)
-        printed += capsys.readouterr().out.splitlines()
-    return printed
-
-
 def test_the_server_prints_each_of_its_jobs_completed_or_failed(
-    seat_client, seat_db, run_reservations_here, capsys
+    seat_client, seat_db, seat_server, run_reservations_here, capsys
 ):
     seat.reserve_seat(3)
     for _ in range(3):
         assert body_of(seat_client, "/reserve_seat")[2] == expected.RESERVATION_IN_PROCESS
-    seat.reserve_seat(2)  # another server's processor took one meanwhile
+    seat.reserve_seat(2)  # another server's processor took one meanwhile; another server queued one
+    another_server = fakeredis.FakeRedis(server=seat_server)
+    course_queue(expected.SEAT_QUEUE, another_server).enqueue(seat.JOB_FUNCTION, {}, job_id="another")
 
     run_reservations_here()
 
@@ -292,6 +284,8 @@ def test_the_server_prints_each_of_its_jobs_completed_or_failed(
         "Seat reservation job 2 completed",
         f"Seat reservation job 3 failed: {expected.NOT_ENOUGH_SEATS}",
     ]
+    time.sleep(5 * web_jobs.POLL_SECONDS)
+    assert capsys.readouterr().out == "", "only the jobs this server queued"
     assert body_of(seat_client, "/available_seats")[2] == expected.available_seats_body(0)
     assert body_of(seat_client, "/reserve_seat")[2] == expected.RESERVATION_BLOCKED
 
@@ -304,10 +298,10 @@ def test_the_server_prints_each_of_its_jobs_completed_or_failed(
 TWO_PROCESSES_PRINTING = """
 import os
 
-from course import web_jobs
+from course import queue_processor
 from course.connection import CONNECTED
 
-web_jobs.one_write_per_line()
+queue_processor.one_write_per_line()
 os.fork()
 for _ in range(5000):
     print(CONNECTED, flush=True)

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from course.jobs import SERIALIZER
+from course.jobs import ERROR_META_KEY, SERIALIZER
 from course.text import printable
 
 import redis
@@ -29,7 +29,6 @@ COMPLETE = "complete"
 FAILED = "failed"
 
 PROGRESS_META_KEY = "progress"
-ERROR_META_KEY = "error"
 # A field of the job's hash, set to COMPLETE or FAILED by whoever publishes that outcome.
 OUTCOME_FIELD = "course_outcome"
 # RQ names an abandoned job's error AbandonedJobError and gives it no message.

@@ -1,26 +1,22 @@
 """The creator's side of Kue's job events: subscribe, enqueue, then hear about those jobs.
 
 A ``JobWatch`` subscribes to its queue's events before the jobs exist, reserves their
-Kue-style ids (``course.ids``), hands each event of its own jobs to a handler
-in the order the processor sent them, and reads RQ's status of a few pending jobs every
-second, so that a lost event never leaves it waiting. A message is an event only once
-``parse_event`` says so: anyone may publish on a channel. ``JobListener`` keeps one listening in
-a thread, for a web server.
+Kue-style ids (``course.ids``), hands each event of its own jobs to a handler in the order
+the processor sent them, and reads RQ's state of a few pending jobs every second
+(``course.outcomes``), so that a lost event never leaves it waiting. A message is an event
+only once ``parse_event`` says so: anyone may publish on a channel.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from course.events import (
     COMPLETE,
-    ERROR_META_KEY,
     FAILED,
     OUTCOME_FIELD,
     PROGRESS,
@@ -30,17 +26,12 @@ from course.events import (
     publish_failed,
 )
 from course.ids import next_job_ids
-from course.jobs import KNOWN_STATUSES, SERIALIZER, CourseJob, course_queue
+from course.outcomes import OutcomePoll
 from course.text import printable, text_of
 
 import redis
 from rq import Callback, Queue
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
-
-ENDED_STATUSES = frozenset(
-    status.value for status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
-)
+from rq.job import Job
 
 POLL_INTERVAL_SECONDS = 1.0
 POLL_BATCH = 16  # statuses read per poll, in turn: a lost event is noticed within pending / 16 s
@@ -74,26 +65,6 @@ def parse_event(raw: str | bytes) -> JobEvent | None:
     return JobEvent(job_id, kind)
 
 
-def has_ended(status: str | None) -> bool:
-    """Whether RQ's raw status says the job will not run any more (gone, or a status RQ does not know)."""
-    return status is None or status not in KNOWN_STATUSES or status in ENDED_STATUSES
-
-
-def ended_event(connection: redis.Redis, job_id: str, status: str | None) -> JobEvent:
-    """The event RQ's state stands for, for a job whose event went missing."""
-    if status == JobStatus.FINISHED.value:
-        return JobEvent(job_id, COMPLETE)
-    if status is None:
-        return JobEvent(job_id, FAILED, error="Job was deleted")
-    if status not in KNOWN_STATUSES:
-        return JobEvent(job_id, FAILED, error=f"Job status {status}")
-    try:
-        error = CourseJob.fetch(job_id, connection=connection, serializer=SERIALIZER).meta.get(ERROR_META_KEY)
-    except (NoSuchJobError, AttributeError):
-        error = None
-    return JobEvent(job_id, FAILED, error=error if isinstance(error, str) and error else f"Job {status}")
-
-
 def ignore(reason: str, what: object) -> None:
     """A message the watch does not act on: one line on stderr with --verbose, nothing otherwise."""
     log.info("Ignored %s: %s", reason, printable(repr(what))[:200])
@@ -108,12 +79,7 @@ class JobWatch:
         self.queue = queue
         self.connection = queue.connection
         self.on_event = on_event
-        self.lock = threading.Lock()
-        # Insertion order is id order; ``turns`` is the order in which polls read them.
-        self.pending: dict[str, None] = {}
-        self.turns: deque[str] = deque()
-        # Ended according to RQ at the last poll, with no event yet: reported at the next one.
-        self.ended_in_rq: dict[str, str | None] = {}
+        self.outcomes = OutcomePoll(self.connection, POLL_BATCH)
         self.next_poll = time.monotonic() + POLL_INTERVAL_SECONDS
         self.pubsub = self.connection.pubsub()
         self.subscribe()
@@ -128,14 +94,15 @@ class JobWatch:
                 return
         raise redis.ConnectionError(f"no confirmation of SUBSCRIBE within {SUBSCRIBE_TIMEOUT_SECONDS:.0f} s")
 
+    @property
+    def pending(self) -> dict[str, None]:
+        """The jobs watched, not ended yet, in id order."""
+        return self.outcomes.pending
+
     def new_job_ids(self, count: int = 1, polled: bool = True) -> list[str]:
         """Kue-style ids for jobs about to be enqueued, watched from now on (``polled``: jobs exist)."""
         job_ids = next_job_ids(self.connection, count)
-        with self.lock:
-            for job_id in job_ids:
-                self.pending[job_id] = None
-                if polled:
-                    self.turns.append(job_id)
+        self.outcomes.add(job_ids, polled)
         return job_ids
 
     def enqueue_many(self, function_name: str, datas: Sequence[dict], **options: Any) -> list[str]:
@@ -156,17 +123,14 @@ class JobWatch:
         try:
             self.queue.enqueue_many(jobs)
         except BaseException:
-            with self.lock:
-                for job_id in job_ids:
-                    self.pending.pop(job_id, None)
+            for job_id in job_ids:
+                self.outcomes.end(job_id)
             raise
-        with self.lock:
-            self.turns.extend(job_ids)
+        self.outcomes.start_polling(job_ids)
         return job_ids
 
     def is_pending(self) -> bool:
-        with self.lock:
-            return bool(self.pending)
+        return bool(self.pending)
 
     def listen(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for events, hand on those that arrived; poll RQ's state when due."""
@@ -217,51 +181,14 @@ class JobWatch:
         return text_of(self.connection.hget(Job.key_for(job_id), OUTCOME_FIELD) or "")
 
     def handle(self, event: JobEvent) -> None:
-        with self.lock:
-            if event.job_id not in self.pending:
-                return
-            if event.ended:
-                del self.pending[event.job_id]
+        if event.ended and not self.outcomes.end(event.job_id):
+            return
         self.on_event(event)
 
     def check_rq_state(self) -> None:
-        """Report the jobs RQ showed ended at the last poll with no event since (a late event comes
-        first: a worker publishes it before RQ saves the status); read a few more statuses."""
-        with self.lock:
-            overdue = [item for item in self.ended_in_rq.items() if item[0] in self.pending]
-            batch = self.poll_batch()
-        for job_id, status in overdue:
-            self.handle(ended_event(self.connection, job_id, status))
-        statuses = self.statuses(batch)
-        with self.lock:
-            self.ended_in_rq = {
-                job_id: status
-                for job_id, status in statuses.items()
-                if has_ended(status) and job_id in self.pending
-            }
-
-    def poll_batch(self) -> list[str]:
-        """The next POLL_BATCH pending jobs in turn (ids that ended drop out of the turns here)."""
-        batch: list[str] = []
-        for _ in range(len(self.turns)):
-            if len(batch) == POLL_BATCH:
-                break
-            job_id = self.turns.popleft()
-            if job_id in self.pending:
-                self.turns.append(job_id)
-                batch.append(job_id)
-        return batch
-
-    def statuses(self, job_ids: list[str]) -> dict[str, str | None]:
-        """Each job's raw RQ status (None for a job that no longer exists), in one round trip."""
-        if not job_ids:
-            return {}
-        with self.connection.pipeline(transaction=False) as pipeline:
-            for job_id in job_ids:
-                pipeline.hget(Job.key_for(job_id), "status")
-            raw_statuses = pipeline.execute()
-        pairs = zip(job_ids, raw_statuses, strict=True)
-        return {job_id: text_of(raw) if raw else None for job_id, raw in pairs}
+        """Report the jobs whose end RQ's state shows and no event told (a lost event)."""
+        for job_id, error in self.outcomes.poll():
+            self.on_event(JobEvent(job_id, FAILED, error=error) if error else JobEvent(job_id, COMPLETE))
 
     def close(self) -> None:
         self.pubsub.close()
@@ -271,40 +198,3 @@ class JobWatch:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-class JobListener:
-    """A ``JobWatch`` kept listening by a daemon thread (a web server's): ``on_event`` is called from
-    it; after any error it tries again a second later, and the polls catch up on what it missed."""
-
-    RETRY_SECONDS = 1.0
-
-    def __init__(self, queue: Queue, on_event: Callable[[JobEvent], None]) -> None:
-        # JSON jobs whatever the queue given (RQ's default serializer is pickle).
-        self.watch = JobWatch(course_queue(queue.name, queue.connection), on_event)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, name=f"job events of {queue.name}", daemon=True)
-
-    def start(self) -> JobListener:
-        self.thread.start()
-        return self
-
-    def enqueue(self, function_name: str, data: dict) -> str:
-        """Create one job with its data and watch it; returns its id."""
-        return self.watch.enqueue_many(function_name, [data])[0]
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.watch.listen(POLL_INTERVAL_SECONDS)
-            except (redis.ConnectionError, redis.TimeoutError):
-                self.stopping.wait(self.RETRY_SECONDS)
-            except Exception as error:
-                # A listener that died would leave its process deaf to its jobs for good.
-                log.warning("Job listener: %s", printable(f"{type(error).__name__}: {error}"))
-                self.stopping.wait(self.RETRY_SECONDS)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join()
-        self.watch.close()
