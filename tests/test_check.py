@@ -6,6 +6,7 @@ real server standing for the instructor's own Redis on a loopback port the hosti
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -272,6 +273,41 @@ def test_a_sandbox_about_to_start_as_ctrl_c_sweeps_the_others_never_starts(tmp_p
     status = class_check.run_sandbox(["touch", str(marker)], folder_check, echo=False)
 
     assert (status, marker.exists(), class_check.RUNNING) == (-signal.SIGINT, False, set())
+
+
+def test_ctrl_c_ends_a_sandbox_caught_in_its_setup(tmp_path, monkeypatch):
+    """bwrap ties its sandbox to its own life (--die-with-parent) only once the sandbox is set up:
+    killed before, it left the sandbox running on, holding the output its folder's thread read, and
+    the check waited for the thread (CI: no answer within 30 s of Ctrl-C)."""
+    monkeypatch.setattr(class_check, "STOPPING", threading.Event())
+    monkeypatch.setattr(class_check, "RUNNING", set())
+    setup = tmp_path / "setup"
+    os.mkfifo(setup)
+    # --block-fd holds the sandbox in its setup until a byte comes: the FIFO, opened read-write, never ends.
+    sandboxed = "bwrap --ro-bind / / --unshare-pid --die-with-parent --block-fd 3 -- echo ran"
+    command = ["sh", "-c", f'exec 3<>"$0"; exec {sandboxed}', str(setup)]
+    folder_check = class_check.FolderCheck("caught", tmp_path, 0)
+    reading = threading.Thread(target=class_check.run_sandbox, args=(command, folder_check, False))
+    reading.start()
+    deadline = time.monotonic() + 30
+    while not (in_setup := [pid for bwrap in list(class_check.RUNNING) for pid in descendants(bwrap.pid)]):
+        assert time.monotonic() < deadline, "the sandbox did not start"
+        time.sleep(0.05)
+
+    class_check.end_every_sandbox()
+    reading.join(timeout=30)
+
+    try:
+        deadline = time.monotonic() + 10
+        while (left := [pid for pid in in_setup if is_running(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (reading.is_alive(), left, folder_check.transcript) == (False, [], [])
+    finally:  # a sandbox that outlived the sweep goes on to its end
+        with contextlib.suppress(OSError):
+            release = os.open(setup, os.O_WRONLY | os.O_NONBLOCK)
+            os.write(release, b"x")
+            os.close(release)
+        reading.join()
 
 
 # Hostile folders -----------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from course.events import (
 from course.events import watch as course_events
 from course.events.watch import parse_event
 from course.ids import next_job_ids
-from course.jobs import course_queue
+from course.jobs import ERROR_META_KEY, course_queue
+from course.outcomes import OutcomePoll
 from course.worker import CourseWorker
 
 import fakeredis
@@ -184,6 +185,23 @@ def test_a_poll_between_the_ids_and_the_enqueue_takes_no_job_for_deleted(queue, 
         watch.check_rq_state()
 
     assert (events, watch.is_pending()) == ([], True), job_id
+
+
+def test_a_failure_whose_error_is_recorded_after_its_status_is_reported_with_the_error(queue):
+    """A refused job: RQ saves it failed, then the worker records why (course/worker.py)."""
+    [job_id] = next_job_ids(queue.connection)
+    queue.enqueue(JOB_FUNCTION, expected.TASK7_JOBS[2], job_id=job_id)
+    outcomes = OutcomePoll(queue.connection, batch=10)
+    outcomes.add([job_id])
+    job = queue.fetch_job(job_id)
+
+    job.set_status(JobStatus.FAILED)
+    assert outcomes.poll() == []
+    job.meta[ERROR_META_KEY] = "Job function os.system is not one this processor runs"
+    job.save_meta()
+
+    assert outcomes.poll() == [(job_id, "Job function os.system is not one this processor runs")]
+    assert outcomes.pending == {}
 
 
 # The cost of a poll ----------------------------------------------------------------------------

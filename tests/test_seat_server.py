@@ -34,6 +34,7 @@ import redis
 from rq import Queue, Worker
 from rq.registry import FinishedJobRegistry
 
+from checker.lessons import ROOT
 from tests.support import OwnRedis, Server, defunct_below, proc_stat, wait_for_workers
 
 seat = importlib.import_module("100_seat")
@@ -215,6 +216,29 @@ def test_a_reservation_after_process_is_processed_too(start_seat_server, rq_redi
         JSON,
         expected.available_seats_body(expected.INITIAL_SEATS - 1),
     )
+
+
+def test_a_server_started_from_another_directory_processes_its_reservations(
+    start_seat_server, rq_redis, tmp_path
+):
+    """``python /path/to/100_seat.py`` from anywhere: its processor, a program of its own, still
+    finds the course's modules and the job function."""
+    script = ROOT / "100_seat.py"
+    server = start_seat_server(
+        command=lambda port: [
+            "sh",
+            "-c",
+            'cd "$0" && exec "$1" "$2"',
+            str(tmp_path),
+            sys.executable,
+            str(script),
+        ]
+    )
+
+    assert server.request("/reserve_seat") == (200, JSON, expected.RESERVATION_IN_PROCESS)
+    assert server.request("/process") == (200, JSON, expected.QUEUE_PROCESSING)
+
+    assert [JOB_LINE.fullmatch(line)[2] for line in server.read_until(JOB_LINE, 1)] == ["completed"]
 
 
 # 120 reservations for 50 seats ----------------------------------------------------------------
