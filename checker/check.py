@@ -14,6 +14,7 @@ matches; 2 without bubblewrap.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -219,7 +220,7 @@ def run_sandbox(command: list[str], check: FolderCheck, echo: bool) -> int:
             errors="replace",
         )  # fmt: skip
         RUNNING.add(process)
-    timer = threading.Timer(FOLDER_SECONDS, process.kill)
+    timer = threading.Timer(FOLDER_SECONDS, end_sandbox, [process])
     timer.start()
     try:
         for line in process.stdout:
@@ -233,12 +234,26 @@ def run_sandbox(command: list[str], check: FolderCheck, echo: bool) -> int:
         RUNNING.discard(process)
 
 
+def end_sandbox(process: subprocess.Popen[str]) -> None:
+    """Kill a sandbox's bwrap, then whatever still holds its output open: the folder's thread reads
+    that output to its end, and the check waits for the thread."""
+    process.kill()
+    process.wait()
+    # bwrap ties the sandbox to its own life (--die-with-parent) only once the sandbox is set up.
+    # Killed during that setup, it leaves the sandbox running the whole check on its own (CI: no
+    # answer within 30 s of Ctrl-C). The sandbox's first process holds the output: killed, its pid
+    # namespace ends, and everything in it.
+    for pid in sandbox.holders_of(process.stdout):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def end_every_sandbox() -> None:
     """Ctrl-C: the sandboxes run in sessions of their own, which the terminal's Ctrl-C does not reach."""
     with RUNNING_LOCK:
         STOPPING.set()
         for process in list(RUNNING):
-            process.kill()
+            end_sandbox(process)
 
 
 # A class ------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import stat
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 from checker.lessons import ROOT
 
@@ -179,6 +180,25 @@ def processes_of(uid: int) -> list[int]:
         # A zombie is dead already: its parent (the orchestration, or bwrap's init) reaps it.
         if str(uid) in fields.get("Uid", "").split() and not fields.get("State", "").strip().startswith("Z"):
             pids.append(int(entry.name))
+    return pids
+
+
+def holders_of(pipe: IO[str]) -> list[int]:
+    """The other processes holding ``pipe`` open (either end), from /proc."""
+    target = f"pipe:[{os.fstat(pipe.fileno()).st_ino}]"
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            descriptors = list(os.scandir(Path(entry.path, "fd")))
+        except OSError:  # it ended meanwhile, or is another user's
+            continue
+        for descriptor in descriptors:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                if os.readlink(descriptor.path) == target:
+                    pids.append(int(entry.name))
+                    break
     return pids
 
 

@@ -237,6 +237,17 @@ def test_a_class_the_plain_solution_and_the_project_match_and_a_broken_copy_gets
     assert matched == ["11/11", "0/11", "1/11", "2/11", "1/11", "11/11"], project_misses
 
 
+def still_running(pids: list[int]) -> list[str]:
+    """Each of ``pids`` still running, with its parent (a sandbox left on its own has init's) and command."""
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):  # it ended meanwhile
+            parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:100]
+            found.append(f"{pid} (parent {parent}): {command.decode(errors='replace')}")
+    return found
+
+
 def test_ctrl_c_ends_a_class_check_and_everything_in_its_sandboxes(tmp_path):
     folders = [plain_variant(tmp_path / f"student-{number}") for number in (1, 2)]
     checking = subprocess.Popen(
@@ -252,7 +263,12 @@ def test_ctrl_c_ends_a_class_check_and_everything_in_its_sandboxes(tmp_path):
         time.sleep(0.1)
 
     checking.send_signal(signal.SIGINT)
-    stdout, stderr = checking.communicate(timeout=30)
+    try:
+        stdout, stderr = checking.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        hung = still_running(started)
+        checking.kill()
+        pytest.fail(f"no answer within 30 s of Ctrl-C; of its processes, still running: {hung}")
 
     assert checking.returncode == 130, stdout + stderr
     assert stdout.endswith("\nCheck interrupted\n")
