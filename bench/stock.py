@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,17 +35,13 @@ sys.path.insert(0, str(ROOT))
 
 from course.connection import redis_url  # noqa: E402
 
+from checker.tasks import free_port  # noqa: E402
+
 ROUTES = ["/list_products/1", "/reserve_product/1"]
 STOCK_KEY = "item.1"
 # Enough units that no reservation of the run is refused: every request takes the write path.
 BENCH_STOCK = 10**9
 READY_TIMEOUT_SECONDS = 20
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def require(tool: str) -> str:

@@ -7,6 +7,7 @@ numbered; see checker/compare.py); what is shown is what the program printed.
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -31,10 +32,22 @@ COURSE_TESTS = "8_job.test.py"
 INTERFACE_TEST = Path(__file__).with_name("task8_interface.py")
 
 
+# Below Linux's range for outgoing connections (32768-60999 by default): a port the kernel handed out
+# could be taken by another test's client between this check and the server's bind (the tests' CI: a
+# stock server found its port taken). Picked at random, so parallel test workers rarely meet.
+PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port nothing on 127.0.0.1 holds now, which no outgoing connection will take."""
+    while True:
+        port = random.SystemRandom().choice(PORTS)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 def show_run(outcome: Outcome, ran: Ran) -> None:

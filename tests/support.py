@@ -49,16 +49,11 @@ from rq.results import Result
 from rq.worker import WorkerStatus
 
 from checker.lessons import ROOT, lines, redis_bin_dir, script_env, wait_for_line
+from checker.tasks import free_port
 
 REDIS_BIN = redis_bin_dir()
 # How long a failed job made by hand is kept: a day, as long as a test may look at it.
 FAILED_JOB_TTL_SECONDS = 24 * 60 * 60
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # Processor script -> (its queue, how many workers it registers).
