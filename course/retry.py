@@ -14,7 +14,7 @@ from course.connection import CONNECTED, client_from_env, not_connected_line, sa
 
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ExecAbortError
+from redis.exceptions import BusyLoadingError, ExecAbortError
 from redis.retry import Retry
 
 # A command is tried again after 0.1, 0.2, 0.4, 0.8 s, then every second: about 11.5 s.
@@ -31,9 +31,9 @@ RQ_SCHEDULER_PROCESS = "Scheduler"  # RQ's name for its scheduler's process
 
 
 class RedisPresence:
-    """Whether the processor last found Redis there, shared by its processes: one line when that
-    changes (refused writes: once a minute at most). Back: a failed command went through, or any
-    did once Redis was away longer than a command retries (a closing server may answer one)."""
+    """Whether the processor last found Redis there, shared by its processes: a line when that changes
+    (refused writes: once a minute at most). Back: a failed command went through, or any did after an
+    outage longer than a command retries (a closing server may answer one); loading is not lost."""
 
     HERE, AWAY = 0, 1
 
@@ -49,7 +49,7 @@ class RedisPresence:
                 if time.monotonic() - self.refused_at.value > REFUSAL_REPEAT_SECONDS:
                     self.refused_at.value = time.monotonic()
                     say(f"Redis refuses writes: {refused}")
-            elif refused is None and self.state.value == self.HERE:
+            elif refused is None and self.state.value == self.HERE and type(error) is not BusyLoadingError:
                 self.state.value = self.AWAY
                 self.since.value = time.monotonic()
                 say(not_connected_line(error))

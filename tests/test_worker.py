@@ -14,6 +14,7 @@ import time
 from datetime import timedelta
 
 from course import expected, settings
+from course import retry as course_retry
 from course.events import JobEvent
 from course.events import watch as course_events
 from course.jobs import course_queue
@@ -388,4 +389,20 @@ def test_each_line_about_redis_is_one_write_that_no_other_process_can_split(monk
         "Redis refuses writes: command not allowed when used memory > 'maxmemory'.\n",
         "Redis client not connected to the server: Connection refused\n",
         "Redis client connected to the server\n",
+    ]
+
+
+def test_a_redis_back_and_still_loading_its_data_is_not_said_lost_again(monkeypatch, capsys):
+    """Back after a long outage, a command went through, the next met "LOADING" (CI: four lines)."""
+    monkeypatch.setattr(course_retry, "RETRY_SECONDS", 0)
+    presence = RedisPresence()
+
+    presence.lost(redis.ConnectionError("Connection closed by server."))
+    presence.back(failed_first=False)
+    presence.lost(redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"))
+    presence.back(failed_first=True)
+
+    assert capsys.readouterr().out.splitlines() == [
+        "Redis client not connected to the server: Connection closed by server.",
+        "Redis client connected to the server",
     ]
