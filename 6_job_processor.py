@@ -8,9 +8,7 @@ pause (``Retry(max, interval)``) run when due, as Kue's delayed jobs did. It run
 Ctrl-C or SIGTERM, finishing the job in hand first.
 """
 
-import sys
-
-from course.connection import run
+from course.connection import run, say  # say: a line in one write (several processes share it)
 from course.retry import processor_connection
 from course.settings import logging_level_from_args
 from course.worker import CourseWorker
@@ -28,10 +26,7 @@ class NotificationWorker(CourseWorker):
 
 
 def send_notification(phone_number: str, message: str) -> None:
-    # One write per line: RQ's scheduler, a process of its own, may print the course's Redis lines
-    # meanwhile, and print() writes the line and its newline separately.
-    sys.stdout.write(f"Sending notification to {phone_number}, with message: {message}\n")
-    sys.stdout.flush()
+    say(f"Sending notification to {phone_number}, with message: {message}")
 
 
 def send_notification_job(data: dict) -> None:

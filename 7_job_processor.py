@@ -9,9 +9,7 @@ exception whose message is the failure's message (Kue's ``done(new Error(...))``
 or SIGTERM stops both workers once their jobs in hand are done.
 """
 
-import sys
-
-from course.connection import run
+from course.connection import run, say  # say: a line in one write (several processes share it)
 from course.events import report_progress
 from course.retry import processor_connection
 from course.settings import logging_level_from_args
@@ -42,10 +40,7 @@ def send_notification(phone_number: str, message: str, job: Job) -> None:
     if phone_number in BLACKLISTED_NUMBERS:
         raise BlacklistedNumberError(f"Phone number {phone_number} is blacklisted")
     report_progress(50, job)
-    # One write per line: the two workers share the terminal, and print() writes the line and
-    # its newline separately, so two lines could interleave.
-    sys.stdout.write(f"Sending notification to {phone_number}, with message: {message}\n")
-    sys.stdout.flush()
+    say(f"Sending notification to {phone_number}, with message: {message}")
 
 
 def send_notification_job(data: dict) -> None:

@@ -100,19 +100,19 @@ def run(main: Callable[[], object]) -> None:
     try:
         main()
     except SettingError as error:
-        print(error, file=sys.stderr, flush=True)
+        say(str(error), sys.stderr)
         sys.exit(USAGE_ERROR)
     except CannotStartError as error:
-        print(error, file=sys.stderr, flush=True)
+        say(str(error), sys.stderr)
         sys.exit(1)
     except (redis.ConnectionError, redis.TimeoutError) as error:
-        print(not_connected_line(error), flush=True)
+        say(not_connected_line(error))
         sys.exit(1)
     except UnreadableStateError as error:
-        print(f"{error} ({RESET_HINT})", file=sys.stderr, flush=True)
+        say(f"{error} ({RESET_HINT})", sys.stderr)
         sys.exit(1)
     except redis.RedisError as error:
-        print(f"Redis error: {error}", file=sys.stderr, flush=True)
+        say(f"Redis error: {error}", sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -19,12 +19,6 @@ from course.settings import rq_logging_level
 from course.worker import CourseWorker
 
 
-def one_write_per_line() -> None:
-    """Each line of stdout in one system call: unbuffered, ``print`` writes a line's text and its
-    newline apart, and two processors' lines were glued (``...serverRedis client...``)."""
-    sys.stdout.reconfigure(line_buffering=True, write_through=False)
-
-
 def stop_when_input_ends() -> None:
     # os.read, not sys.stdin: a thread blocked in Python's reader holds its lock, and an exit then aborts.
     while os.read(sys.stdin.fileno(), 4096):
@@ -37,7 +31,6 @@ def main() -> None:
     parser.add_argument("queue")
     parser.add_argument("functions", nargs="+", metavar="function", help="a job function's import path")
     arguments = parser.parse_args()
-    one_write_per_line()
     threading.Thread(target=stop_when_input_ends, daemon=True).start()
     logging_level = rq_logging_level(verbose=False)
     connection = client_from_env(decode_responses=False)

@@ -292,19 +292,16 @@ def test_the_server_prints_each_of_its_jobs_completed_or_failed(
 
 # Whole lines from the processors --------------------------------------------------------------
 
-# Two processes print the connected line at once into one pipe, as two processors of one seat
-# server do after a Redis restart. Without one_write_per_line, 1,354 of 10,000 lines came glued
-# to another (measured on 2 cores).
+# Two processes print the connected line at once into one pipe, as a processor's workers do after
+# a Redis restart. With print(), 1,354 of 10,000 lines came glued to another (measured on 2 cores).
 TWO_PROCESSES_PRINTING = """
 import os
 
-from course import queue_processor
-from course.connection import CONNECTED
+from course.connection import CONNECTED, say
 
-queue_processor.one_write_per_line()
 os.fork()
 for _ in range(5000):
-    print(CONNECTED, flush=True)
+    say(CONNECTED)
 """
 
 
