@@ -1,4 +1,4 @@
-"""A web server's queue processor, a program of its own: ``python -m course.queue_processor QUEUE FUNCTION``
+"""A web server's queue processor, a program of its own: python -m course.queue_processor QUEUE FUNCTION...
 
 ``course.web_jobs`` starts one beside a web process asked to ``/process``: an RQ worker
 (``CourseWorker``) running the job functions named. It stops as SIGTERM stops it (the job in
