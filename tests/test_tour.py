@@ -80,7 +80,7 @@ def test_a_missing_task_file_is_a_failure_named_in_the_summary(project_copy):
     result = run_tour(project_copy, dict(os.environ))
 
     assert "Task 9: missing 9_stock.py" in result.stdout, result.stdout[-3000:]
-    assert result.stdout.splitlines()[-1] == "10/11 tasks match the course"
+    assert result.stdout.splitlines()[-1] == "10/11 tasks match the course", result.stdout[-6000:]
     assert result.returncode == 1
     assert_nothing_left_running(run_port(result.stdout))
 
